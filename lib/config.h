@@ -12,6 +12,14 @@
  * (conninfo, kafka.sasl.password, ...) or "credential:NAME", read from
  * $CREDENTIALS_DIRECTORY/NAME (systemd LoadCredential=).  Either way, the
  * value is read once at load; trailing newlines are stripped.
+ *
+ * Syntax: "key = value", ';' or '#' starts a comment line, " ;" starts an
+ * inline comment, no continuation lines.  Durations: "0", "30s", "15m", "1h",
+ * "2d" (a bare number is seconds; batch_ms takes "250ms" or a bare number
+ * of milliseconds).  Sizes: "1048576", "64kB", "5MB" (powers of 1000),
+ * "4KiB", "4MiB", "1GiB" (powers of 1024).  Booleans: true/false, yes/no,
+ * on/off, 1/0.  Parsing uses process-wide inih settings: parse one file at a
+ * time (the daemon's main thread does).
  */
 #ifndef LS_CONFIG_H
 #define LS_CONFIG_H
@@ -31,7 +39,8 @@ enum ls_ddl_mode { LS_DDL_APPLY = 0, LS_DDL_STOP };
 
 struct ls_kv {
 	char *key;                 /* owned; without the "kafka." prefix */
-	char *value;               /* owned */
+	char *value;               /* owned; secret for *password keys */
+	int line;                  /* where it was set, for error messages */
 };
 
 struct ls_config_source {
@@ -102,8 +111,19 @@ int ls_config_parse(const char *name, const char *text, struct ls_config **out,
 
 void ls_config_free(struct ls_config *c);   /* NULL is a no-op */
 
-/* Writes the effective config as INI text with secrets redacted into buf
- * (always NUL-terminated); returns the length it needed. */
+/* For SIGHUP: 0 when next differs from cur only in keys marked reloadable
+ * (log level, drift interval and chunk_rows, target batch_rows / batch_ms,
+ * buffer max_lead); otherwise -1 and err names the first key that needs a
+ * restart: "FILE: [section] key: changed, needs a restart". */
+int ls_config_reload_check(const struct ls_config *cur,
+			   const struct ls_config *next, struct ls_err *err)
+	__attribute__((warn_unused_result));
+
+/* Writes the effective config (defaults filled in) as INI text into buf
+ * (always NUL-terminated when size > 0); returns the length it needed, as
+ * snprintf does.  Secret values are masked (conninfo through ls_redact, the
+ * kafka passwords entirely); unset optional keys appear as comments.  The
+ * output parses back into the same config, apart from the masked secrets. */
 size_t ls_config_format(const struct ls_config *c, char *buf, size_t size);
 
 #endif

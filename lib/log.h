@@ -27,11 +27,22 @@ void ls_log_set_level(enum ls_log_level level);
 /* "debug", "info", "notice", "warning", "error"; returns -1 if unknown. */
 int ls_log_set_level_name(const char *name);
 enum ls_log_level ls_log_get_level(void);
-/* Logs to path (appending) instead of stderr; NULL goes back to stderr. */
+/* Maps a level name to its level without changing anything (config checks
+ * use it); returns -1 if unknown. */
+int ls_log_level_from_name(const char *name, enum ls_log_level *out);
+/* "debug" ... "error"; a static string, "unknown" for other values. */
+const char *ls_log_level_name(enum ls_log_level level);
+/* Logs to path (appending, created 0640) instead of stderr; NULL goes back to
+ * stderr.  Returns -1 with errno set when the file cannot be opened (the
+ * previous destination stays in use). */
 int ls_log_open_file(const char *path);
 /* Reopens the log file (after rotation; SIGHUP). 0 when logging to stderr. */
 int ls_log_reopen(void);
 
+/* Thread-safe: each message becomes exactly one write() of one line.
+ * Newlines inside the message become spaces; messages longer than
+ * LS_LOG_LINE_MAX are cut and end with "...". */
+#define LS_LOG_LINE_MAX 4096
 void ls_log(enum ls_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -45,7 +56,13 @@ void ls_log(enum ls_log_level level, const char *fmt, ...)
  * libpq conninfo "password=..." (quoted or not), MySQL "password=" /
  * "passwd=" pairs, URIs "scheme://user:secret@host", and kafka
  * "sasl.password=" / "ssl.key.password=" values all become "********".
- * Returns the length of the redacted string (truncated to size-1). */
+ * More precisely: the value of any "key=value" whose key ends in "password",
+ * "passwd" or "secret" (any case, spaces around '=' allowed; the value is a
+ * '...' or "..." string with backslash escapes, or runs to the next blank, or
+ * in a URI query to the next '&' or '#'), and the password part of
+ * "scheme://user:password@host".  Everything else is copied unchanged.
+ * Returns the length of the redacted string (truncated to size-1); 0 and no
+ * write when size is 0. */
 size_t ls_redact(const char *in, char *out, size_t size);
 
 #endif
