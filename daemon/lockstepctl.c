@@ -1,0 +1,444 @@
+/* lockstepctl — the operator's and cutover tooling's view of a lockstepd.
+ *
+ *   lockstepctl [--socket PATH | --config FILE] COMMAND [ARGS]
+ *
+ * Talks HTTP/1.1 to the daemon's control socket, one request per command.
+ * The socket is --socket, else the [control] socket of --config (default
+ * <state_dir>/control.sock), else $LOCKSTEP_SOCKET.
+ *
+ * Exit codes, which scripts rely on: 0 success; 1 the answer is "no" (for
+ * commands that ask a question, such as a wait that timed out); 2 an error
+ * (cannot connect, bad usage, the daemon refused the request).
+ *
+ * Commands are rows of the table at the bottom: a new command is a function
+ * and a row.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <ini.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "daemon/version.h"
+#include "http.h"
+
+#define EXIT_NO 1
+#define EXIT_ERROR 2
+#define IO_TIMEOUT_S 30
+#define MAX_RESPONSE (16u << 20)
+
+struct ctl {
+	char socket[sizeof(((struct sockaddr_un *)0)->sun_path) + 256];
+};
+
+struct reply {
+	int status;
+	char *raw;                     /* the whole response (owned) */
+	const char *body;              /* inside raw */
+	size_t body_len;
+};
+
+static void reply_free(struct reply *r)
+{
+	free(r->raw);
+}
+
+static void die_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void die_msg(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("lockstepctl: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+/* ---- talking to the daemon --------------------------------------------------- */
+
+static int connect_socket(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof sa.sun_path) {
+		die_msg("socket path too long: %s", path);
+		return -1;
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		die_msg("socket: %s", strerror(errno));
+		return -1;
+	}
+	struct timeval tv = {.tv_sec = IO_TIMEOUT_S};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		die_msg("cannot connect to %s: %s (is lockstepd running?)", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Reads until the daemon closes (every response ends the connection). */
+static char *read_all(int fd, size_t *len)
+{
+	size_t cap = 8192, n = 0;
+	char *buf = malloc(cap);
+	while (buf != NULL) {
+		if (n == cap) {
+			char *b = cap < MAX_RESPONSE ? realloc(buf, cap * 2) : NULL;
+			if (b == NULL)
+				break;
+			buf = b;
+			cap *= 2;
+		}
+		ssize_t r = recv(fd, buf + n, cap - n, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			break;
+		if (r == 0) {
+			*len = n;
+			return buf;
+		}
+		n += (size_t)r;
+	}
+	free(buf);
+	return NULL;
+}
+
+/* One request; on failure prints why and returns -1. */
+static int request(const struct ctl *c, const char *method, const char *path, const char *body,
+		   struct reply *out)
+{
+	memset(out, 0, sizeof *out);
+	int fd = connect_socket(c->socket);
+	if (fd < 0)
+		return -1;
+	size_t blen = body != NULL ? strlen(body) : 0;
+	char head[512];
+	int hlen = snprintf(head, sizeof head,
+			    "%s %s HTTP/1.1\r\nHost: lockstepd\r\nUser-Agent: lockstepctl/%s\r\n"
+			    "Connection: close\r\nContent-Length: %zu\r\n%s\r\n",
+			    method, path, LS_VERSION, blen,
+			    blen > 0 ? "Content-Type: application/json\r\n" : "");
+	size_t len = 0;
+	if (hlen < 0 || (size_t)hlen >= sizeof head || write_all(fd, head, (size_t)hlen) < 0 ||
+	    (blen > 0 && write_all(fd, body, blen) < 0) ||
+	    (out->raw = read_all(fd, &len)) == NULL) {
+		die_msg("%s %s on %s: %s", method, path, c->socket,
+			errno == EAGAIN ? "timed out" : strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	if (ls_http_parse_response(out->raw, len, &out->status, &out->body, &out->body_len) < 0) {
+		die_msg("%s %s on %s: malformed response", method, path, c->socket);
+		reply_free(out);
+		return -1;
+	}
+	return 0;
+}
+
+/* Prints an HTTP error answer ({"error": ...} when the body has one). */
+static void report_http_error(const char *method, const char *path, const struct reply *r)
+{
+	json_t *j = json_loadb(r->body, r->body_len, 0, NULL);
+	const char *msg = json_string_value(json_object_get(j, "error"));
+	die_msg("%s %s: %d %s%s%s", method, path, r->status, ls_http_reason(r->status),
+		msg != NULL ? ": " : "", msg != NULL ? msg : "");
+	json_decref(j);
+}
+
+/* GET path, expecting 2xx and a JSON body; returns the parsed body (caller
+ * decrefs) and, if raw is non-NULL, the reply (caller frees). */
+static json_t *get_json(const struct ctl *c, const char *path, struct reply *raw)
+{
+	struct reply r;
+	if (request(c, "GET", path, NULL, &r) < 0)
+		return NULL;
+	if (r.status < 200 || r.status > 299) {
+		report_http_error("GET", path, &r);
+		reply_free(&r);
+		return NULL;
+	}
+	json_error_t jerr;
+	json_t *j = json_loadb(r.body, r.body_len, 0, &jerr);
+	if (j == NULL)
+		die_msg("GET %s: response is not JSON: %s", path, jerr.text);
+	if (raw != NULL && j != NULL)
+		*raw = r;
+	else
+		reply_free(&r);
+	return j;
+}
+
+/* ---- human output ------------------------------------------------------------- */
+
+struct kv {
+	char *key, *value;
+};
+
+struct kvlist {
+	struct kv *v;
+	size_t n, cap;
+};
+
+static void kv_add(struct kvlist *l, const char *key, char *value)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 16;
+		l->v = realloc(l->v, l->cap * sizeof *l->v);
+		if (l->v == NULL) {
+			die_msg("out of memory");
+			exit(EXIT_ERROR);
+		}
+	}
+	l->v[l->n].key = strdup(key);
+	l->v[l->n].value = value;
+	l->n++;
+}
+
+static char *scalar_text(json_t *v)
+{
+	char *s = NULL;
+	if (json_is_string(v))
+		s = strdup(json_string_value(v));
+	else
+		s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+	return s != NULL ? s : strdup("?");
+}
+
+/* Flattens nested objects into "a.b" keys and arrays into "a[0]". */
+static void flatten(struct kvlist *l, const char *prefix, json_t *v)
+{
+	char key[512];
+	if (json_is_object(v)) {
+		const char *k;
+		json_t *child;
+		json_object_foreach(v, k, child) {
+			snprintf(key, sizeof key, "%s%s%s", prefix, prefix[0] ? "." : "", k);
+			flatten(l, key, child);
+		}
+	} else if (json_is_array(v)) {
+		size_t i;
+		json_t *child;
+		json_array_foreach(v, i, child) {
+			snprintf(key, sizeof key, "%s[%zu]", prefix, i);
+			flatten(l, key, child);
+		}
+	} else {
+		kv_add(l, prefix, scalar_text(v));
+	}
+}
+
+static void print_aligned(json_t *obj)
+{
+	struct kvlist l = {0};
+	flatten(&l, "", obj);
+	size_t width = 0;
+	for (size_t i = 0; i < l.n; i++)
+		if (strlen(l.v[i].key) > width)
+			width = strlen(l.v[i].key);
+	for (size_t i = 0; i < l.n; i++) {
+		printf("%s:%*s %s\n", l.v[i].key, (int)(width - strlen(l.v[i].key)), "",
+		       l.v[i].value);
+		free(l.v[i].key);
+		free(l.v[i].value);
+	}
+	free(l.v);
+}
+
+/* ---- commands ------------------------------------------------------------------- */
+
+static int cmd_status(struct ctl *c, int argc, char **argv)
+{
+	bool as_json = false;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			as_json = true;
+		} else {
+			die_msg("status: unknown argument '%s'", argv[i]);
+			return EXIT_ERROR;
+		}
+	}
+	struct reply raw;
+	json_t *j = get_json(c, "/status", &raw);
+	if (j == NULL)
+		return EXIT_ERROR;
+	if (as_json) {
+		fwrite(raw.body, 1, raw.body_len, stdout);
+		if (raw.body_len == 0 || raw.body[raw.body_len - 1] != '\n')
+			putchar('\n');
+	} else {
+		print_aligned(j);
+	}
+	reply_free(&raw);
+	json_decref(j);
+	return 0;
+}
+
+static int cmd_routes(struct ctl *c, int argc, char **argv)
+{
+	(void)argv;
+	if (argc > 1) {
+		die_msg("routes: takes no arguments");
+		return EXIT_ERROR;
+	}
+	json_t *j = get_json(c, "/", NULL);
+	if (j == NULL)
+		return EXIT_ERROR;
+	size_t i;
+	json_t *r;
+	json_array_foreach(json_object_get(j, "routes"), i, r) {
+		printf("%-6s %-20s %-6s %s\n", json_string_value(json_object_get(r, "method")),
+		       json_string_value(json_object_get(r, "path")),
+		       json_string_value(json_object_get(r, "access")),
+		       json_string_value(json_object_get(r, "help")));
+	}
+	json_decref(j);
+	return 0;
+}
+
+struct command {
+	const char *name;
+	int (*run)(struct ctl *c, int argc, char **argv);   /* argv[0] is the name */
+	const char *args;
+	const char *help;
+};
+
+static const struct command commands[] = {
+	{"status", cmd_status, "[--json]", "Pipeline status (\"key: value\" lines, or JSON)."},
+	{"routes", cmd_routes, "", "The daemon's control routes and their access."},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: lockstepctl [--socket PATH | --config FILE] COMMAND [ARGS]\n"
+		   "       lockstepctl --version\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+		char left[64];
+		snprintf(left, sizeof left, "%s %s", commands[i].name, commands[i].args);
+		fprintf(f, "  %-22s %s\n", left, commands[i].help);
+	}
+	fprintf(f, "\nThe socket defaults to the config's [control] socket, else "
+		   "$LOCKSTEP_SOCKET.\nExit: 0 ok, 1 the answer is no, 2 error.\n");
+}
+
+/* ---- finding the socket ------------------------------------------------------- */
+
+/* Only what locates the socket is read from the config, with inih directly:
+ * loading it whole would resolve its secrets (file:, credential:), which the
+ * operator running lockstepctl usually cannot and need not read. */
+struct sock_cfg {
+	char socket[4096], state_dir[4096], name[128];
+};
+
+static int on_ini(void *user, const char *section, const char *key, const char *value)
+{
+	struct sock_cfg *s = user;
+	if (strcmp(section, "control") == 0 && strcmp(key, "socket") == 0)
+		snprintf(s->socket, sizeof s->socket, "%s", value);
+	else if (strcmp(section, "pipeline") == 0 && strcmp(key, "state_dir") == 0)
+		snprintf(s->state_dir, sizeof s->state_dir, "%s", value);
+	else if (strcmp(section, "pipeline") == 0 && strcmp(key, "name") == 0)
+		snprintf(s->name, sizeof s->name, "%s", value);
+	return 1;
+}
+
+static int socket_from_config(const char *path, char *out, size_t size)
+{
+	struct sock_cfg s = {0};
+	if (ini_parse(path, on_ini, &s) == -1) {
+		die_msg("cannot read %s: %s", path, strerror(errno));
+		return -1;
+	}
+	int n;
+	if (s.socket[0] != '\0')
+		n = snprintf(out, size, "%s", s.socket);
+	else if (s.state_dir[0] != '\0')
+		n = snprintf(out, size, "%s/control.sock", s.state_dir);
+	else if (s.name[0] != '\0')
+		n = snprintf(out, size, "/var/lib/lockstep/%s/control.sock", s.name);
+	else {
+		die_msg("%s: no [control] socket and no [pipeline] name", path);
+		return -1;
+	}
+	if (n < 0 || (size_t)n >= size) {
+		die_msg("%s: socket path too long", path);
+		return -1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"socket", required_argument, NULL, 's'},
+		{"config", required_argument, NULL, 'c'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *sock = NULL, *config = NULL;
+	int opt;
+	/* "+" stops at the command, so its own options reach it untouched. */
+	while ((opt = getopt_long(argc, argv, "+s:c:hV", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 's': sock = optarg; break;
+		case 'c': config = optarg; break;
+		case 'V': printf("lockstepctl %s\n", LS_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return EXIT_ERROR;
+		}
+	}
+	if (optind >= argc || (sock != NULL && config != NULL)) {
+		usage(stderr);
+		return EXIT_ERROR;
+	}
+	const struct command *cmd = NULL;
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (strcmp(commands[i].name, argv[optind]) == 0)
+			cmd = &commands[i];
+	if (cmd == NULL) {
+		die_msg("unknown command '%s'", argv[optind]);
+		usage(stderr);
+		return EXIT_ERROR;
+	}
+	struct ctl c = {{0}};
+	if (sock == NULL && config == NULL)
+		sock = getenv("LOCKSTEP_SOCKET");
+	if (config != NULL) {
+		if (socket_from_config(config, c.socket, sizeof c.socket) < 0)
+			return EXIT_ERROR;
+	} else if (sock != NULL && sock[0] != '\0') {
+		snprintf(c.socket, sizeof c.socket, "%s", sock);
+	} else {
+		die_msg("no control socket: use --socket PATH, --config FILE or set LOCKSTEP_SOCKET");
+		return EXIT_ERROR;
+	}
+	optind++;
+	return cmd->run(&c, argc - optind + 1, argv + optind - 1);
+}
