@@ -167,6 +167,22 @@ static const char *const kafka_secrets[] = {
 	"sasl.oauthbearer.client.secret", "ssl.key.pem",
 };
 
+/* librdkafka properties lockstep sets itself: overriding them would break
+ * the delivery contract (acks=all, idempotent producer, offsets kept in the
+ * target's checkpoint) or duplicate a key of its own. */
+static const struct {
+	const char *prop;
+	const char *why;
+} kafka_reserved[] = {
+	{ "bootstrap.servers", "set [buffer] brokers instead" },
+	{ "metadata.broker.list", "set [buffer] brokers instead" },
+	{ "acks", "lockstep always uses acks=all" },
+	{ "request.required.acks", "lockstep always uses acks=all" },
+	{ "enable.idempotence", "lockstep always uses the idempotent producer" },
+	{ "enable.auto.commit", "offsets live in each target's checkpoint" },
+	{ "enable.auto.offset.store", "offsets live in each target's checkpoint" },
+};
+
 /* ---- validators ---- */
 
 static bool all_chars(const char *v, const char *extra, bool upper)
@@ -760,6 +776,11 @@ static int set_kafka(struct pctx *p, const char *name, const char *value)
 	if (*prop == '\0')
 		return key_fail(p, name, "needs a librdkafka property name "
 				"after \"kafka.\"");
+	for (size_t i = 0; i < sizeof kafka_reserved / sizeof *kafka_reserved;
+	     i++)
+		if (strcmp(prop, kafka_reserved[i].prop) == 0)
+			return key_fail(p, name, "not allowed: %s",
+					kafka_reserved[i].why);
 	for (int i = 0; i < b->nkafka; i++)
 		if (strcmp(b->kafka[i].key, prop) == 0)
 			return key_fail(p, name, "duplicate key (first set on "

@@ -6,7 +6,9 @@
  * control plane's config view all walk that table.
  *
  * Errors name file, line, section and key: "shop.conf:12: [source] tables: ...".
- * Unknown sections and keys are errors.
+ * Unknown sections and keys are errors.  kafka.* keys in [buffer] pass through to
+ * librdkafka, except those lockstep must own for its delivery contract
+ * (bootstrap.servers, acks, enable.idempotence, enable.auto.commit, ...).
  *
  * Secrets: a value may be written "file:/path" for keys marked secret
  * (conninfo, kafka.sasl.password, ...) or "credential:NAME", read from

@@ -234,9 +234,15 @@ static const struct { const char *text; const char *msg; } errors[] = {
 	  "[buffer]\ntype = direct\n",
 	  "t.conf: [buffer] type = direct needs a [source] and a [target NAME] "
 	  "in the same file" },
-	{ BASE "kafka.acks = all\nkafka.acks = 1\n",
-	  "t.conf:9: [buffer] kafka.acks: duplicate key (first set on line "
-	  "8)" },
+	{ BASE "kafka.linger.ms = 5\nkafka.linger.ms = 1\n",
+	  "t.conf:9: [buffer] kafka.linger.ms: duplicate key (first set on "
+	  "line 8)" },
+	{ BASE "kafka.acks = 1\n",
+	  "t.conf:8: [buffer] kafka.acks: not allowed: lockstep always uses "
+	  "acks=all" },
+	{ BASE "kafka.bootstrap.servers = k2:9092\n",
+	  "t.conf:8: [buffer] kafka.bootstrap.servers: not allowed: set "
+	  "[buffer] brokers instead" },
 	{ BASE "kafka. = x\n",
 	  "t.conf:8: [buffer] kafka.: needs a librdkafka property name after "
 	  "\"kafka.\"" },
@@ -336,8 +342,8 @@ END_TEST
 
 START_TEST(config_kafka_keys_only_in_buffer)
 {
-	expect_error(BASE "[drift]\nkafka.acks = all\n",
-		     "t.conf:9: [drift] kafka.acks: unknown key");
+	expect_error(BASE "[drift]\nkafka.linger.ms = 5\n",
+		     "t.conf:9: [drift] kafka.linger.ms: unknown key");
 }
 END_TEST
 
@@ -464,7 +470,7 @@ END_TEST
 START_TEST(config_format_round_trips)
 {
 	struct ls_config *c = parse_ok(
-		BASE "max_lead = 4MiB\nkafka.acks = all\n"
+		BASE "max_lead = 4MiB\nkafka.linger.ms = 5\n"
 		"[target a]\ntype = mysql\nconninfo = host=n\nbatch_ms = 250\n"
 		"[drift]\ninterval = 2h\n");
 	char out[8192], again[8192];
@@ -475,7 +481,7 @@ START_TEST(config_format_round_trips)
 	ck_assert_ptr_nonnull(strstr(out, "interval = 2h\n"));
 	ck_assert_ptr_nonnull(strstr(out, "batch_ms = 250ms\n"));
 	ck_assert_ptr_nonnull(strstr(out, "; exclude is not set\n"));
-	ck_assert_ptr_nonnull(strstr(out, "kafka.acks = all\n"));
+	ck_assert_ptr_nonnull(strstr(out, "kafka.linger.ms = 5\n"));
 	struct ls_config *d = parse_ok(out);
 	ck_assert_uint_eq(ls_config_format(d, again, sizeof again), n);
 	ck_assert_str_eq(out, again);
@@ -499,7 +505,7 @@ START_TEST(config_reload_allows_only_reloadable_keys)
 				       "[drift]\ninterval = 1h\n");
 	struct ls_config *c = parse_ok(BASE "[target a]\ntype = mysql\n"
 				       "conninfo = h2\n");
-	struct ls_config *d = parse_ok(BASE "kafka.acks = 1\n[target a]\n"
+	struct ls_config *d = parse_ok(BASE "kafka.linger.ms = 1\n[target a]\n"
 				       "type = mysql\nconninfo = h\n");
 	struct ls_err err = { 0 };
 	ck_assert_int_eq(ls_config_reload_check(a, b, &err), 0);
@@ -507,7 +513,7 @@ START_TEST(config_reload_allows_only_reloadable_keys)
 	ck_assert_str_eq(err.msg, "t.conf: [target a] conninfo: changed, "
 			 "needs a restart");
 	ck_assert_int_eq(ls_config_reload_check(a, d, &err), -1);
-	ck_assert_str_eq(err.msg, "t.conf: [buffer] kafka.acks: changed, "
+	ck_assert_str_eq(err.msg, "t.conf: [buffer] kafka.linger.ms: changed, "
 			 "needs a restart");
 	ls_config_free(a);
 	ls_config_free(b);
