@@ -66,7 +66,9 @@ enum ls_pgo_rel_change {
 struct ls_pgo_event {
 	uint8_t kind;              /* enum ls_pgo_kind */
 	/* Transaction id: Begin, the stream messages, and (protocol 2) every
-	 * message inside a stream block; 0 where the message carries none. */
+	 * message inside a stream block, where it is the id of the
+	 * subtransaction that made the change (the toplevel xid is the one
+	 * Stream Start gave); 0 where the message carries none. */
 	uint32_t xid;
 	union {
 		struct {
@@ -87,10 +89,11 @@ struct ls_pgo_event {
 			const struct ls_relation *rel;
 			uint8_t change;            /* enum ls_pgo_rel_change */
 		} relation;
-		struct {
-			uint32_t oid;
-			const char *nspname;
-			const char *name;
+		struct {                   /* sent before a Relation using a
+					    * non-builtin type (enum, domain, ...) */
+			uint32_t oid;      /* the column's type (a domain's own OID) */
+			const char *nspname;   /* "" for pg_catalog */
+			const char *name;      /* a domain's base type name */
 		} type;
 		struct {
 			bool first_segment;

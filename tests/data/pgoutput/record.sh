@@ -180,3 +180,20 @@ INSERT INTO s SELECT i, md5(i::text) FROM generate_series(2001, 2700) i;
 ROLLBACK;
 INSERT INTO small VALUES (2);
 "
+
+# Fuzz seeds: each scenario (at most 300 messages) in fuzz_pgoutput's framing.
+seeds=$dir/../fuzz/fuzz_pgoutput
+mkdir -p "$seeds"
+python3 - "$dir" "$seeds" <<'PY'
+import glob, os, sys
+src, dst = sys.argv[1], sys.argv[2]
+for path in sorted(glob.glob(os.path.join(src, "*.hex"))):
+    lines = open(path).read().split("\n")
+    proto = int(lines[0].split()[2])
+    out = bytearray([proto - 1])
+    for h in [l for l in lines[1:] if l][:300]:
+        m = bytes.fromhex(h)
+        out += len(m).to_bytes(2, "big") + m
+    name = os.path.basename(path)[:-4]
+    open(os.path.join(dst, name), "wb").write(out)
+PY
