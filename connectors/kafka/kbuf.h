@@ -24,6 +24,12 @@
  * consumer's group.id, enable.auto.commit, enable.auto.offset.store and
  * auto.offset.reset are lockstep's.
  *
+ * Pause stops draining the reader's queue (no rd_kafka_pause_partitions,
+ * which would drop and refetch what is queued): librdkafka's fetcher stops
+ * on its own once queued.max.messages.kbytes is queued.  Opening a reader
+ * calls rd_kafka_assign, a round trip to librdkafka's own thread (no
+ * network).
+ *
  * Close: appends stop, in-flight records get up to LS_KBUF_CLOSE_TIMEOUT_MS
  * of polling to be delivered (their on_durable still fires), then the
  * handles are destroyed off the loop.
