@@ -1,0 +1,1460 @@
+#include "connectors/postgres/pg_target.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "connectors/postgres/pg_sql.h"
+
+/* Pipeline bookkeeping.  Every command sent in pipeline mode gets an entry in
+ * a ring, in send order, so its result (which arrives in the same order) can
+ * be matched to the change that caused it.  When HIGH commands are in flight
+ * we ask the server to flush and read results down to LOW: this bounds memory
+ * and keeps the server's unread results well below socket buffer sizes, so
+ * the blocking connection cannot deadlock with both sides writing. */
+#define RING 2048
+#define HIGH 1024
+#define LOW 256
+#define MAX_STMTS_PER_REL 64   /* beyond: unnamed statements, no cache growth */
+#define COPY_CHUNK (64 * 1024)
+
+enum pend_kind { P_PLAIN, P_STMT, P_SYNC, P_WANT, P_CKPT };
+
+struct stmt {
+	struct stmt *next;
+	char *mask;                /* owned: op + per-column codes, see stmt_mask() */
+	char name[40];
+	int nparams;
+	int *pcol;                 /* owned: parameter i -> source column index */
+};
+
+struct trel {
+	struct trel *next;
+	struct ls_relation *src;   /* owned: last definition handed over */
+	char *qname;               /* owned: "schema"."name" */
+	bool checked;              /* table verified on this connection */
+	bool *bytea;               /* owned, per source column */
+	bool *text_cmp;            /* owned, per source column: no '=' operator */
+	struct stmt *stmts;
+	int nstmts;
+};
+
+struct pend {
+	uint8_t kind;              /* enum pend_kind */
+	uint8_t op;                /* LS_OP_* or 0 */
+	struct trel *rel;
+	struct stmt *stmt;
+	char key[100];             /* "(id)=(5)" for error messages */
+};
+
+struct ls_pgtarget {
+	struct ls_pgtarget_opts o; /* strings below are owned copies */
+	char *pipeline, *target, *conninfo;
+	PGconn *conn;
+	bool failed;
+	bool in_group, in_txn;
+	struct trel *rels;
+	struct stmt *retired;      /* statements of relations changed by DDL */
+	uint32_t stmt_seq;
+
+	struct pend ring[RING];
+	unsigned head, count;
+	PGresult *want;            /* result of the last P_WANT command */
+	struct ls_err perr;        /* first error seen while draining */
+	bool have_perr;
+	char sqlstate[6];
+
+	/* the open group */
+	int64_t group_start_ms;
+	int group_rows, group_txns, group_copy_rows, group_missing, group_ddl;
+	int64_t group_offset;
+	struct ls_pos group_pos;
+
+	/* COPY: a run of INSERTs into run_rel; copy_rel when COPY is open */
+	struct trel *run_rel;
+	int run_len;
+	struct trel *copy_rel;
+	int copy_rows;
+
+	struct ls_pgtarget_ckpt ckpt;
+	struct ls_pgtarget_stats stats;
+
+	struct ls_pgsql_buf sql, pbuf, copybuf;
+	const char **pvals;
+	size_t *poffs;             /* offset into pbuf, or SIZE_MAX */
+	int pcap;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void quiet_notice(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
+/* ---- errors --------------------------------------------------------------- */
+
+/* Retryable: the same input may apply later (the connection or the server's
+ * concurrency control failed, not the data). */
+static bool sqlstate_retryable(const char *s)
+{
+	return strncmp(s, "08", 2) == 0 || strcmp(s, "40001") == 0 ||
+	       strcmp(s, "40P01") == 0 || strncmp(s, "57P", 3) == 0 ||
+	       strncmp(s, "53", 2) == 0 || strcmp(s, "55P03") == 0 ||
+	       strcmp(s, "55006") == 0;
+}
+
+/* Column named by the server, or via "parameter $N" in the error context
+ * (parameter conversion errors) mapped through the statement. */
+static const char *error_column(const PGresult *r, const struct pend *p)
+{
+	const char *col = PQresultErrorField(r, PG_DIAG_COLUMN_NAME);
+	if (col)
+		return col;
+	const char *ctx = PQresultErrorField(r, PG_DIAG_CONTEXT);
+	const char *d = ctx ? strstr(ctx, "parameter $") : NULL;
+	if (d == NULL || p == NULL || p->stmt == NULL)
+		return NULL;
+	int n = atoi(d + 11);
+	if (n < 1 || n > p->stmt->nparams)
+		return NULL;
+	return p->rel->src->cols[p->stmt->pcol[n - 1]].name;
+}
+
+static const char *op_name(uint8_t op)
+{
+	switch (op) {
+	case LS_OP_INSERT: return "INSERT";
+	case LS_OP_UPDATE: return "UPDATE";
+	case LS_OP_DELETE: return "DELETE";
+	case LS_OP_TRUNCATE: return "TRUNCATE";
+	case 'C': return "CREATE TABLE";
+	case 'A': return "ALTER TABLE";
+	default: return "statement";
+	}
+}
+
+/* Records the first server error of the pipeline with table, op, key and
+ * column when known. */
+static void record_error(struct ls_pgtarget *t, const PGresult *r, const struct pend *p)
+{
+	if (t->have_perr)
+		return;
+	t->have_perr = true;
+	const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	snprintf(t->sqlstate, sizeof t->sqlstate, "%s", st ? st : "");
+	const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	if (msg == NULL)
+		msg = PQerrorMessage(t->conn);
+	const char *col = r ? error_column(r, p) : NULL;
+	const char *ctx = r ? PQresultErrorField(r, PG_DIAG_CONTEXT) : NULL;
+	char where[300] = "";
+	if (p && p->rel)
+		snprintf(where, sizeof where, "%s %s%s%s%s%s: ", p->rel->qname, op_name(p->op),
+			 p->key[0] ? " key " : "", p->key, col ? " column " : "", col ? col : "");
+	ls_err_set(&t->perr, st == NULL || sqlstate_retryable(st),
+		   "target %s: %s%s%s%s%s", t->target, where, msg,
+		   st ? " (SQLSTATE " : "", st ? st : "", st ? ")" : "");
+	/* COPY and DDL errors say where in their context ("COPY t, line 3,
+	 * column c: ..."); prepared statements have no useful one */
+	if (ctx && !(p && p->stmt)) {
+		size_t l = strlen(t->perr.msg);
+		snprintf(t->perr.msg + l, sizeof t->perr.msg - l, "; %s", ctx);
+	}
+}
+
+/* Drops the connection after an error: the server rolls the open group
+ * back.  Cached statements and table checks belong to the connection. */
+static void fail(struct ls_pgtarget *t)
+{
+	if (t->conn)
+		PQfinish(t->conn);
+	t->conn = NULL;
+	t->failed = true;
+	t->in_group = t->in_txn = false;
+	t->copy_rel = t->run_rel = NULL;
+	t->run_len = 0;
+	t->head = t->count = 0;
+	PQclear(t->want);
+	t->want = NULL;
+	for (struct trel *r = t->rels; r; r = r->next) {
+		r->checked = false;
+		while (r->stmts) {
+			struct stmt *s = r->stmts;
+			r->stmts = s->next;
+			s->next = t->retired;
+			t->retired = s;
+		}
+		r->nstmts = 0;
+	}
+}
+
+/* Returns -1 after moving the pipeline error into err and failing. */
+static int fail_with(struct ls_pgtarget *t, struct ls_err *err)
+{
+	if (err && t->have_perr)
+		*err = t->perr;
+	fail(t);
+	return -1;
+}
+
+static int conn_error(struct ls_pgtarget *t, struct ls_err *err, const char *what)
+{
+	if (!t->have_perr) {
+		t->have_perr = true;
+		snprintf(t->sqlstate, sizeof t->sqlstate, "08006");
+		ls_err_set(&t->perr, true, "target %s: %s: %s", t->target, what,
+			   t->conn ? PQerrorMessage(t->conn) : "not connected");
+		size_t l = strlen(t->perr.msg);
+		while (l && t->perr.msg[l - 1] == '\n')
+			t->perr.msg[--l] = '\0';
+	}
+	return fail_with(t, err);
+}
+
+static int usable(struct ls_pgtarget *t, struct ls_err *err)
+{
+	if (!t->failed && t->conn)
+		return 0;
+	return ls_err_set(err, true, "target %s: failed earlier; reset and resume from "
+			  "the checkpoint", t->target);
+}
+
+/* ---- pipeline ---------------------------------------------------------------- */
+
+/* Reads the results of the oldest command in flight.  Returns -1 on an
+ * error (recorded in t->perr). */
+static int process_head(struct ls_pgtarget *t)
+{
+	struct pend *p = &t->ring[t->head];
+	int rc = 0;
+	if (p->kind == P_SYNC) {
+		PGresult *r = PQgetResult(t->conn);
+		if (r == NULL || PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
+			record_error(t, r, NULL);
+			rc = -1;
+		}
+		PQclear(r);
+	} else {
+		PGresult *r;
+		bool got = false;
+		while ((r = PQgetResult(t->conn)) != NULL) {
+			got = true;
+			ExecStatusType st = PQresultStatus(r);
+			if (st == PGRES_FATAL_ERROR) {
+				record_error(t, r, p);
+				rc = -1;
+			} else if (st == PGRES_PIPELINE_ABORTED) {
+				rc = -1;
+			} else if (p->kind == P_WANT) {
+				PQclear(t->want);
+				t->want = r;
+				r = NULL;
+			} else if (p->kind == P_CKPT && strcmp(PQcmdTuples(r), "1") != 0) {
+				t->have_perr = true;
+				ls_err_set(&t->perr, false, "target %s: checkpoint row for pipeline "
+					   "%s vanished", t->target, t->pipeline);
+				rc = -1;
+			} else if ((p->op == LS_OP_UPDATE || p->op == LS_OP_DELETE) &&
+				   strcmp(PQcmdTuples(r), "0") == 0) {
+				t->group_missing++;
+			}
+			PQclear(r);
+		}
+		if (!got && PQstatus(t->conn) != CONNECTION_OK) {
+			record_error(t, NULL, p);
+			rc = -1;
+		}
+	}
+	t->head = (t->head + 1) % RING;
+	t->count--;
+	return rc;
+}
+
+/* Flushes and reads results until at most n commands are in flight. */
+static int drain_until(struct ls_pgtarget *t, unsigned n, struct ls_err *err)
+{
+	if (t->count > n && PQflush(t->conn) != 0)
+		return conn_error(t, err, "send");
+	while (t->count > n)
+		if (process_head(t) < 0) {
+			if (!t->have_perr)
+				record_error(t, NULL, NULL);
+			return fail_with(t, err);
+		}
+	return 0;
+}
+
+/* Registers a command just sent; drains when too many are in flight. */
+static int pushed(struct ls_pgtarget *t, uint8_t kind, uint8_t op, struct trel *rel,
+		  struct stmt *s, const char *key, struct ls_err *err)
+{
+	struct pend *p = &t->ring[(t->head + t->count) % RING];
+	p->kind = kind;
+	p->op = op;
+	p->rel = rel;
+	p->stmt = s;
+	snprintf(p->key, sizeof p->key, "%s", key ? key : "");
+	t->count++;
+	if (t->count < HIGH)
+		return 0;
+	if (!PQsendFlushRequest(t->conn))
+		return conn_error(t, err, "flush request");
+	return drain_until(t, LOW, err);
+}
+
+/* Sends a parameterized command (text parameters, types inferred). */
+static int send_sql(struct ls_pgtarget *t, const char *sql, int n, const char *const *vals,
+		    uint8_t kind, struct ls_err *err)
+{
+	if (!PQsendQueryParams(t->conn, sql, n, NULL, vals, NULL, NULL, 0))
+		return conn_error(t, err, "send");
+	return pushed(t, kind, 0, NULL, NULL, NULL, err);
+}
+
+/* Sends a DDL statement for r (op 'C' create, 'A' alter: named in errors). */
+static int send_ddl(struct ls_pgtarget *t, struct trel *r, uint8_t op, struct ls_err *err)
+{
+	if (t->sql.oom)
+		return ls_err_set(err, false, "out of memory");
+	if (!PQsendQueryParams(t->conn, ls_pgsql_buf_str(&t->sql), 0, NULL, NULL, NULL, NULL, 0))
+		return conn_error(t, err, "send");
+	t->group_ddl++;
+	return pushed(t, P_PLAIN, op, r, NULL, NULL, err);
+}
+
+/* Runs a query and waits for its result (in t->want, owned by t). */
+static int want_sql(struct ls_pgtarget *t, const char *sql, int n, const char *const *vals,
+		    struct ls_err *err)
+{
+	PQclear(t->want);
+	t->want = NULL;
+	if (send_sql(t, sql, n, vals, P_WANT, err) < 0)
+		return -1;
+	if (!PQsendFlushRequest(t->conn))
+		return conn_error(t, err, "flush request");
+	if (drain_until(t, 0, err) < 0)
+		return -1;
+	if (t->want == NULL)
+		return ls_err_set(err, true, "target %s: query returned no result", t->target);
+	return 0;
+}
+
+/* ---- connection and checkpoint ------------------------------------------------- */
+
+static const char CKPT_DDL[] =
+	"CREATE SCHEMA IF NOT EXISTS lockstep;"
+	"CREATE TABLE IF NOT EXISTS lockstep.checkpoint ("
+	" pipeline text NOT NULL, target text NOT NULL,"
+	" buffer_offset bigint NOT NULL DEFAULT -1,"
+	" source_seq numeric(20,0) NOT NULL DEFAULT 0,"
+	" source_pos text NOT NULL DEFAULT '',"
+	" applied_at timestamptz,"
+	" PRIMARY KEY (pipeline, target))";
+
+/* Runs one synchronous command (outside pipeline mode). */
+static int exec_sync(struct ls_pgtarget *t, const char *sql, int n, const char *const *vals,
+		     PGresult **out, struct ls_err *err)
+{
+	/* simple protocol when there are no parameters: allows several statements */
+	PGresult *r = n ? PQexecParams(t->conn, sql, n, NULL, vals, NULL, NULL, 0)
+			: PQexec(t->conn, sql);
+	ExecStatusType st = PQresultStatus(r);
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		record_error(t, r, NULL);
+		PQclear(r);
+		return fail_with(t, err);
+	}
+	if (out)
+		*out = r;
+	else
+		PQclear(r);
+	return 0;
+}
+
+static int read_checkpoint(struct ls_pgtarget *t, struct ls_err *err)
+{
+	const char *k[2] = { t->pipeline, t->target };
+	PGresult *r;
+	if (exec_sync(t, "SELECT buffer_offset, source_seq, source_pos, applied_at IS NOT NULL"
+		      " FROM lockstep.checkpoint WHERE pipeline = $1 AND target = $2", 2, k, &r, err))
+		return -1;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return ls_err_set(err, false, "target %s: checkpoint row missing", t->target);
+	}
+	t->ckpt.buffer_offset = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	t->ckpt.source_seq = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+	snprintf(t->ckpt.source_pos, sizeof t->ckpt.source_pos, "%s", PQgetvalue(r, 0, 2));
+	t->ckpt.present = PQgetvalue(r, 0, 3)[0] == 't';
+	PQclear(r);
+	return 0;
+}
+
+/* Connects, sets the session up for exact text input, makes sure the
+ * checkpoint row exists, reads it and enters pipeline mode. */
+static int connect_target(struct ls_pgtarget *t, struct ls_err *err)
+{
+	t->have_perr = false;
+	t->sqlstate[0] = '\0';
+	t->failed = false;
+	t->conn = PQconnectdb(t->conninfo);
+	if (t->conn == NULL || PQstatus(t->conn) != CONNECTION_OK)
+		return conn_error(t, err, "cannot connect");
+	PQsetNoticeProcessor(t->conn, quiet_notice, NULL);
+	if (exec_sync(t, "SET DateStyle = ISO; SET IntervalStyle = postgres;"
+		      "SET client_encoding = UTF8; SET standard_conforming_strings = on", 0, NULL,
+		      NULL, err))
+		return -1;
+	/* Like native logical replication: no user triggers or FK checks on the
+	 * target (the source already enforced them).  Needs superuser; without
+	 * it triggers stay on. */
+	PQclear(PQexec(t->conn, "SET session_replication_role = replica"));
+	const char *k[2] = { t->pipeline, t->target };
+	if (exec_sync(t, CKPT_DDL, 0, NULL, NULL, err) ||
+	    exec_sync(t, "INSERT INTO lockstep.checkpoint (pipeline, target) VALUES ($1, $2)"
+		      " ON CONFLICT DO NOTHING", 2, k, NULL, err) ||
+	    read_checkpoint(t, err))
+		return -1;
+	if (!PQenterPipelineMode(t->conn))
+		return conn_error(t, err, "pipeline mode");
+	return 0;
+}
+
+int ls_pgtarget_new(const struct ls_pgtarget_opts *opts, struct ls_pgtarget **out,
+		    struct ls_err *err)
+{
+	*out = NULL;
+	struct ls_pgtarget *t = calloc(1, sizeof *t);
+	if (t == NULL)
+		return ls_err_set(err, false, "out of memory");
+	t->o = *opts;
+	t->pipeline = strdup(opts->pipeline ? opts->pipeline : "");
+	t->target = strdup(opts->target ? opts->target : "");
+	t->conninfo = strdup(opts->conninfo ? opts->conninfo : "");
+	if (t->o.batch_rows <= 0)
+		t->o.batch_rows = 5000;
+	if (t->o.batch_ms <= 0)
+		t->o.batch_ms = 100;
+	if (t->o.copy_after == 0)
+		t->o.copy_after = 64;
+	if (!t->pipeline || !t->target || !t->conninfo) {
+		ls_pgtarget_free(t);
+		return ls_err_set(err, false, "out of memory");
+	}
+	if (connect_target(t, err) < 0) {
+		ls_pgtarget_free(t);
+		return -1;
+	}
+	*out = t;
+	return 0;
+}
+
+static void free_stmts(struct stmt *s)
+{
+	while (s) {
+		struct stmt *n = s->next;
+		free(s->mask);
+		free(s->pcol);
+		free(s);
+		s = n;
+	}
+}
+
+void ls_pgtarget_free(struct ls_pgtarget *t)
+{
+	if (t == NULL)
+		return;
+	if (t->conn)
+		PQfinish(t->conn);
+	PQclear(t->want);
+	while (t->rels) {
+		struct trel *r = t->rels;
+		t->rels = r->next;
+		ls_relation_free(r->src);
+		free(r->qname);
+		free(r->bytea);
+		free(r->text_cmp);
+		free_stmts(r->stmts);
+		free(r);
+	}
+	free_stmts(t->retired);
+	ls_pgsql_buf_free(&t->sql);
+	ls_pgsql_buf_free(&t->pbuf);
+	ls_pgsql_buf_free(&t->copybuf);
+	free(t->pvals);
+	free(t->poffs);
+	free(t->pipeline);
+	free(t->target);
+	free(t->conninfo);
+	free(t);
+}
+
+int ls_pgtarget_reset(struct ls_pgtarget *t, struct ls_err *err)
+{
+	fail(t);
+	return connect_target(t, err);
+}
+
+void ls_pgtarget_checkpoint(const struct ls_pgtarget *t, struct ls_pgtarget_ckpt *out)
+{
+	*out = t->ckpt;
+}
+
+bool ls_pgtarget_applied(const struct ls_pgtarget *t, uint64_t seq)
+{
+	return t->ckpt.present && seq <= t->ckpt.source_seq;
+}
+
+const char *ls_pgtarget_sqlstate(const struct ls_pgtarget *t)
+{
+	return t->sqlstate;
+}
+
+void ls_pgtarget_stats(const struct ls_pgtarget *t, struct ls_pgtarget_stats *out)
+{
+	*out = t->stats;
+}
+
+int ls_pgtarget_backend_pid(const struct ls_pgtarget *t)
+{
+	return t->conn ? PQbackendPID(t->conn) : 0;
+}
+
+/* ---- groups ------------------------------------------------------------------- */
+
+static int open_group(struct ls_pgtarget *t, struct ls_err *err)
+{
+	if (t->in_group)
+		return 0;
+	if (send_sql(t, "BEGIN", 0, NULL, P_PLAIN, err) < 0)
+		return -1;
+	t->in_group = true;
+	t->group_start_ms = now_ms();
+	t->group_rows = t->group_txns = t->group_copy_rows = 0;
+	t->group_missing = t->group_ddl = 0;
+	t->run_rel = NULL;
+	t->run_len = 0;
+	return 0;
+}
+
+static int end_copy(struct ls_pgtarget *t, struct ls_err *err);
+
+/* Updates the checkpoint, commits and waits for the outcome; reports the
+ * committed position. */
+static int commit_group(struct ls_pgtarget *t, struct ls_err *err)
+{
+	if (!t->in_group)
+		return 0;
+	if (end_copy(t, err) < 0)
+		return -1;
+	char off[24], seq[24];
+	if (t->group_txns > 0) {
+		snprintf(off, sizeof off, "%lld", (long long)t->group_offset);
+		snprintf(seq, sizeof seq, "%llu", (unsigned long long)t->group_pos.seq);
+		const char *v[5] = { off, seq, t->group_pos.text, t->pipeline, t->target };
+		if (!PQsendQueryParams(t->conn, "UPDATE lockstep.checkpoint SET buffer_offset = $1,"
+				       " source_seq = $2, source_pos = $3, applied_at = now()"
+				       " WHERE pipeline = $4 AND target = $5", 5, NULL, v, NULL,
+				       NULL, 0))
+			return conn_error(t, err, "send");
+		if (pushed(t, P_CKPT, 0, NULL, NULL, NULL, err) < 0)
+			return -1;
+	}
+	if (send_sql(t, "COMMIT", 0, NULL, P_PLAIN, err) < 0)
+		return -1;
+	if (!PQpipelineSync(t->conn))
+		return conn_error(t, err, "sync");
+	if (pushed(t, P_SYNC, 0, NULL, NULL, NULL, err) < 0 || drain_until(t, 0, err) < 0)
+		return -1;
+	t->in_group = false;
+	t->run_rel = NULL;
+	t->stats.commits++;
+	t->stats.rows += (uint64_t)t->group_rows;
+	t->stats.copy_rows += (uint64_t)t->group_copy_rows;
+	t->stats.missing_rows += (uint64_t)t->group_missing;
+	t->stats.ddl += (uint64_t)t->group_ddl;
+	if (t->group_txns == 0)
+		return 0;
+	t->stats.txns += (uint64_t)t->group_txns;
+	t->ckpt.present = true;
+	t->ckpt.buffer_offset = t->group_offset;
+	t->ckpt.source_seq = t->group_pos.seq;
+	snprintf(t->ckpt.source_pos, sizeof t->ckpt.source_pos, "%s", t->group_pos.text);
+	if (t->o.on_commit)
+		t->o.on_commit(t->o.ctx, t->group_offset, &t->group_pos);
+	return 0;
+}
+
+int ls_pgtarget_begin(struct ls_pgtarget *t, const struct ls_txn *txn, struct ls_err *err)
+{
+	(void)txn;
+	if (usable(t, err) < 0)
+		return -1;
+	if (t->in_txn)
+		return ls_err_set(err, false, "target %s: begin inside a transaction", t->target);
+	if (open_group(t, err) < 0)
+		return -1;
+	t->in_txn = true;
+	return 0;
+}
+
+int ls_pgtarget_end(struct ls_pgtarget *t, const struct ls_txn *txn, int64_t buffer_offset,
+		    struct ls_err *err)
+{
+	if (usable(t, err) < 0)
+		return -1;
+	if (!t->in_txn)
+		return ls_err_set(err, false, "target %s: end outside a transaction", t->target);
+	t->in_txn = false;
+	t->group_txns++;
+	t->group_offset = buffer_offset;
+	t->group_pos = txn->commit;
+	if (t->group_rows >= t->o.batch_rows || now_ms() - t->group_start_ms >= t->o.batch_ms)
+		return commit_group(t, err);
+	return 0;
+}
+
+int ls_pgtarget_flush(struct ls_pgtarget *t, struct ls_err *err)
+{
+	if (usable(t, err) < 0)
+		return -1;
+	if (t->in_txn)
+		return ls_err_set(err, false, "target %s: flush inside a transaction", t->target);
+	return commit_group(t, err);
+}
+
+int ls_pgtarget_tick(struct ls_pgtarget *t, int *wait_ms, struct ls_err *err)
+{
+	if (wait_ms)
+		*wait_ms = -1;
+	if (usable(t, err) < 0)
+		return -1;
+	if (!t->in_group)
+		return 0;
+	int64_t left = t->group_start_ms + t->o.batch_ms - now_ms();
+	if (left <= 0 && !t->in_txn)
+		return commit_group(t, err);
+	if (wait_ms)
+		*wait_ms = left > 0 ? (int)left : 0;
+	return 0;
+}
+
+/* ---- relations ----------------------------------------------------------------- */
+
+static struct trel *find_rel(struct ls_pgtarget *t, uint32_t id)
+{
+	for (struct trel *r = t->rels; r; r = r->next)
+		if (r->src->id == id)
+			return r;
+	return NULL;
+}
+
+static bool rel_equal(const struct ls_relation *a, const struct ls_relation *b)
+{
+	if (a->ncols != b->ncols || a->replident != b->replident ||
+	    strcmp(a->schema, b->schema) != 0 || strcmp(a->name, b->name) != 0)
+		return false;
+	for (int i = 0; i < a->ncols; i++)
+		if (strcmp(a->cols[i].name, b->cols[i].name) != 0 ||
+		    strcmp(a->cols[i].type_name ? a->cols[i].type_name : "",
+			   b->cols[i].type_name ? b->cols[i].type_name : "") != 0 ||
+		    a->cols[i].flags != b->cols[i].flags)
+			return false;
+	return true;
+}
+
+/* Makes r describe rel: definition, quoted name, per-column arrays. */
+static int set_def(struct trel *r, const struct ls_relation *rel)
+{
+	struct ls_relation *d = ls_relation_dup(rel);
+	struct ls_pgsql_buf q;
+	ls_pgsql_buf_init(&q);
+	ls_pgsql_qualified(&q, rel->schema, rel->name);
+	bool *bt = calloc(rel->ncols + 1, sizeof *bt), *tc = calloc(rel->ncols + 1, sizeof *tc);
+	if (d == NULL || q.oom || bt == NULL || tc == NULL) {
+		ls_relation_free(d);
+		ls_pgsql_buf_free(&q);
+		free(bt);
+		free(tc);
+		return -1;
+	}
+	ls_relation_free(r->src);
+	free(r->qname);
+	free(r->bytea);
+	free(r->text_cmp);
+	r->src = d;
+	r->qname = q.data;
+	r->bytea = bt;
+	r->text_cmp = tc;
+	return 0;
+}
+
+/* Statements prepared for an old definition are retired (kept until free so
+ * in-flight error reports can still name their columns) and deallocated. */
+static int retire_stmts(struct ls_pgtarget *t, struct trel *r, struct ls_err *err)
+{
+	while (r->stmts) {
+		struct stmt *s = r->stmts;
+		r->stmts = s->next;
+		s->next = t->retired;
+		t->retired = s;
+		char sql[64];
+		snprintf(sql, sizeof sql, "DEALLOCATE %s", s->name);
+		if (send_sql(t, sql, 0, NULL, P_PLAIN, err) < 0)
+			return -1;
+	}
+	r->nstmts = 0;
+	return 0;
+}
+
+/* Per-column facts from the target catalog: type as format_type() spells
+ * it, whether it is bytea, whether it has an equality operator (json, xml,
+ * point... do not; those compare as text in REPLICA IDENTITY FULL matches). */
+static const char COLS_SQL[] =
+	"SELECT a.attname, format_type(a.atttypid, a.atttypmod), bt.oid = 'bytea'::regtype,"
+	" bt.typtype IN ('e','r','m')"
+	" OR EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprname = '='"
+	"   AND o.oprleft = bt.oid AND o.oprright = bt.oid)"
+	" OR (bt.typcategory = 'A' AND EXISTS (SELECT 1 FROM pg_type et"
+	"   LEFT JOIN pg_type eb ON et.typtype = 'd' AND eb.oid = et.typbasetype"
+	"   WHERE et.oid = bt.typelem AND (COALESCE(eb.typtype, et.typtype) IN ('e','r','m')"
+	"   OR EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprname = '='"
+	"     AND o.oprleft = COALESCE(eb.oid, et.oid) AND o.oprright = o.oprleft))))"
+	" FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid"
+	" JOIN pg_type bt ON bt.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END"
+	" WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped"
+	" ORDER BY a.attnum";
+
+/* Unique, non-partial, plain-column indexes (incl. the primary key): one
+ * row per (index, column). */
+static const char KEYS_SQL[] =
+	"SELECT i.indexrelid, a.attname FROM pg_index i"
+	" CROSS JOIN LATERAL unnest(i.indkey) k"
+	" JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k"
+	" WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indpred IS NULL"
+	" AND i.indexprs IS NULL ORDER BY 1";
+
+static bool is_key_col(const struct ls_relation *rel, const char *name)
+{
+	for (int i = 0; i < rel->ncols; i++)
+		if ((rel->cols[i].flags & LS_COL_KEY) && strcmp(rel->cols[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/* Whether some unique index of the target covers exactly rel's key columns. */
+static int key_matches(struct ls_pgtarget *t, struct trel *r, bool *ok, struct ls_err *err)
+{
+	const char *v[1] = { r->qname };
+	if (want_sql(t, KEYS_SQL, 1, v, err) < 0)
+		return -1;
+	unsigned nkeys = ls_relation_nkeys(r->src);
+	*ok = false;
+	int n = PQntuples(t->want);
+	for (int i = 0; i < n;) {
+		const char *idx = PQgetvalue(t->want, i, 0);
+		unsigned cols = 0, hits = 0;
+		for (; i < n && strcmp(PQgetvalue(t->want, i, 0), idx) == 0; i++) {
+			cols++;
+			hits += is_key_col(r->src, PQgetvalue(t->want, i, 1));
+		}
+		if (cols == nkeys && hits == nkeys)
+			*ok = true;
+	}
+	return 0;
+}
+
+static int table_exists(struct ls_pgtarget *t, struct trel *r, bool *exists, struct ls_err *err)
+{
+	const char *v[1] = { r->qname };
+	if (want_sql(t, "SELECT to_regclass($1) IS NOT NULL", 1, v, err) < 0)
+		return -1;
+	*exists = PQgetvalue(t->want, 0, 0)[0] == 't';
+	return 0;
+}
+
+static int create_table(struct ls_pgtarget *t, struct trel *r, struct ls_err *err)
+{
+	ls_pgsql_buf_reset(&t->sql);
+	ls_pgsql_put(&t->sql, "CREATE SCHEMA IF NOT EXISTS ");
+	ls_pgsql_ident(&t->sql, r->src->schema);
+	if (send_sql(t, ls_pgsql_buf_str(&t->sql), 0, NULL, P_PLAIN, err) < 0)
+		return -1;
+	ls_pgsql_buf_reset(&t->sql);
+	if (ls_pgsql_create_table(&t->sql, r->src, err) < 0)
+		return -1;
+	return send_ddl(t, r, 'C', err);
+}
+
+/* Compares the target table with r's definition; fills r->bytea/text_cmp.
+ * Appends every mismatch to mism ("; "-separated) and counts the columns
+ * missing on the target in *missing. */
+static int compare_table(struct ls_pgtarget *t, struct trel *r, struct ls_pgsql_buf *mism,
+			 int *missing, struct ls_err *err)
+{
+	const char *v[1] = { r->qname };
+	if (want_sql(t, COLS_SQL, 1, v, err) < 0)
+		return -1;
+	const struct ls_relation *s = r->src;
+	*missing = 0;
+	for (int i = 0; i < s->ncols; i++) {
+		int row = -1;
+		for (int j = 0; j < PQntuples(t->want) && row < 0; j++)
+			if (strcmp(PQgetvalue(t->want, j, 0), s->cols[i].name) == 0)
+				row = j;
+		const char *sep = mism->len ? "; " : "";
+		if (row < 0) {
+			ls_pgsql_printf(mism, "%scolumn %s (%s) missing", sep, s->cols[i].name,
+					s->cols[i].type_name);
+			(*missing)++;
+			continue;
+		}
+		const char *have = PQgetvalue(t->want, row, 1);
+		if (!ls_pgsql_type_compatible(s->cols[i].type_name, have))
+			ls_pgsql_printf(mism, "%scolumn %s is %s, source has %s", sep,
+					s->cols[i].name, have, s->cols[i].type_name);
+		r->bytea[i] = PQgetvalue(t->want, row, 2)[0] == 't';
+		r->text_cmp[i] = PQgetvalue(t->want, row, 3)[0] != 't';
+	}
+	if (s->replident == LS_REPLIDENT_FULL)
+		return 0;
+	bool ok;
+	if (key_matches(t, r, &ok, err) < 0)
+		return -1;
+	if (!ok) {
+		ls_pgsql_printf(mism, "%sno primary key or unique index on (", mism->len ? "; " : "");
+		bool first = true;
+		for (int i = 0; i < s->ncols; i++)
+			if (s->cols[i].flags & LS_COL_KEY) {
+				ls_pgsql_printf(mism, "%s%s", first ? "" : ", ", s->cols[i].name);
+				first = false;
+			}
+		ls_pgsql_put(mism, ")");
+	}
+	return 0;
+}
+
+/* Adds the columns missing on the target (ddl = apply resuming past a
+ * source ADD COLUMN whose earlier definition it never saw). */
+static int add_missing(struct ls_pgtarget *t, struct trel *r, struct ls_err *err)
+{
+	const struct ls_relation *s = r->src;
+	for (int i = 0; i < s->ncols; i++) {
+		ls_pgsql_buf_reset(&t->sql);
+		struct ls_pgsql_ddl_step st = { LS_PGSQL_ADD_COLUMN, -1, i };
+		if (ls_pgsql_ddl_sql(&t->sql, s, s, &st, err) < 0 || send_ddl(t, r, 'A', err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* First sight of a relation on this connection: create or check the table. */
+static int check_table(struct ls_pgtarget *t, struct trel *r, struct ls_err *err)
+{
+	const struct ls_relation *s = r->src;
+	if (s->replident != LS_REPLIDENT_FULL && ls_relation_nkeys(s) == 0)
+		return ls_err_set(err, false, "target %s: table %s.%s has no primary key or replica "
+				  "identity index; add one or set REPLICA IDENTITY FULL on the "
+				  "source", t->target, s->schema, s->name);
+	bool exists;
+	if (table_exists(t, r, &exists, err) < 0)
+		return -1;
+	if (!exists && !t->o.create_tables)
+		return ls_err_set(err, false, "target %s: table %s.%s does not exist and "
+				  "create_tables is off", t->target, s->schema, s->name);
+	if (!exists && create_table(t, r, err) < 0)
+		return -1;
+	struct ls_pgsql_buf mism;
+	ls_pgsql_buf_init(&mism);
+	int missing, rc = compare_table(t, r, &mism, &missing, err);
+	if (rc == 0 && mism.len) {
+		/* only missing columns under ddl = apply: add them, compare again */
+		bool only_missing = missing > 0 && t->o.ddl == LS_DDL_APPLY &&
+				    strstr(ls_pgsql_buf_str(&mism), " is ") == NULL &&
+				    strstr(ls_pgsql_buf_str(&mism), "no primary key") == NULL;
+		if (only_missing) {
+			ls_pgsql_buf_reset(&mism);
+			rc = add_missing(t, r, err);
+			if (rc == 0)
+				rc = compare_table(t, r, &mism, &missing, err);
+		}
+		if (rc == 0 && mism.len)
+			rc = ls_err_set(err, false, "target %s: table %s.%s does not match the "
+					"source: %s", t->target, s->schema, s->name,
+					ls_pgsql_buf_str(&mism));
+	}
+	ls_pgsql_buf_free(&mism);
+	if (rc == 0)
+		r->checked = true;
+	return rc;
+}
+
+/* A known relation changed: DDL on the source. */
+static int apply_ddl(struct ls_pgtarget *t, struct trel *r, const struct ls_relation *rel,
+		     struct ls_err *err)
+{
+	const struct ls_relation *old = r->src;
+	struct ls_pgsql_ddl_step *steps = calloc((size_t)old->ncols + rel->ncols + 1, sizeof *steps);
+	if (steps == NULL)
+		return ls_err_set(err, false, "out of memory");
+	int n = ls_pgsql_ddl_diff(old, rel, steps, err);
+	int rc = n < 0 ? ls_err_prefix(err, "target %s", t->target) : 0;
+	if (rc == 0 && n > 0 && t->o.ddl == LS_DDL_STOP) {
+		ls_pgsql_buf_reset(&t->sql);
+		for (int i = 0; i < n; i++) {
+			if (i)
+				ls_pgsql_put(&t->sql, "; ");
+			ls_pgsql_ddl_describe(&t->sql, old, rel, &steps[i]);
+		}
+		rc = ls_err_set(err, false, "target %s: table %s.%s changed on the source (%s) "
+				"and ddl = stop; stopped at the checkpoint (source position %s)",
+				t->target, rel->schema, rel->name, ls_pgsql_buf_str(&t->sql),
+				t->ckpt.present ? t->ckpt.source_pos : "none");
+	}
+	for (int i = 0; rc == 0 && i < n; i++) {
+		ls_pgsql_buf_reset(&t->sql);
+		rc = ls_pgsql_ddl_sql(&t->sql, old, rel, &steps[i], err);
+		if (rc == 0)
+			rc = send_ddl(t, r, 'A', err);
+	}
+	free(steps);
+	if (rc < 0)
+		return -1;
+	if (retire_stmts(t, r, err) < 0)
+		return -1;
+	if (set_def(r, rel) < 0)
+		return ls_err_set(err, false, "out of memory");
+	r->checked = false;
+	return check_table(t, r, err);
+}
+
+static int relation_in_group(struct ls_pgtarget *t, const struct ls_relation *rel,
+			     struct ls_err *err)
+{
+	struct trel *r = find_rel(t, rel->id);
+	if (r && r->checked && rel_equal(r->src, rel))
+		return 0;
+	if (end_copy(t, err) < 0)
+		return -1;
+	if (r && r->checked)
+		return apply_ddl(t, r, rel, err);
+	if (r == NULL) {
+		r = calloc(1, sizeof *r);
+		if (r == NULL)
+			return ls_err_set(err, false, "out of memory");
+		r->next = t->rels;
+		t->rels = r;
+	}
+	if (r->src == NULL || !rel_equal(r->src, rel)) {
+		if (r->src) {
+			if (retire_stmts(t, r, err) < 0)
+				return -1;
+		}
+		if (set_def(r, rel) < 0)
+			return ls_err_set(err, false, "out of memory");
+	}
+	return check_table(t, r, err);
+}
+
+int ls_pgtarget_relation(struct ls_pgtarget *t, const struct ls_relation *rel,
+			 struct ls_err *err)
+{
+	if (usable(t, err) < 0)
+		return -1;
+	struct trel *r = find_rel(t, rel->id);
+	if (r && r->checked && rel_equal(r->src, rel))
+		return 0;
+	bool own_group = !t->in_group;
+	if (open_group(t, err) < 0)
+		return -1;
+	if (relation_in_group(t, rel, err) < 0) {
+		fail(t);
+		return -1;
+	}
+	if (own_group && !t->in_txn)
+		return commit_group(t, err);
+	return 0;
+}
+
+/* ---- statements --------------------------------------------------------------- */
+
+/* The shape of a statement, one code per column after the op letter:
+ *   INSERT: "I" only (all columns, in order)
+ *   UPDATE: "U" + per column set code ('v' set, '-' unchanged TOAST)
+ *               + per column where code
+ *   DELETE: "D" + per column where code
+ * where codes: 'k' compared with a parameter, 't' compared as text (no '='
+ * operator), 'n' IS NULL, '-' not compared. */
+static int stmt_mask(struct ls_pgtarget *t, struct trel *r, const struct ls_change *ch,
+		     const struct ls_tuple **where_tup, struct ls_err *err)
+{
+	const struct ls_relation *s = r->src;
+	struct ls_pgsql_buf *m = &t->sql;
+	ls_pgsql_buf_reset(m);
+	ls_pgsql_putn(m, (const char *)&ch->op, 1);
+	if (ch->op == LS_OP_INSERT)
+		return 0;
+	if (ch->op == LS_OP_UPDATE)
+		for (int i = 0; i < s->ncols; i++)
+			ls_pgsql_put(m, ch->new_tup.vals[i].kind == LS_VAL_UNCHANGED ? "-" : "v");
+	bool full = s->replident == LS_REPLIDENT_FULL;
+	const struct ls_tuple *w = &ch->new_tup;
+	if (ch->old_kind != LS_OLD_NONE)
+		w = &ch->old_tup;
+	else if (ch->op == LS_OP_DELETE || full)
+		return ls_err_set(err, false, "target %s: %s %s without the old row's identity",
+				  t->target, op_name(ch->op), r->qname);
+	if (w->ncols != s->ncols)
+		return ls_err_set(err, false, "target %s: %s %s: old tuple has %u columns, "
+				  "relation %u", t->target, op_name(ch->op), r->qname,
+				  w->ncols, s->ncols);
+	int nwhere = 0;
+	for (int i = 0; i < s->ncols; i++) {
+		const struct ls_value *v = &w->vals[i];
+		char c = '-';
+		if (full && v->kind == LS_VAL_NULL)
+			c = 'n';
+		else if (full && v->kind != LS_VAL_UNCHANGED)
+			c = r->text_cmp[i] ? 't' : 'k';
+		else if (!full && (s->cols[i].flags & LS_COL_KEY)) {
+			if (v->kind == LS_VAL_NULL || v->kind == LS_VAL_UNCHANGED)
+				return ls_err_set(err, false, "target %s: %s %s: key column %s "
+						  "has no value", t->target, op_name(ch->op),
+						  r->qname, s->cols[i].name);
+			c = 'k';
+		}
+		nwhere += c != '-';
+		ls_pgsql_putn(m, &c, 1);
+	}
+	if (nwhere == 0)
+		return ls_err_set(err, false, "target %s: %s %s: nothing identifies the row",
+				  t->target, op_name(ch->op), r->qname);
+	*where_tup = w;
+	return 0;
+}
+
+/* Appends the WHERE clause of mask's where codes (starting at w); adds the
+ * parameter columns to pcol. */
+static void where_sql(struct ls_pgsql_buf *b, const struct trel *r, const char *w,
+		      int *pcol, int *np)
+{
+	bool full = r->src->replident == LS_REPLIDENT_FULL;
+	if (full) {
+		ls_pgsql_put(b, "ctid = (SELECT ctid FROM ");
+		ls_pgsql_put(b, r->qname);
+		ls_pgsql_put(b, " WHERE ");
+	}
+	bool first = true;
+	for (int i = 0; i < r->src->ncols; i++) {
+		if (w[i] == '-')
+			continue;
+		if (!first)
+			ls_pgsql_put(b, " AND ");
+		first = false;
+		ls_pgsql_ident(b, r->src->cols[i].name);
+		if (w[i] == 'n') {
+			ls_pgsql_put(b, " IS NULL");
+			continue;
+		}
+		pcol[(*np)++] = i;
+		ls_pgsql_printf(b, w[i] == 't' ? "::text = $%d::text" : " = $%d", *np);
+	}
+	if (full)
+		ls_pgsql_put(b, " LIMIT 1)");
+}
+
+/* Builds a statement for mask (copied). */
+static struct stmt *build_stmt(struct ls_pgtarget *t, struct trel *r, const char *mask)
+{
+	const struct ls_relation *s = r->src;
+	struct stmt *st = calloc(1, sizeof *st);
+	if (st == NULL)
+		return NULL;
+	st->mask = strdup(mask);
+	st->pcol = calloc((size_t)s->ncols * 2 + 1, sizeof *st->pcol);
+	if (st->mask == NULL || st->pcol == NULL) {
+		free_stmts(st);
+		return NULL;
+	}
+	snprintf(st->name, sizeof st->name, "ls_%u", ++t->stmt_seq);
+	return st;
+}
+
+static void stmt_sql(struct ls_pgsql_buf *b, const struct trel *r, struct stmt *st)
+{
+	const struct ls_relation *s = r->src;
+	const char *mask = st->mask;
+	int np = 0;
+	ls_pgsql_buf_reset(b);
+	if (mask[0] == LS_OP_INSERT) {
+		ls_pgsql_printf(b, "INSERT INTO %s (", r->qname);
+		for (int i = 0; i < s->ncols; i++) {
+			if (i)
+				ls_pgsql_put(b, ", ");
+			ls_pgsql_ident(b, s->cols[i].name);
+		}
+		ls_pgsql_put(b, ") VALUES (");
+		for (int i = 0; i < s->ncols; i++) {
+			ls_pgsql_printf(b, "%s$%d", i ? ", " : "", i + 1);
+			st->pcol[np++] = i;
+		}
+		ls_pgsql_put(b, ")");
+	} else if (mask[0] == LS_OP_UPDATE) {
+		ls_pgsql_printf(b, "UPDATE %s SET ", r->qname);
+		for (int i = 0; i < s->ncols; i++) {
+			if (mask[1 + i] != 'v')
+				continue;
+			if (np)
+				ls_pgsql_put(b, ", ");
+			ls_pgsql_ident(b, s->cols[i].name);
+			st->pcol[np++] = i;
+			ls_pgsql_printf(b, " = $%d", np);
+		}
+		ls_pgsql_put(b, " WHERE ");
+		where_sql(b, r, mask + 1 + s->ncols, st->pcol, &np);
+	} else {
+		ls_pgsql_printf(b, "DELETE FROM %s WHERE ", r->qname);
+		where_sql(b, r, mask + 1, st->pcol, &np);
+	}
+	st->nparams = np;
+}
+
+/* Text of one value as a parameter (or COPY field before escaping):
+ * BINARY into bytea becomes hex input; other BINARY must be NUL-free text. */
+static int param_value(struct ls_pgtarget *t, struct trel *r, int col, const struct ls_value *v,
+		       int i, struct ls_err *err)
+{
+	t->poffs[i] = SIZE_MAX;
+	t->pvals[i] = NULL;
+	if (v->kind == LS_VAL_NULL)
+		return 0;
+	if (v->kind == LS_VAL_TEXT) {
+		t->pvals[i] = v->data;
+		return 0;
+	}
+	if (v->kind != LS_VAL_BINARY)
+		return ls_err_set(err, false, "target %s: %s column %s: unexpected unchanged value",
+				  t->target, r->qname, r->src->cols[col].name);
+	t->poffs[i] = t->pbuf.len;
+	if (r->bytea[col]) {
+		ls_pgsql_bytea_hex(&t->pbuf, v->data, v->len);
+	} else {
+		if (memchr(v->data, '\0', v->len))
+			return ls_err_set(err, false, "target %s: %s column %s: binary value with "
+					  "NUL bytes for a non-bytea column", t->target, r->qname,
+					  r->src->cols[col].name);
+		ls_pgsql_putn(&t->pbuf, v->data, v->len);
+	}
+	ls_pgsql_putn(&t->pbuf, "", 1);   /* keep each value NUL-terminated */
+	return 0;
+}
+
+static int grow_params(struct ls_pgtarget *t, int n)
+{
+	if (n <= t->pcap)
+		return 0;
+	const char **v = realloc(t->pvals, (size_t)n * sizeof *v);
+	if (v)
+		t->pvals = v;
+	size_t *o = realloc(t->poffs, (size_t)n * sizeof *o);
+	if (o)
+		t->poffs = o;
+	if (v == NULL || o == NULL)
+		return -1;
+	t->pcap = n;
+	return 0;
+}
+
+/* "(a, b)=(1, x)" for error messages, truncated to size. */
+static void key_text(char *out, size_t size, const struct trel *r, const struct ls_tuple *tup)
+{
+	char names[100] = "", vals[100] = "";
+	size_t nl = 0, vl = 0;
+	const struct ls_relation *s = r->src;
+	bool full = s->replident == LS_REPLIDENT_FULL;
+	int shown = 0;
+	for (int i = 0; i < s->ncols && i < tup->ncols && shown < 4; i++) {
+		if (!full && !(s->cols[i].flags & LS_COL_KEY))
+			continue;
+		const struct ls_value *v = &tup->vals[i];
+		const char *txt = v->kind == LS_VAL_TEXT ? v->data
+				  : v->kind == LS_VAL_NULL ? "NULL" : "?";
+		nl += (size_t)snprintf(names + nl, nl < sizeof names ? sizeof names - nl : 0,
+				       "%s%s", shown ? ", " : "", s->cols[i].name);
+		vl += (size_t)snprintf(vals + vl, vl < sizeof vals ? sizeof vals - vl : 0,
+				       "%s%.30s", shown ? ", " : "", txt);
+		shown++;
+	}
+	snprintf(out, size, "(%s)=(%s)", names, vals);
+}
+
+static struct stmt *find_stmt(struct trel *r, const char *mask)
+{
+	for (struct stmt *s = r->stmts; s; s = s->next)
+		if (strcmp(s->mask, mask) == 0)
+			return s;
+	return NULL;
+}
+
+/* Sends one INSERT/UPDATE/DELETE as a prepared statement (prepared on
+ * first use of its shape), or unnamed when the relation has many shapes. */
+static int send_dml(struct ls_pgtarget *t, struct trel *r, const struct ls_change *ch,
+		    struct ls_err *err)
+{
+	const struct ls_tuple *wt = NULL;
+	if (ch->op != LS_OP_DELETE && ch->new_tup.ncols != r->src->ncols)
+		return ls_err_set(err, false, "target %s: %s %s: tuple has %u columns, relation %u",
+				  t->target, op_name(ch->op), r->qname, ch->new_tup.ncols,
+				  r->src->ncols);
+	if (stmt_mask(t, r, ch, &wt, err) < 0)
+		return -1;
+	if (ch->op == LS_OP_UPDATE && strchr(ls_pgsql_buf_str(&t->sql) + 1, 'v') == NULL)
+		return 0;   /* only unchanged TOAST columns: nothing to set */
+	struct stmt *st = find_stmt(r, ls_pgsql_buf_str(&t->sql));
+	bool fresh = st == NULL, named = true;
+	if (fresh) {
+		st = build_stmt(t, r, ls_pgsql_buf_str(&t->sql));
+		if (st == NULL)
+			return ls_err_set(err, false, "out of memory");
+		named = r->nstmts < MAX_STMTS_PER_REL;
+		if (named) {
+			st->next = r->stmts;
+			r->stmts = st;
+			r->nstmts++;
+		} else {
+			st->next = t->retired;   /* error reports may still point at it */
+			t->retired = st;
+		}
+		stmt_sql(&t->sql, r, st);
+		if (t->sql.oom)
+			return ls_err_set(err, false, "out of memory");
+		if (named) {
+			if (!PQsendPrepare(t->conn, st->name, ls_pgsql_buf_str(&t->sql), 0, NULL))
+				return conn_error(t, err, "send");
+			if (pushed(t, P_PLAIN, ch->op, r, NULL, NULL, err) < 0)
+				return -1;
+		}
+	}
+	if (grow_params(t, st->nparams + 1) < 0)
+		return ls_err_set(err, false, "out of memory");
+	ls_pgsql_buf_reset(&t->pbuf);
+	int nset = ch->op == LS_OP_DELETE ? 0 : st->nparams;
+	if (ch->op == LS_OP_UPDATE) {
+		nset = 0;
+		for (int i = 0; i < r->src->ncols; i++)
+			nset += st->mask[1 + i] == 'v';
+	}
+	for (int i = 0; i < st->nparams; i++) {
+		const struct ls_tuple *tup = i < nset ? &ch->new_tup : wt;
+		if (param_value(t, r, st->pcol[i], &tup->vals[st->pcol[i]], i, err) < 0)
+			return -1;
+	}
+	if (t->pbuf.oom)
+		return ls_err_set(err, false, "out of memory");
+	for (int i = 0; i < st->nparams; i++)
+		if (t->poffs[i] != SIZE_MAX)
+			t->pvals[i] = t->pbuf.data + t->poffs[i];
+	int ok = named ? PQsendQueryPrepared(t->conn, st->name, st->nparams, t->pvals, NULL, NULL, 0)
+		       : PQsendQueryParams(t->conn, ls_pgsql_buf_str(&t->sql), st->nparams, NULL,
+					   t->pvals, NULL, NULL, 0);
+	if (!ok)
+		return conn_error(t, err, "send");
+	char key[100];
+	key_text(key, sizeof key, r, ch->op == LS_OP_INSERT ? &ch->new_tup : wt);
+	return pushed(t, P_STMT, ch->op, r, named ? st : NULL, key, err);
+}
+
+/* ---- COPY --------------------------------------------------------------------- */
+
+/* Leaves pipeline mode (results all read) and starts COPY into r. */
+static int start_copy(struct ls_pgtarget *t, struct trel *r, struct ls_err *err)
+{
+	if (!PQpipelineSync(t->conn))
+		return conn_error(t, err, "sync");
+	if (pushed(t, P_SYNC, 0, NULL, NULL, NULL, err) < 0 || drain_until(t, 0, err) < 0)
+		return -1;
+	if (!PQexitPipelineMode(t->conn))
+		return conn_error(t, err, "leave pipeline mode");
+	ls_pgsql_buf_reset(&t->sql);
+	ls_pgsql_printf(&t->sql, "COPY %s (", r->qname);
+	for (int i = 0; i < r->src->ncols; i++) {
+		if (i)
+			ls_pgsql_put(&t->sql, ", ");
+		ls_pgsql_ident(&t->sql, r->src->cols[i].name);
+	}
+	ls_pgsql_put(&t->sql, ") FROM STDIN");
+	PGresult *res = PQexec(t->conn, ls_pgsql_buf_str(&t->sql));
+	if (PQresultStatus(res) != PGRES_COPY_IN) {
+		struct pend p = { .op = LS_OP_INSERT, .rel = r };
+		record_error(t, res, &p);
+		PQclear(res);
+		return fail_with(t, err);
+	}
+	PQclear(res);
+	t->copy_rel = r;
+	t->copy_rows = 0;
+	ls_pgsql_buf_reset(&t->copybuf);
+	return 0;
+}
+
+static int copy_send(struct ls_pgtarget *t, struct ls_err *err)
+{
+	if (t->copybuf.oom)
+		return ls_err_set(err, false, "out of memory");
+	if (t->copybuf.len && PQputCopyData(t->conn, t->copybuf.data, (int)t->copybuf.len) != 1)
+		return conn_error(t, err, "COPY data");
+	ls_pgsql_buf_reset(&t->copybuf);
+	return 0;
+}
+
+static int copy_row(struct ls_pgtarget *t, struct trel *r, const struct ls_change *ch,
+		    struct ls_err *err)
+{
+	struct ls_pgsql_buf *b = &t->copybuf;
+	for (int i = 0; i < r->src->ncols; i++) {
+		const struct ls_value *v = &ch->new_tup.vals[i];
+		if (i)
+			ls_pgsql_putn(b, "\t", 1);
+		if (v->kind == LS_VAL_NULL) {
+			ls_pgsql_putn(b, "\\N", 2);
+		} else if (v->kind == LS_VAL_TEXT) {
+			ls_pgsql_copy_escape(b, v->data, v->len);
+		} else {
+			ls_pgsql_buf_reset(&t->pbuf);
+			if (param_value(t, r, i, v, 0, err) < 0)
+				return -1;
+			ls_pgsql_copy_escape(b, t->pbuf.data, t->pbuf.len - 1);
+		}
+	}
+	ls_pgsql_putn(b, "\n", 1);
+	t->copy_rows++;
+	return b->len >= COPY_CHUNK ? copy_send(t, err) : 0;
+}
+
+/* Ends an open COPY, checks its outcome, re-enters pipeline mode. */
+static int end_copy(struct ls_pgtarget *t, struct ls_err *err)
+{
+	struct trel *r = t->copy_rel;
+	if (r == NULL)
+		return 0;
+	t->copy_rel = NULL;
+	if (copy_send(t, err) < 0)
+		return -1;
+	if (PQputCopyEnd(t->conn, NULL) != 1)
+		return conn_error(t, err, "COPY end");
+	PGresult *res;
+	int rc = 0;
+	while ((res = PQgetResult(t->conn)) != NULL) {
+		if (PQresultStatus(res) != PGRES_COMMAND_OK && rc == 0) {
+			struct pend p = { .op = LS_OP_INSERT, .rel = r };
+			snprintf(p.key, sizeof p.key, "(COPY of %d rows)", t->copy_rows);
+			record_error(t, res, &p);
+			rc = -1;
+		}
+		PQclear(res);
+	}
+	if (rc < 0)
+		return fail_with(t, err);
+	t->group_copy_rows += t->copy_rows;
+	if (!PQenterPipelineMode(t->conn))
+		return conn_error(t, err, "pipeline mode");
+	return 0;
+}
+
+/* ---- changes ------------------------------------------------------------------ */
+
+static int truncate_rels(struct ls_pgtarget *t, const struct ls_change *ch, struct ls_err *err)
+{
+	if (end_copy(t, err) < 0)
+		return -1;
+	struct ls_pgsql_buf b;
+	ls_pgsql_buf_init(&b);
+	ls_pgsql_put(&b, "TRUNCATE ");
+	for (uint32_t i = 0; i < ch->nrelids; i++) {
+		struct trel *r = find_rel(t, ch->relids[i]);
+		if (r == NULL) {
+			ls_pgsql_buf_free(&b);
+			return ls_err_set(err, false, "target %s: TRUNCATE of unknown relation id %u",
+					  t->target, ch->relids[i]);
+		}
+		ls_pgsql_printf(&b, "%s%s", i ? ", " : "", r->qname);
+	}
+	if (ch->truncate_flags & LS_TRUNCATE_RESTART_IDENTITY)
+		ls_pgsql_put(&b, " RESTART IDENTITY");
+	if (ch->truncate_flags & LS_TRUNCATE_CASCADE)
+		ls_pgsql_put(&b, " CASCADE");
+	int rc = b.oom ? ls_err_set(err, false, "out of memory")
+		       : send_sql(t, ls_pgsql_buf_str(&b), 0, NULL, P_PLAIN, err);
+	ls_pgsql_buf_free(&b);
+	t->group_rows++;
+	return rc;
+}
+
+/* INSERTs go to COPY once a run into one table is longer than copy_after. */
+static int insert_row(struct ls_pgtarget *t, struct trel *r, const struct ls_change *ch,
+		      struct ls_err *err)
+{
+	if (t->copy_rel == r)
+		return copy_row(t, r, ch, err);
+	if (end_copy(t, err) < 0)
+		return -1;
+	t->run_len = t->run_rel == r ? t->run_len + 1 : 1;
+	t->run_rel = r;
+	if (t->o.copy_after > 0 && t->run_len > t->o.copy_after) {
+		if (ch->new_tup.ncols != r->src->ncols)
+			return ls_err_set(err, false, "target %s: INSERT %s: tuple has %u columns, "
+					  "relation %u", t->target, r->qname, ch->new_tup.ncols,
+					  r->src->ncols);
+		if (start_copy(t, r, err) < 0)
+			return -1;
+		return copy_row(t, r, ch, err);
+	}
+	return send_dml(t, r, ch, err);
+}
+
+static int change_in_txn(struct ls_pgtarget *t, const struct ls_relation *rel,
+			 const struct ls_change *ch, struct ls_err *err)
+{
+	if (ch->op == LS_OP_TRUNCATE)
+		return truncate_rels(t, ch, err);
+	if (rel && relation_in_group(t, rel, err) < 0)
+		return -1;
+	struct trel *r = find_rel(t, rel ? rel->id : ch->relid);
+	if (r == NULL || !r->checked)
+		return ls_err_set(err, false, "target %s: change for unknown relation id %u",
+				  t->target, ch->relid);
+	t->group_rows++;
+	if (ch->op == LS_OP_INSERT)
+		return insert_row(t, r, ch, err);
+	if (ch->op != LS_OP_UPDATE && ch->op != LS_OP_DELETE)
+		return ls_err_set(err, false, "target %s: unknown change op %d", t->target, ch->op);
+	t->run_rel = NULL;
+	if (end_copy(t, err) < 0)
+		return -1;
+	return send_dml(t, r, ch, err);
+}
+
+int ls_pgtarget_change(struct ls_pgtarget *t, const struct ls_relation *rel,
+		       const struct ls_change *ch, struct ls_err *err)
+{
+	if (usable(t, err) < 0)
+		return -1;
+	if (!t->in_txn)
+		return ls_err_set(err, false, "target %s: change outside a transaction", t->target);
+	if (ch->op == LS_OP_MESSAGE)
+		return 0;
+	if (change_in_txn(t, rel, ch, err) < 0) {
+		fail(t);
+		return -1;
+	}
+	return 0;
+}

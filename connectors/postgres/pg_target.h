@@ -1,0 +1,147 @@
+/* pg_target — applies source transactions to a PostgreSQL target,
+ * effectively once.
+ *
+ * Threading: every call blocks on libpq (synchronous connection), so a
+ * target runs on its own apply thread, never on the libuv loop; the loop
+ * hands it batches of decoded transactions.  One object is used by one thread
+ * at a time.
+ *
+ * Effectively-once: the target keeps lockstep.checkpoint(pipeline, target,
+ * buffer_offset, source_seq, source_pos, applied_at).  Source transactions are
+ * grouped into one target transaction (up to batch_rows changes or batch_ms
+ * milliseconds, whichever comes first, checked at source transaction ends);
+ * the checkpoint row is updated in the same target transaction as the data,
+ * so after any crash the checkpoint names exactly the last source
+ * transaction whose changes are visible.  A source transaction is never split
+ * across target commits, however large; its changes stream into the open
+ * target transaction (libpq pipeline mode, results drained as they come;
+ * COPY for long runs of INSERTs into one table), so memory does not grow with
+ * transaction size.
+ *
+ * Call order:
+ *   ls_pgtarget_new -> ls_pgtarget_checkpoint (where to resume)
+ *   -> { ls_pgtarget_relation* ; ls_pgtarget_begin ; ls_pgtarget_change* ;
+ *        ls_pgtarget_end }* with ls_pgtarget_tick / ls_pgtarget_flush when
+ *   input pauses -> ls_pgtarget_flush -> ls_pgtarget_free.
+ *
+ * Failure: any error rolls back the whole open group (nothing of it becomes
+ * visible, the checkpoint stays put) and drops the connection.  Later calls
+ * fail until ls_pgtarget_reset() reconnects and returns the checkpoint to
+ * resume from; the caller replays from there.  err->retryable says whether
+ * that is worth doing (connection loss, serialization failure, deadlock,
+ * admin shutdown) or the input itself is bad (a data error naming table,
+ * column and key; DDL under ddl=stop; an incompatible table).
+ * ls_pgtarget_sqlstate() gives the server's SQLSTATE of the last error.
+ */
+#ifndef LS_PG_TARGET_H
+#define LS_PG_TARGET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "change.h"
+#include "config.h"
+#include "err.h"
+
+/* Called after each successful group commit with the position it made
+ * durable on the target: the buffer offset and source position passed to the
+ * last ls_pgtarget_end() of the group.  pos is valid during the call. */
+typedef void (*ls_pgtarget_commit_cb)(void *ctx, int64_t buffer_offset,
+				      const struct ls_pos *pos);
+
+struct ls_pgtarget_opts {
+	const char *pipeline;      /* checkpoint row key; borrowed, copied */
+	const char *target;        /* target name; borrowed, copied */
+	const char *conninfo;      /* libpq conninfo; secret, never logged */
+	bool create_tables;        /* create missing tables (else: error) */
+	enum ls_ddl_mode ddl;      /* LS_DDL_APPLY or LS_DDL_STOP */
+	int batch_rows;            /* <= 0: 5000 */
+	int batch_ms;              /* <= 0: 100 */
+	/* Consecutive INSERTs into one table after which the rest of the run
+	 * goes through COPY; 0 = default (64); < 0 = never use COPY. */
+	int copy_after;
+	ls_pgtarget_commit_cb on_commit;   /* may be NULL */
+	void *ctx;
+};
+
+struct ls_pgtarget_ckpt {
+	bool present;              /* false: nothing applied yet */
+	int64_t buffer_offset;     /* -1 when none */
+	uint64_t source_seq;       /* 0 when none */
+	char source_pos[LS_POS_TEXT_MAX];
+};
+
+struct ls_pgtarget_stats {
+	uint64_t commits;          /* target transactions committed */
+	uint64_t txns;             /* source transactions committed */
+	uint64_t rows;             /* changes applied and committed */
+	uint64_t copy_rows;        /* of which through COPY */
+	uint64_t missing_rows;     /* UPDATE/DELETE that matched no row (drift) */
+	uint64_t ddl;              /* DDL statements applied */
+};
+
+struct ls_pgtarget;
+
+/* Connects, creates lockstep.checkpoint and this target's row when missing,
+ * and reads the checkpoint.  On failure *out is NULL. */
+int ls_pgtarget_new(const struct ls_pgtarget_opts *opts, struct ls_pgtarget **out,
+		    struct ls_err *err) __attribute__((warn_unused_result));
+/* Closes the connection; an open group is rolled back. NULL is a no-op. */
+void ls_pgtarget_free(struct ls_pgtarget *t);
+
+/* The committed checkpoint (as of the last commit or connect). */
+void ls_pgtarget_checkpoint(const struct ls_pgtarget *t, struct ls_pgtarget_ckpt *out);
+/* Whether a source transaction with this seq is already applied (seq <= the
+ * checkpoint's), so the caller skips it. */
+bool ls_pgtarget_applied(const struct ls_pgtarget *t, uint64_t seq);
+
+/* Hands over a relation definition (copied).  First sight of a relation
+ * (by rel->id) checks the target table: created when missing and
+ * create_tables is set (CREATE SCHEMA/TABLE IF NOT EXISTS, primary key from
+ * LS_COL_KEY), else every column must exist with a compatible type and the
+ * key must be the target's primary key or a unique index; one error names
+ * every mismatch.  A changed definition of a known relation is DDL: under
+ * ddl=apply the ALTER TABLE statements run in the open group before the
+ * changes that follow; under ddl=stop it is an error naming the table and
+ * the change.  A relation with no key and no REPLICA IDENTITY FULL is an
+ * error.  May be called inside or outside a transaction. */
+int ls_pgtarget_relation(struct ls_pgtarget *t, const struct ls_relation *rel,
+			 struct ls_err *err) __attribute__((warn_unused_result));
+
+/* Starts a source transaction (opens a target group if none is open). */
+int ls_pgtarget_begin(struct ls_pgtarget *t, const struct ls_txn *txn,
+		      struct ls_err *err) __attribute__((warn_unused_result));
+/* Applies one change of the current source transaction.  rel (borrowed) is
+ * the change's relation, as ls_pgtarget_relation() would take it (a new or
+ * changed one is handed over first); NULL for TRUNCATE and MESSAGE, whose
+ * relations must be known already.  MESSAGE changes are ignored.  The
+ * change's values are only read during the call. */
+int ls_pgtarget_change(struct ls_pgtarget *t, const struct ls_relation *rel,
+		       const struct ls_change *ch, struct ls_err *err)
+	__attribute__((warn_unused_result));
+/* Ends the source transaction; buffer_offset is its position in the buffer
+ * (recorded in the checkpoint).  Commits the group when it is full or old. */
+int ls_pgtarget_end(struct ls_pgtarget *t, const struct ls_txn *txn, int64_t buffer_offset,
+		    struct ls_err *err) __attribute__((warn_unused_result));
+/* Commits the open group now, if any (not inside a source transaction). */
+int ls_pgtarget_flush(struct ls_pgtarget *t, struct ls_err *err)
+	__attribute__((warn_unused_result));
+/* Commits the open group if it is older than batch_ms; call when input
+ * pauses.  Returns 0 and sets *wait_ms (if non-NULL) to the milliseconds
+ * until the group will be due, -1 when no group is open. */
+int ls_pgtarget_tick(struct ls_pgtarget *t, int *wait_ms, struct ls_err *err)
+	__attribute__((warn_unused_result));
+
+/* After a failure: reconnects (forgetting prepared statements and checked
+ * tables, keeping relation definitions) and rereads the checkpoint. */
+int ls_pgtarget_reset(struct ls_pgtarget *t, struct ls_err *err)
+	__attribute__((warn_unused_result));
+
+/* SQLSTATE of the last server error ("" when none); valid until the next call. */
+const char *ls_pgtarget_sqlstate(const struct ls_pgtarget *t);
+void ls_pgtarget_stats(const struct ls_pgtarget *t, struct ls_pgtarget_stats *out);
+
+/* For tests: the backend pid of the target connection (0 when none). */
+int ls_pgtarget_backend_pid(const struct ls_pgtarget *t);
+
+#endif

@@ -1,0 +1,669 @@
+/* Integration tests for connectors/postgres/pg_target against a real
+ * PostgreSQL 15 (tests/helpers/testsrv.h).  One server for the suite; each
+ * test works in a database of its own. */
+#include <check.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "connectors/postgres/pg_target.h"
+#include "tests/helpers/testsrv.h"
+
+static struct ls_testpg *pg;
+static struct ls_arena A;
+static char db[64];
+static int db_seq;
+
+#define UNCH ((const char *)1)   /* marks an unchanged TOAST value */
+
+static void suite_setup(void)
+{
+	pg = ls_testpg_start(NULL);
+}
+
+static void suite_teardown(void)
+{
+	ls_testpg_stop(pg);
+}
+
+/* A fresh database in UTC for each test (so timestamptz text is stable). */
+static void test_setup(void)
+{
+	snprintf(db, sizeof db, "tgt_%d_%d", (int)getpid(), ++db_seq);
+	ls_testpg_exec(pg, "postgres", "CREATE DATABASE %s", db);
+	ls_testpg_exec(pg, "postgres", "ALTER DATABASE %s SET timezone = 'UTC'", db);
+	ls_arena_init(&A);
+}
+
+static void test_teardown(void)
+{
+	ls_arena_free(&A);
+}
+
+static char *q1(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *q1(const char *fmt, ...)
+{
+	char sql[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(sql, sizeof sql, fmt, ap);
+	va_end(ap);
+	return ls_testpg_query1(pg, db, "%s", sql);
+}
+
+/* Asserts the first value of a query equals want (NULL = SQL NULL/no row). */
+#define ck_q1(want, ...)                                                  \
+	do {                                                              \
+		char *got_ = q1(__VA_ARGS__);                             \
+		const char *want_ = (want);                               \
+		if (want_ == NULL)                                        \
+			ck_assert_ptr_null(got_);                         \
+		else                                                      \
+			ck_assert_str_eq(got_ ? got_ : "(null)", want_);  \
+		free(got_);                                               \
+	} while (0)
+
+struct commits {
+	int calls;
+	int64_t offset;
+	uint64_t seq;
+};
+
+static void on_commit(void *ctx, int64_t off, const struct ls_pos *pos)
+{
+	struct commits *c = ctx;
+	c->calls++;
+	c->offset = off;
+	c->seq = pos->seq;
+}
+
+static struct commits commits;
+
+static struct ls_pgtarget *open_target(bool create, enum ls_ddl_mode ddl, int batch_rows,
+				       int batch_ms, int copy_after)
+{
+	struct ls_pgtarget_opts o = {
+		.pipeline = "shop", .target = "new",
+		.conninfo = ls_testpg_conninfo(pg, db),
+		.create_tables = create, .ddl = ddl,
+		.batch_rows = batch_rows, .batch_ms = batch_ms, .copy_after = copy_after,
+		.on_commit = on_commit, .ctx = &commits,
+	};
+	struct ls_pgtarget *t;
+	struct ls_err err = { 0 };
+	memset(&commits, 0, sizeof commits);
+	ck_assert_msg(ls_pgtarget_new(&o, &t, &err) == 0, "open: %s", err.msg);
+	return t;
+}
+
+/* "name:type[:k]|..." (k = key column) */
+static struct ls_relation *mkrel(uint32_t id, const char *name, char replident, const char *spec)
+{
+	int n = 1;
+	for (const char *p = spec; *p; p++)
+		n += *p == '|';
+	struct ls_relation *r = ls_relation_new((uint16_t)n);
+	r->id = id;
+	r->schema = strdup("app");
+	r->name = strdup(name);
+	r->replident = (uint8_t)replident;
+	char *copy = strdup(spec), *save = NULL;
+	int i = 0;
+	for (char *c = strtok_r(copy, "|", &save); c; c = strtok_r(NULL, "|", &save), i++) {
+		char *type = strchr(c, ':');
+		*type++ = '\0';
+		char *k = strrchr(type, ':');
+		if (k && strcmp(k, ":k") == 0)
+			*k = '\0';
+		else
+			k = NULL;
+		r->cols[i].name = strdup(c);
+		r->cols[i].type_name = strdup(type);
+		r->cols[i].typmod = -1;
+		r->cols[i].flags = (k || replident == 'f') ? LS_COL_KEY : 0;
+	}
+	free(copy);
+	return r;
+}
+
+static struct ls_tuple tup_v(int n, va_list ap)
+{
+	struct ls_value *v = ls_arena_alloc(&A, sizeof *v * (size_t)n);
+	for (int i = 0; i < n; i++) {
+		const char *s = va_arg(ap, const char *);
+		if (s == NULL)
+			v[i] = (struct ls_value){ .kind = LS_VAL_NULL };
+		else if (s == UNCH)
+			v[i] = (struct ls_value){ .kind = LS_VAL_UNCHANGED };
+		else
+			v[i] = (struct ls_value){ .kind = LS_VAL_TEXT, .len = (uint32_t)strlen(s), .data = s };
+	}
+	return (struct ls_tuple){ .ncols = (uint16_t)n, .vals = v };
+}
+
+static struct ls_change ins(const struct ls_relation *r, ...)
+{
+	va_list ap;
+	va_start(ap, r);
+	struct ls_change c = { .op = LS_OP_INSERT, .relid = r->id, .new_tup = tup_v(r->ncols, ap) };
+	va_end(ap);
+	return c;
+}
+
+/* old values first (ncols), then new values (ncols); old_kind K or O */
+static struct ls_change upd(const struct ls_relation *r, char old_kind, ...)
+{
+	va_list ap;
+	va_start(ap, old_kind);
+	struct ls_change c = { .op = LS_OP_UPDATE, .relid = r->id, .old_kind = (uint8_t)old_kind };
+	if (old_kind)
+		c.old_tup = tup_v(r->ncols, ap);
+	c.new_tup = tup_v(r->ncols, ap);
+	va_end(ap);
+	return c;
+}
+
+static struct ls_change del(const struct ls_relation *r, char old_kind, ...)
+{
+	va_list ap;
+	va_start(ap, old_kind);
+	struct ls_change c = { .op = LS_OP_DELETE, .relid = r->id, .old_kind = (uint8_t)old_kind,
+			       .old_tup = tup_v(r->ncols, ap) };
+	va_end(ap);
+	return c;
+}
+
+static struct ls_txn txn(uint64_t seq)
+{
+	struct ls_txn x = { .xid = seq };
+	x.commit.seq = seq;
+	snprintf(x.commit.text, sizeof x.commit.text, "0/%llX", (unsigned long long)seq);
+	return x;
+}
+
+/* Applies one source transaction; returns the first failing call's rc. */
+static int apply(struct ls_pgtarget *t, uint64_t seq, const struct ls_relation *r, int n,
+		 const struct ls_change *chs, struct ls_err *err)
+{
+	struct ls_txn x = txn(seq);
+	if (ls_pgtarget_begin(t, &x, err) < 0)
+		return -1;
+	for (int i = 0; i < n; i++)
+		if (ls_pgtarget_change(t, chs[i].op == LS_OP_TRUNCATE ? NULL : r, &chs[i], err) < 0)
+			return -1;
+	return ls_pgtarget_end(t, &x, (int64_t)seq * 10, err);
+}
+
+#define APPLY_OK(t, seq, r, ...)                                                    \
+	do {                                                                        \
+		struct ls_change chs_[] = { __VA_ARGS__ };                          \
+		struct ls_err e_ = { 0 };                                           \
+		ck_assert_msg(apply(t, seq, r, sizeof chs_ / sizeof chs_[0], chs_, &e_) == 0, \
+			      "apply: %s", e_.msg);                                 \
+	} while (0)
+
+static void flush_ok(struct ls_pgtarget *t)
+{
+	struct ls_err err = { 0 };
+	ck_assert_msg(ls_pgtarget_flush(t, &err) == 0, "flush: %s", err.msg);
+}
+
+/* ---- tests ------------------------------------------------------------------ */
+
+START_TEST(pgtarget_applies_insert_update_delete_truncate)
+{
+	struct ls_pgtarget *t = open_target(true, LS_DDL_APPLY, 5000, 100, -1);
+	struct ls_pgtarget_ckpt ck;
+	ls_pgtarget_checkpoint(t, &ck);
+	ck_assert(!ck.present);
+	struct ls_relation *r = mkrel(1, "items", 'd', "id:integer:k|name:text|price:numeric(10,2)");
+	APPLY_OK(t, 100, r, ins(r, "1", "a", "1.50"), ins(r, "2", "b", NULL), ins(r, "3", "c", "3.00"));
+	APPLY_OK(t, 101, r, upd(r, 0, "2", "B", "2.25"), del(r, 'K', "3", NULL, NULL));
+	flush_ok(t);
+	ck_q1("1:a:1.50,2:B:2.25", "SELECT string_agg(id||':'||name||':'||price, ',' ORDER BY id)"
+	      " FROM app.items");
+	ck_q1("1010:101:0/65", "SELECT buffer_offset||':'||source_seq||':'||source_pos"
+	      " FROM lockstep.checkpoint WHERE pipeline = 'shop' AND target = 'new'");
+	ck_assert_int_eq(commits.seq, 101);
+	ck_assert_int_eq(commits.offset, 1010);
+
+	uint32_t ids[1] = { 1 };
+	struct ls_change tr = { .op = LS_OP_TRUNCATE, .nrelids = 1, .relids = ids,
+				.truncate_flags = LS_TRUNCATE_RESTART_IDENTITY };
+	APPLY_OK(t, 102, r, tr);
+	flush_ok(t);
+	ck_q1("0", "SELECT count(*) FROM app.items");
+	ls_pgtarget_checkpoint(t, &ck);
+	ck_assert(ck.present);
+	ck_assert_uint_eq(ck.source_seq, 102);
+	ck_assert(ls_pgtarget_applied(t, 102));
+	ck_assert(!ls_pgtarget_applied(t, 103));
+	ls_pgtarget_free(t);
+
+	/* a new connection resumes from the stored checkpoint */
+	t = open_target(true, LS_DDL_APPLY, 5000, 100, -1);
+	ls_pgtarget_checkpoint(t, &ck);
+	ck_assert(ck.present);
+	ck_assert_uint_eq(ck.source_seq, 102);
+	ck_assert_int_eq(ck.buffer_offset, 1020);
+	ck_assert_str_eq(ck.source_pos, "0/66");
+	ls_pgtarget_free(t);
+	ls_relation_free(r);
+}
+END_TEST
+
+START_TEST(pgtarget_unchanged_toast_keeps_old_value)
+{
+	struct ls_pgtarget *t = open_target(true, LS_DDL_APPLY, 5000, 100, -1);
+	struct ls_relation *r = mkrel(1, "docs", 'd', "id:bigint:k|body:text|n:integer");
+	char *big = malloc(100001);
+	for (int i = 0; i < 100000; i++)
+		big[i] = (char)('a' + (i * 7) % 26);
+	big[100000] = '\0';
+	APPLY_OK(t, 1, r, ins(r, "7", big, "1"));
+	APPLY_OK(t, 2, r, upd(r, 0, "7", UNCH, "2"));
+	flush_ok(t);
+	ck_q1("2", "SELECT n FROM app.docs WHERE id = 7");
+	ck_q1("100000", "SELECT length(body) FROM app.docs WHERE id = 7");
+	char head[21], tail[21];
+	snprintf(head, sizeof head, "%.20s", big);
+	snprintf(tail, sizeof tail, "%s", big + 99980);
+	ck_q1(head, "SELECT substr(body, 1, 20) FROM app.docs WHERE id = 7");
+	ck_q1(tail, "SELECT substr(body, 99981) FROM app.docs WHERE id = 7");
+	free(big);
+	ls_pgtarget_free(t);
+	ls_relation_free(r);
+}
+END_TEST
+
+START_TEST(pgtarget_replica_identity_full_duplicates_and_nulls)
+{
+	struct ls_pgtarget *t = open_target(true, LS_DDL_APPLY, 5000, 100, -1);
+	struct ls_relation *r = mkrel(1, "log", 'f', "a:integer|b:text|j:json");
+	APPLY_OK(t, 1, r, ins(r, "1", NULL, "{\"x\": 1}"), ins(r, "1", NULL, "{\"x\": 1}"),
+		 ins(r, "2", "two", "[1,  2]"));
+	/* delete one of two identical rows: exactly one goes */
+	APPLY_OK(t, 2, r, del(r, 'O', "1", NULL, "{\"x\": 1}"));
+	flush_ok(t);
+	ck_q1("2", "SELECT count(*) FROM app.log");
+	ck_q1("1", "SELECT count(*) FROM app.log WHERE a = 1 AND b IS NULL");
+	/* update matched through NULL and json (no '=' operator) */
+	APPLY_OK(t, 3, r, upd(r, 'O', "1", NULL, "{\"x\": 1}", "1", "one", "{\"x\": 2}"),
+		 upd(r, 'O', "2", "two", "[1,  2]", "2", NULL, "[1,  2]"));
+	flush_ok(t);
+	ck_q1("1:one:{\"x\": 2},2::[1,  2]", "SELECT string_agg(a||':'||coalesce(b,'')||':'||j,"
+	      " ',' ORDER BY a) FROM app.log");
+	struct ls_pgtarget_stats st;
+	ls_pgtarget_stats(t, &st);
+	ck_assert_uint_eq(st.missing_rows, 0);
+	ls_pgtarget_free(t);
+	ls_relation_free(r);
+}
+END_TEST
+
+START_TEST(pgtarget_key_update_uses_old_key)
+{
+	struct ls_pgtarget *t = open_target(true, LS_DDL_APPLY, 5000, 100, -1);
+	struct ls_relation *r = mkrel(1, "k", 'd', "a:integer:k|b:text:k|v:text");
+	APPLY_OK(t, 1, r, ins(r, "1", "x", "one"), ins(r, "2", "y", "two"));
+	APPLY_OK(t, 2, r, upd(r, 'K', "1", "x", NULL, "10", "x", "ten"));
+	flush_ok(t);
+	ck_q1("2:y:two,10:x:ten", "SELECT string_agg(a||':'||b||':'||v, ',' ORDER BY a) FROM app.k");
+	ls_pgtarget_free(t);
+	ls_relation_free(r);
+}
+END_TEST
+
+START_TEST(pgtarget_groups_small_txns)
+{
+	struct ls_pgtarget *t = open_target(true, LS_DDL_APPLY, 1000, 600000, -1);
+	struct ls_relation *r = mkrel(1, "g", 'd', "id:integer:k|v:text");
+	char ids[50][8];
+	for (int i = 0; i < 50; i++) {
+		snprintf(ids[i], sizeof ids[i], "%d", i);
+		APPLY_OK(t, 1000 + (uint64_t)i, r, ins(r, ids[i], "v"));
+	}
+	/* nothing visible until the group commits */
+	ck_q1("t", "SELECT to_regclass('app.g') IS NULL");
+	ck_q1("0", "SELECT source_seq FROM lockstep.checkpoint");
+	ck_assert_int_eq(commits.calls, 0);
+	int wait_ms;
+	struct ls_err err;
+	ck_assert_int_eq(ls_pgtarget_tick(t, &wait_ms, &err), 0);
+	ck_assert_int_gt(wait_ms, 0);
+	flush_ok(t);
+	ck_q1("50", "SELECT count(*) FROM app.g");
+	ck_q1("1049", "SELECT source_seq FROM lockstep.checkpoint");
+	struct ls_pgtarget_stats st;
+	ls_pgtarget_stats(t, &st);
+	ck_assert_uint_eq(st.txns, 50);
+	ck_assert_uint_le(st.commits, 2);   /* table creation may commit alone */
+	ck_assert_int_eq(commits.calls, 1);
+	ck_assert_uint_eq(commits.seq, 1049);
+	ls_pgtarget_free(t);
+
+	/* batch_rows bounds a group: 10 txns of 3 rows, batch of 6 rows */
+	t = open_target(true, LS_DDL_APPLY, 6, 600000, -1);
+	for (int i = 0; i < 10; i++) {
+		char a[12], b[12], c[12];
+		snprintf(a, sizeof a, "%d", 100 + 3 * i);
+		snprintf(b, sizeof b, "%d", 101 + 3 * i);
+		snprintf(c, sizeof c, "%d", 102 + 3 * i);
+		APPLY_OK(t, 2000 + (uint64_t)i, r, ins(r, a, "x"), ins(r, b, "x"), ins(r, c, "x"));
+	}
+	ls_pgtarget_stats(t, &st);
+	ck_assert_uint_eq(st.commits, 5);
+	ck_assert_uint_eq(st.txns, 10);
+	ck_q1("2009", "SELECT source_seq FROM lockstep.checkpoint");
+	ls_pgtarget_free(t);
+	ls_relation_free(r);
+}
+END_TEST
+
+START_TEST(pgtarget_crash_mid_group_leaves_checkpoint_consistent)
+{
+	struct ls_pgtarget *t = open_target(true, LS_DDL_APPLY, 100000, 600000, -1);
+	struct ls_relation *r = mkrel(1, "c", 'd', "id:integer:k|v:text");
+	APPLY_OK(t, 10, r, ins(r, "1", "first"));
+	flush_ok(t);
+	APPLY_OK(t, 11, r, ins(r, "2", "x"));
+	APPLY_OK(t, 12, r, ins(r, "3", "x"), upd(r, 0, "1", "changed"));
+	/* the target's connection dies before the group commits */
+	ck_q1("t", "SELECT pg_terminate_backend(%d)", ls_pgtarget_backend_pid(t));
+	struct ls_err err = { 0 };
+	struct ls_txn x = txn(13);
+	int rc = ls_pgtarget_begin(t, &x, &err);
+	if (rc == 0)
+		rc = ls_pgtarget_end(t, &x, 130, &err);
+	if (rc == 0)
+		rc = ls_pgtarget_flush(t, &err);
+	ck_assert_int_eq(rc, -1);
+	ck_assert_msg(err.retryable, "not retryable: %s", err.msg);
+	ck_q1("1:first", "SELECT string_agg(id||':'||v, ',' ORDER BY id) FROM app.c");
+	ck_q1("10", "SELECT source_seq FROM lockstep.checkpoint");
+	/* later calls refuse until reset; reset resumes at the checkpoint */
+	ck_assert_int_eq(ls_pgtarget_begin(t, &x, &err), -1);
+	ck_assert_msg(ls_pgtarget_reset(t, &err) == 0, "reset: %s", err.msg);
+	struct ls_pgtarget_ckpt ck;
+	ls_pgtarget_checkpoint(t, &ck);
+	ck_assert_uint_eq(ck.source_seq, 10);
+	ck_assert(ls_pgtarget_applied(t, 10) && !ls_pgtarget_applied(t, 11));
+	APPLY_OK(t, 11, r, ins(r, "2", "x"));
+	APPLY_OK(t, 12, r, ins(r, "3", "x"), upd(r, 0, "1", "changed"));
+	flush_ok(t);
+	ck_q1("1:changed,2:x,3:x", "SELECT string_agg(id||':'||v, ',' ORDER BY id) FROM app.c");
+	ck_q1("12", "SELECT source_seq FROM lockstep.checkpoint");
+	ls_pgtarget_free(t);
+
+	/* abort before commit: a data error mid-group rolls the group back */
+	t = open_target(true, LS_DDL_APPLY, 100000, 600000, -1);
+	APPLY_OK(t, 20, r, ins(r, "20", "x"));
+	struct ls_change bad[] = { ins(r, "21", "x"), ins(r, "not-a-number", "y") };
+	rc = apply(t, 21, r, 2, bad, &err);
+	if (rc == 0)
+		rc = ls_pgtarget_flush(t, &err);
+	ck_assert_int_eq(rc, -1);
+	ck_assert(!err.retryable);
+	ck_assert_str_eq(ls_pgtarget_sqlstate(t), "22P02");
+	ck_assert_msg(strstr(err.msg, "\"app\".\"c\"") && strstr(err.msg, "column id") &&
+		      strstr(err.msg, "not-a-number"), "%s", err.msg);
+	ck_q1("0", "SELECT count(*) FROM app.c WHERE id >= 20");
+	ck_q1("12", "SELECT source_seq FROM lockstep.checkpoint");
+	ls_pgtarget_free(t);
+	ls_relation_free(r);
+}
+END_TEST
+
+static const char *const many_types =
+	"id:integer:k|s:smallint|b8:bigint|n:numeric|n2:numeric(10,2)|f:double precision"
+	"|t:text|vc:character varying(20)|by:bytea|bo:boolean|d:date"
+	"|tm:time without time zone|ts:timestamp without time zone"
+	"|tz:timestamp with time zone|iv:interval|u:uuid|js:json|jb:jsonb"
+	"|ai:integer[]|at:text[]|m:app.mood|p:app.posint";
+
+static const char *const many_values[] = {
+	"1", "-32768", "-9223372036854775808", "NaN", "12.50", "1e+100",
+	"h\xc3\xa9llo \xe2\x98\x83\t\"q\" 'a' \\ \x01 end\nline2\r",
+	"abcde\xc3\xa9", "\\x00ff5c0a", "t", "2024-02-29", "23:59:59.999999",
+	"2024-01-02 03:04:05.123456", "2024-01-02 03:04:05.123456+00",
+	"1 year 2 mons 3 days 04:05:06.789", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+	"{\"b\": [1,2],   \"a\":1}", "{\"a\": 1, \"b\": [1, 2]}", "{1,2,NULL,-4}",
+	"{\"a b\",\"c\\\"d\",NULL,\"\"}", "happy", "42",
+};
+
+/* Inserts one full row and one all-NULL row (copy_after decides COPY or
+ * pipeline) and compares the target's text output with the input. */
+static void round_trip(int copy_after)
+{
+	ls_testpg_exec(pg, db, "CREATE SCHEMA app; CREATE TYPE app.mood AS ENUM ('sad', 'happy');"
+		       "CREATE DOMAIN app.posint AS integer CHECK (VALUE > 0)");
+	struct ls_pgtarget *t = open_target(true, LS_DDL_APPLY, 5000, 100, copy_after);
+	struct ls_relation *r = mkrel(1, "types", 'd', many_types);
+	int n = r->ncols;
+	ck_assert_int_eq(n, (int)(sizeof many_values / sizeof many_values[0]));
+	struct ls_change c[3] = { { .op = LS_OP_INSERT, .relid = 1 },
+				  { .op = LS_OP_INSERT, .relid = 1 },
+				  { .op = LS_OP_INSERT, .relid = 1 } };
+	for (int k = 0; k < 3; k++) {
+		struct ls_value *v = ls_arena_alloc(&A, sizeof *v * (size_t)n);
+		for (int i = 0; i < n; i++) {
+			const char *s = many_values[i];
+			v[i] = (struct ls_value){ .kind = LS_VAL_TEXT, .len = (uint32_t)strlen(s),
+						  .data = s };
+			if (k == 1 && i > 0)
+				v[i] = (struct ls_value){ .kind = LS_VAL_NULL };
+		}
+		v[0].data = k == 0 ? "1" : k == 1 ? "2" : "3";
+		if (k == 2) {   /* raw bytes for bytea (e.g. a MySQL BLOB) */
+			v[8] = (struct ls_value){ .kind = LS_VAL_BINARY, .len = 3, .data = "\x00\x01\xff" };
+		}
+		c[k].new_tup = (struct ls_tuple){ .ncols = (uint16_t)n, .vals = v };
+	}
+	struct ls_err err = { 0 };
+	ck_assert_msg(apply(t, 1, r, 3, c, &err) == 0, "apply: %s", err.msg);
+	flush_ok(t);
+	for (int i = 0; i < n; i++) {
+		ck_q1(many_values[i][0] && i ? many_values[i] : "1",
+		      "SELECT %s FROM app.types WHERE id = 1", r->cols[i].name);
+		ck_q1(i ? NULL : "2", "SELECT %s FROM app.types WHERE id = 2", r->cols[i].name);
+		char *type = q1("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE"
+				" attrelid = 'app.types'::regclass AND attname = '%s'",
+				r->cols[i].name);
+		ck_assert_str_eq(type, r->cols[i].type_name);
+		free(type);
+	}
+	ck_q1("\\x0001ff", "SELECT by FROM app.types WHERE id = 3");
+	struct ls_pgtarget_stats st;
+	ls_pgtarget_stats(t, &st);
+	ck_assert_uint_eq(st.copy_rows, copy_after > 0 ? 3 - (unsigned)copy_after : 0);
+	ls_pgtarget_free(t);
+	ls_relation_free(r);
+}
+
+START_TEST(pgtarget_values_round_trip_pipeline)
+{
+	round_trip(-1);
+}
+END_TEST
+
+START_TEST(pgtarget_values_round_trip_copy)
+{
+	round_trip(1);
+}
+END_TEST
+
+START_TEST(pgtarget_create_rejects_unknown_type_and_keyless)
+{
+	struct ls_pgtarget *t = open_target(true, LS_DDL_APPLY, 5000, 100, -1);
+	struct ls_relation *r = mkrel(1, "x", 'd', "id:integer:k|m:app.nosuchtype");
+	struct ls_err err = { 0 };
+	ck_assert_int_eq(ls_pgtarget_relation(t, r, &err), -1);
+	ck_assert_msg(strstr(err.msg, "app.nosuchtype") && strstr(err.msg, "\"x\""), "%s", err.msg);
+	ls_relation_free(r);
+	ck_assert_int_eq(ls_pgtarget_reset(t, &err), 0);
+	r = mkrel(2, "nokey", 'd', "a:integer|b:text");
+	ck_assert_int_eq(ls_pgtarget_relation(t, r, &err), -1);
+	ck_assert_msg(strstr(err.msg, "app.nokey") && strstr(err.msg, "no primary key"), "%s", err.msg);
+	ls_pgtarget_free(t);
+	ls_relation_free(r);
+}
+END_TEST
+
+START_TEST(pgtarget_compat_mismatch_names_each_column)
+{
+	ls_testpg_exec(pg, db, "CREATE SCHEMA app; CREATE TABLE app.m (id integer, a text,"
+		       " v character varying(40), extra date)");
+	struct ls_pgtarget *t = open_target(false, LS_DDL_STOP, 5000, 100, -1);
+	struct ls_relation *r = mkrel(1, "m", 'd', "id:integer:k|a:integer|b:text|v:varchar(20)");
+	struct ls_err err = { 0 };
+	ck_assert_int_eq(ls_pgtarget_relation(t, r, &err), -1);
+	ck_assert_msg(strstr(err.msg, "column a is text, source has integer") &&
+		      strstr(err.msg, "column b (text) missing") &&
+		      strstr(err.msg, "no primary key or unique index on (id)") &&
+		      !strstr(err.msg, "column v") && !strstr(err.msg, "extra"), "%s", err.msg);
+	ls_relation_free(r);
+	/* create_tables off and no table */
+	ck_assert_int_eq(ls_pgtarget_reset(t, &err), 0);
+	r = mkrel(2, "absent", 'd', "id:integer:k");
+	ck_assert_int_eq(ls_pgtarget_relation(t, r, &err), -1);
+	ck_assert_msg(strstr(err.msg, "app.absent does not exist"), "%s", err.msg);
+	ls_pgtarget_free(t);
+	ls_relation_free(r);
+}
+END_TEST
+
+START_TEST(pgtarget_ddl_apply_add_alter_drop)
+{
+	struct ls_pgtarget *t = open_target(true, LS_DDL_APPLY, 5000, 100, -1);
+	struct ls_relation *r1 = mkrel(5, "d", 'd', "id:integer:k|a:integer|gone:text");
+	struct ls_relation *r2 = mkrel(5, "d", 'd', "id:integer:k|a:bigint|gone:text|c:text");
+	struct ls_relation *r3 = mkrel(5, "d", 'd', "id:integer:k|a:bigint|c:text");
+	APPLY_OK(t, 1, r1, ins(r1, "1", "5", "g"));
+	APPLY_OK(t, 2, r2, ins(r2, "2", "9000000000", "g", "see"));
+	APPLY_OK(t, 3, r3, upd(r3, 0, "1", "6", "c1"));
+	flush_ok(t);
+	ck_q1("id integer,a bigint,c text", "SELECT string_agg(attname||' '||format_type(atttypid,"
+	      " atttypmod), ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'app.d'::regclass"
+	      " AND attnum > 0 AND NOT attisdropped");
+	ck_q1("1:6:c1,2:9000000000:see", "SELECT string_agg(id||':'||a||':'||c, ',' ORDER BY id)"
+	      " FROM app.d");
+	struct ls_pgtarget_stats st;
+	ls_pgtarget_stats(t, &st);
+	ck_assert_uint_ge(st.ddl, 3);
+	ls_pgtarget_free(t);
+	/* a restart that first sees the new definition adds the missing column */
+	struct ls_relation *r4 = mkrel(5, "d", 'd', "id:integer:k|a:bigint|c:text|e:date");
+	t = open_target(true, LS_DDL_APPLY, 5000, 100, -1);
+	APPLY_OK(t, 4, r4, ins(r4, "4", "4", "x", "2024-05-01"));
+	flush_ok(t);
+	ck_q1("2024-05-01", "SELECT e FROM app.d WHERE id = 4");
+	ls_pgtarget_free(t);
+	ls_relation_free(r1);
+	ls_relation_free(r2);
+	ls_relation_free(r3);
+	ls_relation_free(r4);
+}
+END_TEST
+
+START_TEST(pgtarget_ddl_stop_errors_and_applies_nothing)
+{
+	struct ls_pgtarget *t = open_target(true, LS_DDL_STOP, 5000, 600000, -1);
+	struct ls_relation *r1 = mkrel(5, "s", 'd', "id:integer:k|a:integer");
+	struct ls_relation *r2 = mkrel(5, "s", 'd', "id:integer:k|a:integer|c:text");
+	APPLY_OK(t, 1, r1, ins(r1, "1", "5"));
+	flush_ok(t);
+	APPLY_OK(t, 2, r1, ins(r1, "2", "6"));   /* grouped, not yet committed */
+	struct ls_change c[] = { ins(r2, "3", "7", "x") };
+	struct ls_err err = { 0 };
+	ck_assert_int_eq(apply(t, 3, r2, 1, c, &err), -1);
+	ck_assert(!err.retryable);
+	ck_assert_msg(strstr(err.msg, "app.s") && strstr(err.msg, "column c added (text)") &&
+		      strstr(err.msg, "ddl = stop"), "%s", err.msg);
+	ck_q1("1", "SELECT string_agg(id::text, ',') FROM app.s");
+	ck_q1("1", "SELECT source_seq FROM lockstep.checkpoint");
+	ck_q1("2", "SELECT count(*) FROM pg_attribute WHERE attrelid = 'app.s'::regclass"
+	      " AND attnum > 0 AND NOT attisdropped");
+	ls_pgtarget_free(t);
+	ls_relation_free(r1);
+	ls_relation_free(r2);
+}
+END_TEST
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* One 100k-row source transaction, through COPY and through the pipeline. */
+static double bulk(int copy_after, const char *name)
+{
+	struct ls_pgtarget *t = open_target(true, LS_DDL_APPLY, 5000, 100, copy_after);
+	struct ls_relation *r = mkrel(copy_after < 0 ? 8 : 9, name, 'd',
+				      "id:bigint:k|name:text|qty:integer|price:numeric(10,2)|at:timestamp with time zone");
+	struct ls_err err = { 0 };
+	ck_assert_int_eq(ls_pgtarget_relation(t, r, &err), 0);
+	struct ls_txn x = txn(1);
+	double t0 = now_s();
+	ck_assert_int_eq(ls_pgtarget_begin(t, &x, &err), 0);
+	enum { N = 100000 };
+	for (int i = 0; i < N; i++) {
+		char id[16], qty[16];
+		snprintf(id, sizeof id, "%d", i);
+		snprintf(qty, sizeof qty, "%d", i % 1000);
+		struct ls_change c = ins(r, id, "a product name\twith tab", qty, "12.34",
+					 "2024-01-02 03:04:05+00");
+		ck_assert_msg(ls_pgtarget_change(t, r, &c, &err) == 0, "%s", err.msg);
+		if (i % 1000 == 999)
+			ls_arena_reset(&A);
+	}
+	ck_assert_int_eq(ls_pgtarget_end(t, &x, 1, &err), 0);
+	flush_ok(t);
+	double secs = now_s() - t0;
+	ck_q1("100000", "SELECT count(*) FROM app.%s", name);
+	ls_pgtarget_free(t);
+	ls_relation_free(r);
+	return N / secs;
+}
+
+START_TEST(pgtarget_bulk_insert_copy_vs_pipeline)
+{
+	double pipe = bulk(-1, "bulk_pipe");
+	double copy = bulk(0, "bulk_copy");
+	printf("pg_target 100k-row insert txn: pipeline %.0f rows/s, COPY %.0f rows/s\n", pipe, copy);
+	fflush(stdout);
+	ck_assert(pipe > 0 && copy > 0);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("pg_target");
+	TCase *tc = tcase_create("apply");
+	tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+	tcase_add_checked_fixture(tc, test_setup, test_teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, pgtarget_applies_insert_update_delete_truncate);
+	tcase_add_test(tc, pgtarget_unchanged_toast_keeps_old_value);
+	tcase_add_test(tc, pgtarget_replica_identity_full_duplicates_and_nulls);
+	tcase_add_test(tc, pgtarget_key_update_uses_old_key);
+	tcase_add_test(tc, pgtarget_groups_small_txns);
+	tcase_add_test(tc, pgtarget_crash_mid_group_leaves_checkpoint_consistent);
+	tcase_add_test(tc, pgtarget_values_round_trip_pipeline);
+	tcase_add_test(tc, pgtarget_values_round_trip_copy);
+	tcase_add_test(tc, pgtarget_create_rejects_unknown_type_and_keyless);
+	tcase_add_test(tc, pgtarget_compat_mismatch_names_each_column);
+	tcase_add_test(tc, pgtarget_ddl_apply_add_alter_drop);
+	tcase_add_test(tc, pgtarget_ddl_stop_errors_and_applies_nothing);
+	tcase_add_test(tc, pgtarget_bulk_insert_copy_vs_pipeline);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
