@@ -79,8 +79,8 @@ void ls_testkafka_broker_down(struct ls_testkafka *k, int broker_id);
 void ls_testkafka_broker_up(struct ls_testkafka *k, int broker_id);
 /* Creates a topic with that many partitions (replication factor min(3, N)).
  * Topics are otherwise auto-created on first use with 4 partitions.  The
- * mock (librdkafka 2.0.2) keeps only ~5 MiB or 100000 messages per
- * partition and drops older ones. */
+ * mock (librdkafka 2.0.2) keeps only ~5 MiB or 100000 message batches
+ * per partition and drops older ones. */
 void ls_testkafka_topic_create(struct ls_testkafka *k, const char *topic,
 			       int partitions);
 

@@ -16,7 +16,7 @@
  * when a broker goes down: a partition led by a down broker waits for "up".
  *
  * Limits of librdkafka 2.0.2's mock: each partition keeps at most ~5 MiB of
- * messages or 100000 messages; older ones are dropped (the log start offset
+ * messages or 100000 message batches; older ones are dropped (the log start offset
  * moves on), so tests that must read everything back keep below that.
  */
 #include <errno.h>
