@@ -191,11 +191,15 @@ static const char CANDIDATES_SQL[] =
 static const char DETAILS_SQL[] =
 	"SELECT c.oid, n.nspname, c.relname, c.relreplident, c.relkind = 'p',"
 	"  " IDENTITY_OK("c") ","
-	"  COALESCE((SELECT sum(GREATEST(p.reltuples, 0))"
-	"    FROM pg_partition_tree(c.oid) t JOIN pg_class p ON p.oid = t.relid"
-	"    WHERE t.isleaf), 0)::float8,"
-	"  COALESCE((SELECT sum(pg_table_size(t.relid))"
-	"    FROM pg_partition_tree(c.oid) t WHERE t.isleaf), 0)::int8"
+	"  CASE WHEN c.relkind = 'p' THEN"
+	"    COALESCE((SELECT sum(GREATEST(p.reltuples, 0))"
+	"      FROM pg_partition_tree(c.oid) t JOIN pg_class p ON p.oid = t.relid"
+	"      WHERE t.isleaf), 0)"
+	"  ELSE GREATEST(c.reltuples, 0) END::float8,"
+	"  CASE WHEN c.relkind = 'p' THEN"
+	"    COALESCE((SELECT sum(pg_table_size(t.relid))"
+	"      FROM pg_partition_tree(c.oid) t WHERE t.isleaf), 0)"
+	"  ELSE pg_table_size(c.oid) END::int8"
 	" FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
 	" WHERE c.oid = ANY($1::oid[])"
 	" ORDER BY n.nspname, c.relname";
@@ -427,12 +431,14 @@ static const char SERVER_SQL[] =
 	"  EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1),"
 	"  quote_ident(current_user)";
 
-/* Tables (or leaf partitions) without usable identity, and tables the role
- * cannot read; "schema.name" text, one per row, column 1 says which. */
+/* Tables (or their partitions) without usable identity, and tables the
+ * role cannot read; "schema.name" text, one per row, column 1 says which.
+ * pg_partition_tree() is empty for an ordinary table, hence the union. */
 static const char TABLES_SQL[] =
 	"SELECT format('%I.%I', n.nspname, c.relname), 'identity'"
 	" FROM unnest($1::oid[]) r(oid)"
-	" CROSS JOIN LATERAL pg_partition_tree(r.oid) t"
+	" CROSS JOIN LATERAL (SELECT r.oid AS relid UNION"
+	"   SELECT p.relid FROM pg_partition_tree(r.oid) p) t"
 	" JOIN pg_class c ON c.oid = t.relid"
 	" JOIN pg_namespace n ON n.oid = c.relnamespace"
 	" WHERE c.relkind = 'r' AND NOT " IDENTITY_OK("c")

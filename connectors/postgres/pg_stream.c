@@ -304,13 +304,16 @@ static const char *pq_msg(PGconn *c, const PGresult *r, char *buf, size_t n)
 
 static void fail_result(struct ls_pgstream *s, PGresult *r, const char *what)
 {
-	char m[300];
-	const char *st = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-	bool retry = PQstatus(s->conn) == CONNECTION_BAD || sqlstate_retryable(st);
+	char m[300], st[8] = "";
+	const char *f = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	if (f != NULL)
+		snprintf(st, sizeof st, "%s", f);
+	bool retry = PQstatus(s->conn) == CONNECTION_BAD ||
+		sqlstate_retryable(f != NULL ? st : NULL);
 	pq_msg(s->conn, r, m, sizeof m);
 	PQclear(r);
 	fail(s, retry, "replication stream (slot %s): %s: %s%s%s%s", s->slot,
-		what, m, st ? " (SQLSTATE " : "", st ? st : "", st ? ")" : "");
+		what, m, st[0] ? " (SQLSTATE " : "", st, st[0] ? ")" : "");
 }
 
 /* ---- output ------------------------------------------------------------------ */
