@@ -592,6 +592,53 @@ START_TEST(pgtarget_ddl_stop_errors_and_applies_nothing)
 }
 END_TEST
 
+/* 128 NULL patterns of a REPLICA IDENTITY FULL table: more statement shapes
+ * than the per-table cache holds, so some go unprepared. */
+START_TEST(pgtarget_full_identity_many_null_shapes)
+{
+	struct ls_pgtarget *t = open_target(true, LS_DDL_APPLY, 5000, 100, -1);
+	struct ls_relation *r = mkrel(1, "shapes", 'f',
+				      "id:integer|a:text|b:text|c:text|d:text|e:text|f:text|g:text");
+	char ids[128][8];
+	struct ls_txn x = txn(1);
+	struct ls_err err = { 0 };
+	ck_assert_int_eq(ls_pgtarget_begin(t, &x, &err), 0);
+	for (int pass = 0; pass < 2; pass++)
+		for (int m = 0; m < 128; m++) {
+			snprintf(ids[m], sizeof ids[m], "%d", m);
+			const char *v[8] = { ids[m] };
+			for (int k = 0; k < 7; k++)
+				v[k + 1] = (m >> k) & 1 ? "x" : NULL;
+			struct ls_change c = pass == 0
+				? ins(r, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7])
+				: del(r, 'O', v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+			ck_assert_msg(ls_pgtarget_change(t, r, &c, &err) == 0, "%s", err.msg);
+			if (pass == 0 && m == 127) {   /* a copy of each row stays */
+				ck_assert_int_eq(ls_pgtarget_end(t, &x, 1, &err), 0);
+				x = txn(2);
+				ck_assert_int_eq(ls_pgtarget_begin(t, &x, &err), 0);
+				for (int k = 0; k < 128; k++) {
+					const char *w[8] = { ids[k] };
+					for (int j = 0; j < 7; j++)
+						w[j + 1] = (k >> j) & 1 ? "x" : NULL;
+					struct ls_change c2 = ins(r, w[0], w[1], w[2], w[3], w[4],
+								  w[5], w[6], w[7]);
+					ck_assert_int_eq(ls_pgtarget_change(t, r, &c2, &err), 0);
+				}
+			}
+		}
+	ck_assert_int_eq(ls_pgtarget_end(t, &x, 2, &err), 0);
+	flush_ok(t);
+	ck_q1("128", "SELECT count(DISTINCT id) FROM app.shapes");
+	ck_q1("128", "SELECT count(*) FROM app.shapes");
+	struct ls_pgtarget_stats st;
+	ls_pgtarget_stats(t, &st);
+	ck_assert_uint_eq(st.missing_rows, 0);
+	ls_pgtarget_free(t);
+	ls_relation_free(r);
+}
+END_TEST
+
 static double now_s(void)
 {
 	struct timespec ts;
@@ -651,6 +698,7 @@ int main(void)
 	tcase_add_test(tc, pgtarget_unchanged_toast_keeps_old_value);
 	tcase_add_test(tc, pgtarget_replica_identity_full_duplicates_and_nulls);
 	tcase_add_test(tc, pgtarget_key_update_uses_old_key);
+	tcase_add_test(tc, pgtarget_full_identity_many_null_shapes);
 	tcase_add_test(tc, pgtarget_groups_small_txns);
 	tcase_add_test(tc, pgtarget_crash_mid_group_leaves_checkpoint_consistent);
 	tcase_add_test(tc, pgtarget_values_round_trip_pipeline);

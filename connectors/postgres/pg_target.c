@@ -1205,6 +1205,9 @@ static struct stmt *find_stmt(struct trel *r, const char *mask)
 	return NULL;
 }
 
+static int send_params(struct ls_pgtarget *t, struct trel *r, const struct ls_change *ch,
+		       struct stmt *st, const struct ls_tuple *wt, bool named, struct ls_err *err);
+
 /* Sends one INSERT/UPDATE/DELETE as a prepared statement (prepared on
  * first use of its shape), or unnamed when the relation has many shapes. */
 static int send_dml(struct ls_pgtarget *t, struct trel *r, const struct ls_change *ch,
@@ -1230,13 +1233,13 @@ static int send_dml(struct ls_pgtarget *t, struct trel *r, const struct ls_chang
 			st->next = r->stmts;
 			r->stmts = st;
 			r->nstmts++;
-		} else {
-			st->next = t->retired;   /* error reports may still point at it */
-			t->retired = st;
 		}
 		stmt_sql(&t->sql, r, st);
-		if (t->sql.oom)
+		if (t->sql.oom) {
+			if (!named)
+				free_stmts(st);
 			return ls_err_set(err, false, "out of memory");
+		}
 		if (named) {
 			if (!PQsendPrepare(t->conn, st->name, ls_pgsql_buf_str(&t->sql), 0, NULL))
 				return conn_error(t, err, "send");
@@ -1244,6 +1247,16 @@ static int send_dml(struct ls_pgtarget *t, struct trel *r, const struct ls_chang
 				return -1;
 		}
 	}
+	int rc = send_params(t, r, ch, st, wt, named, err);
+	if (!named)
+		free_stmts(st);   /* used once; error reports do not point at it */
+	return rc;
+}
+
+/* Sends the execution of st with the change's values. */
+static int send_params(struct ls_pgtarget *t, struct trel *r, const struct ls_change *ch,
+		       struct stmt *st, const struct ls_tuple *wt, bool named, struct ls_err *err)
+{
 	if (grow_params(t, st->nparams + 1) < 0)
 		return ls_err_set(err, false, "out of memory");
 	ls_pgsql_buf_reset(&t->pbuf);
@@ -1330,6 +1343,8 @@ static int copy_row(struct ls_pgtarget *t, struct trel *r, const struct ls_chang
 			ls_pgsql_copy_escape(b, v->data, v->len);
 		} else {
 			ls_pgsql_buf_reset(&t->pbuf);
+			if (grow_params(t, 1) < 0)
+				return ls_err_set(err, false, "out of memory");
 			if (param_value(t, r, i, v, 0, err) < 0)
 				return -1;
 			ls_pgsql_copy_escape(b, t->pbuf.data, t->pbuf.len - 1);
