@@ -769,6 +769,18 @@ START_TEST(pgstream_receives_inserts_made_after_the_slot)
 	ck_assert(st.streaming);
 	ck_assert_uint_ge(st.received, rx->commits[0]);
 	ck_assert_uint_eq(st.flushed, 0);
+
+	/* paused, nothing is delivered (a bounded look, not a timing wait);
+	 * resumed, the row arrives */
+	ls_pgstream_pause(rx->s);
+	ls_testpg_exec(pg, "stream_db", "INSERT INTO t VALUES (5)");
+	cd.fn = inserts_at_least;
+	cd.want = 4;
+	ck_assert(!wait_for(&cd, 500));
+	ck_assert_int_eq(rx->inserts, 3);
+	ls_pgstream_resume(rx->s);
+	ck_assert_msg(wait_for(&cd, 20000), "%s", rx->last_err);
+	ck_assert_int_eq(rx->ids[3], 5);
 	rx_close(rx);
 	free(rx);
 	ls_pgsetup_tables_free(&ts);

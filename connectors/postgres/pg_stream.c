@@ -56,6 +56,8 @@ struct ls_pgstream {
 
 	uv_timer_t feedback_timer;
 	uv_timer_t retry_timer;
+	uv_timer_t kick_timer;         /* drains libpq's buffer after resume */
+	bool paused;
 	uint64_t backoff_prev;
 	uint64_t rnd;
 
@@ -232,7 +234,9 @@ static int watch(struct ls_pgstream *s, int events)
 
 static int watch_stream(struct ls_pgstream *s)
 {
-	return watch(s, UV_READABLE | (s->want_write ? UV_WRITABLE : 0));
+	bool reading = !(s->paused && s->state == ST_STREAMING);
+	return watch(s, (reading ? UV_READABLE : 0) |
+		(s->want_write ? UV_WRITABLE : 0));
 }
 
 /* Forgets the connection: socket watcher, feedback timer, libpq. */
@@ -240,6 +244,7 @@ static void teardown(struct ls_pgstream *s)
 {
 	drop_poll(s);
 	uv_timer_stop(&s->feedback_timer);
+	uv_timer_stop(&s->kick_timer);
 	PQfinish(s->conn);
 	s->conn = NULL;
 	s->want_write = false;
@@ -444,7 +449,7 @@ static void read_stream(struct ls_pgstream *s)
 			s->slot, pq_msg(s->conn, NULL, m, sizeof m));
 		return;
 	}
-	for (;;) {
+	while (!s->paused) {
 		char *buf = NULL;
 		int n = PQgetCopyData(s->conn, &buf, 1);
 		if (n == 0)
@@ -461,7 +466,7 @@ static void read_stream(struct ls_pgstream *s)
 		}
 		bool ok = handle_msg(s, buf, (size_t)n);
 		PQfreemem(buf);
-		if (!ok || s->gen != gen || s->state != ST_STREAMING)
+		if (!ok || s->gen != gen || s->state != ST_STREAMING || s->paused)
 			return;
 	}
 }
@@ -555,6 +560,11 @@ static void start_result(struct ls_pgstream *s, PGresult *r)
 	PQclear(r);
 	s->state = ST_STREAMING;
 	s->backoff_prev = 0;
+	if (watch_stream(s) < 0) {
+		fail(s, true, "replication stream (slot %s): cannot watch socket",
+			s->slot);
+		return;
+	}
 	uv_timer_start(&s->feedback_timer, on_feedback_timer,
 		(uint64_t)s->feedback_ms, (uint64_t)s->feedback_ms);
 	if (s->cbs.on_streaming != NULL)
@@ -705,8 +715,10 @@ struct ls_pgstream *ls_pgstream_new(uv_loop_t *loop,
 		s->rnd = 1;
 	uv_timer_init(loop, &s->feedback_timer);
 	uv_timer_init(loop, &s->retry_timer);
+	uv_timer_init(loop, &s->kick_timer);
 	s->feedback_timer.data = s;
 	s->retry_timer.data = s;
+	s->kick_timer.data = s;
 	if (s->conninfo == NULL || s->slot == NULL || s->publication == NULL) {
 		ls_err_set(err, false, "replication stream: out of memory");
 		ls_pgstream_close(s, NULL);
@@ -747,9 +759,44 @@ void ls_pgstream_close(struct ls_pgstream *s, void (*close_cb)(void *data))
 	ls_pgstream_stop(s);
 	s->closing = true;
 	s->close_cb = close_cb;
-	s->pending_closes += 2;
+	s->pending_closes += 3;
 	uv_close((uv_handle_t *)&s->feedback_timer, on_timer_closed);
 	uv_close((uv_handle_t *)&s->retry_timer, on_timer_closed);
+	uv_close((uv_handle_t *)&s->kick_timer, on_timer_closed);
+}
+
+void ls_pgstream_pause(struct ls_pgstream *s)
+{
+	s->paused = true;
+	uv_timer_stop(&s->kick_timer);
+	if (s->state == ST_STREAMING && watch_stream(s) < 0)
+		fail(s, true, "replication stream (slot %s): cannot watch socket",
+			s->slot);
+}
+
+static void on_kick(uv_timer_t *t)
+{
+	struct ls_pgstream *s = t->data;
+	if (s->state == ST_STREAMING && !s->paused)
+		read_stream(s);
+}
+
+/* libpq may already hold whole messages that no socket event will
+ * announce, so resuming drains them from a zero timer (not from inside the
+ * caller's call, which would re-enter its callbacks). */
+void ls_pgstream_resume(struct ls_pgstream *s)
+{
+	if (!s->paused)
+		return;
+	s->paused = false;
+	if (s->state != ST_STREAMING)
+		return;
+	if (watch_stream(s) < 0) {
+		fail(s, true, "replication stream (slot %s): cannot watch socket",
+			s->slot);
+		return;
+	}
+	uv_timer_start(&s->kick_timer, on_kick, 0, 0);
 }
 
 void ls_pgstream_set_flushed(struct ls_pgstream *s, uint64_t lsn)

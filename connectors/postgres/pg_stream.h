@@ -26,8 +26,10 @@
  * safe because the stream is ordered: a keepalive with wal end W is sent
  * after every change committed before W, so once it is read and every
  * change delivered before it is durable, nothing at or before W is pending.
- * Any XLogData delivery clears the mark (the caller marks again once that
- * data is durable); so does a reconnect.  Never mark idle while a received
+ * A keepalive read after the last XLogData counts as well (the walsender
+ * stops sending them once we report having received that far, so waiting
+ * for the next one could stall).  Any XLogData delivery clears the mark
+ * (the caller marks again once that data is durable); so does a reconnect.  Never mark idle while a received
  * transaction is still in flight to the buffer: that is exactly the case
  * where the mark would acknowledge an undelivered change.
  *
@@ -106,6 +108,15 @@ void ls_pgstream_stop(struct ls_pgstream *s);
  * let go of the handles, after which s is gone.  Call once. */
 void ls_pgstream_close(struct ls_pgstream *s,
 	void (*close_cb)(void *data));
+
+/* Backpressure (contract point 5): pause stops reading the stream (the
+ * server then stops sending once the socket buffers fill); status updates
+ * still go out, so the walsender does not time out.  XLogData is not
+ * delivered while paused, not even from inside the callback that paused.
+ * Resume reads again (from the next loop iteration).  Both may be called
+ * in any state; the pause survives reconnects. */
+void ls_pgstream_pause(struct ls_pgstream *s);
+void ls_pgstream_resume(struct ls_pgstream *s);
 
 /* Everything up to lsn is durable downstream (contract point 1).  Never
  * moves backwards.  Reported with the next status update. */
