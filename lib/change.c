@@ -148,3 +148,25 @@ unsigned ls_relation_nkeys(const struct ls_relation *r)
 		n += (r->cols[i].flags & LS_COL_KEY) != 0;
 	return n;
 }
+
+static bool str_eq(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+bool ls_relation_equal(const struct ls_relation *a, const struct ls_relation *b)
+{
+	if (a->id != b->id || a->replident != b->replident || a->ncols != b->ncols ||
+	    !str_eq(a->schema, b->schema) || !str_eq(a->name, b->name))
+		return false;
+	for (uint16_t i = 0; i < a->ncols; i++) {
+		const struct ls_column *x = &a->cols[i], *y = &b->cols[i];
+		if (x->type_oid != y->type_oid || x->typmod != y->typmod ||
+		    x->flags != y->flags || !str_eq(x->name, y->name) ||
+		    !str_eq(x->type_name, y->type_name))
+			return false;
+	}
+	return true;
+}

@@ -16,6 +16,7 @@
 #ifndef LS_CHANGE_H
 #define LS_CHANGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -83,6 +84,9 @@ struct ls_relation *ls_relation_new(uint16_t ncols);
 /* Deep copy; NULL on OOM. */
 struct ls_relation *ls_relation_dup(const struct ls_relation *r);
 void ls_relation_free(struct ls_relation *r);   /* NULL is a no-op */
+/* True when a and b describe the same table shape (id, names, replica
+ * identity, columns with names, types, typmods and key flags). */
+bool ls_relation_equal(const struct ls_relation *a, const struct ls_relation *b);
 /* Number of key columns. */
 unsigned ls_relation_nkeys(const struct ls_relation *r);
 
