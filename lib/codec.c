@@ -288,6 +288,8 @@ static int check_tuple(const struct ls_tuple *t, const struct ls_relation *r,
 				  "codec: %s tuple has %u columns, relation %s.%s has %u",
 				  which, t->ncols, r->schema ? r->schema : "",
 				  r->name ? r->name : "", r->ncols);
+	if (t->ncols && t->vals == NULL)
+		return ls_err_set(err, false, "codec: %s tuple without values", which);
 	for (uint16_t i = 0; i < t->ncols; i++) {
 		const struct ls_value *v = &t->vals[i];
 		switch (v->kind) {
@@ -312,6 +314,10 @@ static int check_rels(const struct ls_change *c, const struct ls_relation *const
 		      uint32_t nrels, struct ls_err *err)
 {
 	uint32_t want = c->op == LS_OP_TRUNCATE ? c->nrelids : c->op == LS_OP_MESSAGE ? 0 : 1;
+	if (c->op == LS_OP_TRUNCATE && c->relids == NULL && c->nrelids)
+		return ls_err_set(err, false, "codec: TRUNCATE without relation ids");
+	if (nrels && rels == NULL)
+		return ls_err_set(err, false, "codec: change '%c' without its relations", c->op);
 	if (nrels != want)
 		return ls_err_set(err, false, "codec: change '%c' needs %" PRIu32
 				  " relations, got %" PRIu32, c->op, want, nrels);

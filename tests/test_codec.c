@@ -520,6 +520,14 @@ START_TEST(codec_writer_rejects_bad_changes)
 	ck_assert_int_lt(ls_codec_writer_add(w, &c, S[6].rels, 2, &err), 0);
 	c.truncate_flags = 0;
 	ck_assert_int_lt(ls_codec_writer_add(w, &c, rels, 2, &err), 0);
+	/* missing arrays are errors, not crashes */
+	c = S[0].c;
+	c.new_tup.vals = NULL;
+	ck_assert_int_lt(ls_codec_writer_add(w, &c, rels + 1, 1, &err), 0);
+	ck_assert_int_lt(ls_codec_writer_add(w, &S[0].c, NULL, 1, &err), 0);
+	c = S[6].c;
+	c.relids = NULL;
+	ck_assert_int_lt(ls_codec_writer_add(w, &c, S[6].rels, 2, &err), 0);
 	/* nothing of the rejected changes went in */
 	ck_assert_uint_eq(ls_codec_writer_count(w), 0);
 	ck_assert_int_eq(ls_codec_writer_add(w, &S[6].c, S[6].rels, 2, &err), 0);
