@@ -493,6 +493,11 @@ static void on_written(uv_write_t *req, int status)
 /* Sends a complete response and ends the connection after it. */
 static void conn_send(struct conn *c, char *bytes, size_t len)
 {
+	/* A handler may have closed the server (and so this connection). */
+	if (c->state == C_CLOSING) {
+		free(bytes);
+		return;
+	}
 	uv_read_stop(&c->h.stream);
 	if (bytes == NULL) {
 		conn_close(c);
