@@ -42,6 +42,7 @@ struct ls_pgstream {
 	char *conninfo, *slot, *publication;
 	int proto_version;
 	bool streaming_opt;
+	bool messages_opt;
 	int feedback_ms, base_ms, cap_ms;
 
 	enum state state;
@@ -498,9 +499,10 @@ static void send_start(struct ls_pgstream *s)
 	char lsn[LS_PG_LSN_TEXT_MAX], pub[300], sql[512];
 	quote_pub(s->publication, pub, sizeof pub);
 	snprintf(sql, sizeof sql, "START_REPLICATION SLOT \"%s\" LOGICAL %s "
-		"(proto_version '%d', publication_names %s%s)", s->slot,
+		"(proto_version '%d', publication_names %s%s%s)", s->slot,
 		ls_pgsetup_lsn_format(from, lsn), s->proto_version, pub,
-		s->streaming_opt ? ", streaming 'on'" : "");
+		s->streaming_opt ? ", streaming 'on'" : "",
+		s->messages_opt ? ", messages 'true'" : "");
 	s->start_lsn = from;
 	if (!PQsendQuery(s->conn, sql)) {
 		char m[300];
@@ -705,6 +707,7 @@ struct ls_pgstream *ls_pgstream_new(uv_loop_t *loop,
 	s->publication = strdup(o->publication);
 	s->proto_version = proto;
 	s->streaming_opt = o->streaming;
+	s->messages_opt = o->messages;
 	s->feedback_ms = o->feedback_interval_ms > 0 ? o->feedback_interval_ms :
 		10000;
 	s->base_ms = o->reconnect_base_ms > 0 ? o->reconnect_base_ms : 500;

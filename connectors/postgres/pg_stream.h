@@ -84,6 +84,8 @@ struct ls_pgstream_opts {
 	const char *publication;   /* publication_names; quoted for the server */
 	int proto_version;         /* 1 (default when 0) or 2 */
 	bool streaming;            /* stream in-progress transactions (v2) */
+	bool messages;             /* also send logical decoding messages
+	                              (pg_logical_emit_message; PG 14+) */
 	uint64_t start_lsn;        /* 0 = the slot's confirmed position */
 	int feedback_interval_ms;  /* default 10000 */
 	int reconnect_base_ms;     /* default 500 */
