@@ -61,6 +61,7 @@ struct h {
 	int begins, commits, inserts, idles, restarts, errors;
 	uint64_t last_ack, last_idle, last_seq;
 	bool ack_idle_on_idle;
+	char types[512];               /* column types of the last change's rel */
 	bool closed;
 };
 
@@ -175,6 +176,12 @@ static void on_change(void *ctx, const struct ls_change *c,
 	case LS_OP_DELETE:
 		ck_assert_uint_eq(nrels, 1);
 		ck_assert_uint_eq(rels[0]->id, c->relid);
+		h->types[0] = '\0';
+		for (uint16_t i = 0; i < rels[0]->ncols; i++)
+			snprintf(h->types + strlen(h->types), sizeof h->types -
+				strlen(h->types), "%s%s%s", i ? "," : "",
+				rels[0]->cols[i].type_name,
+				rels[0]->cols[i].flags & LS_COL_KEY ? "*" : "");
 		logf_(h, "%c %s", c->op, rels[0]->name);
 		if (c->old_kind != LS_OLD_NONE) {
 			logf_(h, " old=");
@@ -723,6 +730,29 @@ START_TEST(pgsource_killed_walsender_restarts_without_losing_a_txn)
 }
 END_TEST
 
+START_TEST(pgsource_ddl_relation_gets_type_names_from_catalog)
+{
+	schema3("ops_ddl");
+	struct h *h = calloc(1, sizeof *h);
+	h_open(h, "ops_ddl", "ddl", "never");
+	h_snapshot(h);
+	h_stream(h);
+	ls_testpg_exec(pg, "ops_ddl", "INSERT INTO t3 VALUES (1, '[]', 1)");
+	ck_assert(wait_for(h, commits_at_least, 1, 0, 20000));
+	/* FULL identity: keys follow the primary key, not every column */
+	ck_assert_str_eq(h->types, "bigint*,jsonb,double precision");
+	ls_testpg_exec(pg, "ops_ddl", "ALTER TABLE t1 ADD COLUMN d numeric(5,1);"
+		"ALTER TABLE t1 ALTER COLUMN v TYPE varchar(30);"
+		"INSERT INTO t1 VALUES (1, 'x', 2, 3.25)");
+	ck_assert(wait_for(h, commits_at_least, 2, 0, 20000));
+	ck_assert_str_eq(h->types,
+		"integer*,character varying(30),numeric(10,2),numeric(5,1)");
+	ck_assert_msg(strstr(h->log, "I t1 new=1,x,2.00,3.3\n"), "%s", h->log);
+	h_close(h);
+	free(h);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("pg_source_ops");
@@ -736,6 +766,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, pgsource_ack_moves_slot_only_after_ack);
 	tcase_add_test(tc, pgsource_idle_ack_advances_slot_past_uncaptured_writes);
 	tcase_add_test(tc, pgsource_pause_holds_changes_until_resume);
+	tcase_add_test(tc, pgsource_ddl_relation_gets_type_names_from_catalog);
 	tcase_add_test(tc, pgsource_restart_copies_unfinished_table_in_temporary_slot);
 	tcase_add_test(tc, pgsource_killed_walsender_restarts_without_losing_a_txn);
 	suite_add_tcase(s, tc);
