@@ -39,6 +39,12 @@ struct trel {
 	bool *text_cmp;            /* owned, per source column: no '=' operator */
 	struct stmt *stmts;
 	int nstmts;
+	/* state at the start of the current source transaction, restored when
+	 * it is aborted (the rollback undoes its DDL on the target too) */
+	bool saved, b_checked;
+	struct ls_relation *b_src; /* owned; NULL: the relation was new */
+	char *b_qname;             /* owned */
+	bool *b_bytea, *b_text_cmp;/* owned */
 };
 
 struct pend {
@@ -61,10 +67,20 @@ struct ls_pgtarget {
 
 	struct pend ring[RING];
 	unsigned head, count;
+	uint64_t nsent, ndone;     /* commands pushed / processed, ever */
 	PGresult *want;            /* result of the last P_WANT command */
 	struct ls_err perr;        /* first error seen while draining */
 	bool have_perr;
 	char sqlstate[6];
+
+	/* the current source transaction: commands from txn_mark on are its
+	 * own; abort_txn ignores their errors (aborting) and rolls back to the
+	 * savepoint (txn_sp) or, when it opened the group, the whole group */
+	uint64_t txn_mark;
+	bool txn_sp, sp_held, aborting;
+	int txn_touched;           /* relations with saved state */
+	int base_rows, base_copy_rows, base_ddl;
+	int txn_missing;           /* drained results of its own; see process_head */
 
 	/* the open group */
 	int64_t group_start_ms;
@@ -104,7 +120,7 @@ static void quiet_notice(void *arg, const char *msg)
 
 /* Retryable: the same input may apply later (the connection or the server's
  * concurrency control failed, not the data). */
-static bool sqlstate_retryable(const char *s)
+bool ls_pgtarget_sqlstate_retryable(const char *s)
 {
 	return strncmp(s, "08", 2) == 0 || strcmp(s, "40001") == 0 ||
 	       strcmp(s, "40P01") == 0 || strncmp(s, "57P", 3) == 0 ||
@@ -160,7 +176,7 @@ static void record_error(struct ls_pgtarget *t, const PGresult *r, const struct 
 	if (p && p->rel)
 		snprintf(where, sizeof where, "%s %s%s%s%s%s: ", p->rel->qname, op_name(p->op),
 			 p->key[0] ? " key " : "", p->key, col ? " column " : "", col ? col : "");
-	ls_err_set(&t->perr, st == NULL || sqlstate_retryable(st),
+	ls_err_set(&t->perr, st == NULL || ls_pgtarget_sqlstate_retryable(st),
 		   "target %s: %s%s%s%s%s", t->target, where, msg,
 		   st ? " (SQLSTATE " : "", st ? st : "", st ? ")" : "");
 	/* COPY and DDL errors say where in their context ("COPY t, line 3,
@@ -168,6 +184,21 @@ static void record_error(struct ls_pgtarget *t, const PGresult *r, const struct 
 	if (ctx && !(p && p->stmt)) {
 		size_t l = strlen(t->perr.msg);
 		snprintf(t->perr.msg + l, sizeof t->perr.msg - l, "; %s", ctx);
+	}
+}
+
+/* Forgets every prepared statement (kept in t->retired until free, so
+ * in-flight error reports can still name their columns). */
+static void forget_stmts(struct ls_pgtarget *t)
+{
+	for (struct trel *r = t->rels; r; r = r->next) {
+		while (r->stmts) {
+			struct stmt *s = r->stmts;
+			r->stmts = s->next;
+			s->next = t->retired;
+			t->retired = s;
+		}
+		r->nstmts = 0;
 	}
 }
 
@@ -180,21 +211,16 @@ static void fail(struct ls_pgtarget *t)
 	t->conn = NULL;
 	t->failed = true;
 	t->in_group = t->in_txn = false;
+	t->sp_held = t->aborting = false;
 	t->copy_rel = t->run_rel = NULL;
 	t->run_len = 0;
 	t->head = t->count = 0;
+	t->ndone = t->nsent;
 	PQclear(t->want);
 	t->want = NULL;
-	for (struct trel *r = t->rels; r; r = r->next) {
+	forget_stmts(t);
+	for (struct trel *r = t->rels; r; r = r->next)
 		r->checked = false;
-		while (r->stmts) {
-			struct stmt *s = r->stmts;
-			r->stmts = s->next;
-			s->next = t->retired;
-			t->retired = s;
-		}
-		r->nstmts = 0;
-	}
 }
 
 /* Returns -1 after moving the pipeline error into err and failing. */
@@ -235,7 +261,10 @@ static int usable(struct ls_pgtarget *t, struct ls_err *err)
 static int process_head(struct ls_pgtarget *t)
 {
 	struct pend *p = &t->ring[t->head];
+	bool mine = t->in_txn && t->ndone >= t->txn_mark;
+	bool ignore = t->aborting && mine;
 	int rc = 0;
+	t->ndone++;
 	if (p->kind == P_SYNC) {
 		PGresult *r = PQgetResult(t->conn);
 		if (r == NULL || PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
@@ -249,7 +278,9 @@ static int process_head(struct ls_pgtarget *t)
 		while ((r = PQgetResult(t->conn)) != NULL) {
 			got = true;
 			ExecStatusType st = PQresultStatus(r);
-			if (st == PGRES_FATAL_ERROR) {
+			if (ignore && (st == PGRES_FATAL_ERROR || st == PGRES_PIPELINE_ABORTED)) {
+				;   /* the abandoned transaction's own failure */
+			} else if (st == PGRES_FATAL_ERROR) {
 				record_error(t, r, p);
 				rc = -1;
 			} else if (st == PGRES_PIPELINE_ABORTED) {
@@ -265,7 +296,10 @@ static int process_head(struct ls_pgtarget *t)
 				rc = -1;
 			} else if ((p->op == LS_OP_UPDATE || p->op == LS_OP_DELETE) &&
 				   strcmp(PQcmdTuples(r), "0") == 0) {
-				t->group_missing++;
+				if (mine)
+					t->txn_missing++;
+				else
+					t->group_missing++;
 			}
 			PQclear(r);
 		}
@@ -304,6 +338,7 @@ static int pushed(struct ls_pgtarget *t, uint8_t kind, uint8_t op, struct trel *
 	p->stmt = s;
 	snprintf(p->key, sizeof p->key, "%s", key ? key : "");
 	t->count++;
+	t->nsent++;
 	if (t->count < HIGH)
 		return 0;
 	if (!PQsendFlushRequest(t->conn))
@@ -358,7 +393,13 @@ static const char CKPT_DDL[] =
 	" source_seq numeric(20,0) NOT NULL DEFAULT 0,"
 	" source_pos text NOT NULL DEFAULT '',"
 	" applied_at timestamptz,"
-	" PRIMARY KEY (pipeline, target))";
+	" PRIMARY KEY (pipeline, target));"
+	"CREATE TABLE IF NOT EXISTS lockstep.snapshot ("
+	" pipeline text NOT NULL, target text NOT NULL,"
+	" table_schema text NOT NULL, table_name text NOT NULL,"
+	" copied_at_seq numeric(20,0) NOT NULL, rows bigint NOT NULL,"
+	" done_at timestamptz NOT NULL DEFAULT now(),"
+	" PRIMARY KEY (pipeline, target, table_schema, table_name))";
 
 /* Runs one synchronous command (outside pipeline mode). */
 static int exec_sync(struct ls_pgtarget *t, const char *sql, int n, const char *const *vals,
@@ -484,6 +525,10 @@ void ls_pgtarget_free(struct ls_pgtarget *t)
 		free(r->bytea);
 		free(r->text_cmp);
 		free_stmts(r->stmts);
+		ls_relation_free(r->b_src);
+		free(r->b_qname);
+		free(r->b_bytea);
+		free(r->b_text_cmp);
 		free(r);
 	}
 	free_stmts(t->retired);
@@ -576,6 +621,7 @@ static int commit_group(struct ls_pgtarget *t, struct ls_err *err)
 	if (pushed(t, P_SYNC, 0, NULL, NULL, NULL, err) < 0 || drain_until(t, 0, err) < 0)
 		return -1;
 	t->in_group = false;
+	t->sp_held = false;
 	t->run_rel = NULL;
 	t->stats.commits++;
 	t->stats.rows += (uint64_t)t->group_rows;
@@ -594,6 +640,27 @@ static int commit_group(struct ls_pgtarget *t, struct ls_err *err)
 	return 0;
 }
 
+static void discard_saved(struct ls_pgtarget *t);
+
+/* In an open group a source transaction starts at a savepoint so that
+ * abort_txn can drop it alone.  The previous one is released first (one
+ * savepoint level, not one per transaction).  A COPY of an insert run ends
+ * here: nothing else can be sent while it runs. */
+static int take_savepoint(struct ls_pgtarget *t, struct ls_err *err)
+{
+	if (end_copy(t, err) < 0)
+		return -1;
+	t->run_rel = NULL;
+	t->run_len = 0;
+	if (t->sp_held && send_sql(t, "RELEASE SAVEPOINT ls_txn", 0, NULL, P_PLAIN, err) < 0)
+		return -1;
+	t->sp_held = false;
+	if (send_sql(t, "SAVEPOINT ls_txn", 0, NULL, P_PLAIN, err) < 0)
+		return -1;
+	t->sp_held = true;
+	return 0;
+}
+
 int ls_pgtarget_begin(struct ls_pgtarget *t, const struct ls_txn *txn, struct ls_err *err)
 {
 	(void)txn;
@@ -601,8 +668,15 @@ int ls_pgtarget_begin(struct ls_pgtarget *t, const struct ls_txn *txn, struct ls
 		return -1;
 	if (t->in_txn)
 		return ls_err_set(err, false, "target %s: begin inside a transaction", t->target);
-	if (open_group(t, err) < 0)
+	discard_saved(t);
+	t->txn_sp = t->in_group;
+	if (t->in_group ? take_savepoint(t, err) < 0 : open_group(t, err) < 0)
 		return -1;
+	t->txn_mark = t->nsent;
+	t->base_rows = t->group_rows;
+	t->base_copy_rows = t->group_copy_rows;
+	t->txn_missing = 0;
+	t->base_ddl = t->group_ddl;
 	t->in_txn = true;
 	return 0;
 }
@@ -615,6 +689,9 @@ int ls_pgtarget_end(struct ls_pgtarget *t, const struct ls_txn *txn, int64_t buf
 	if (!t->in_txn)
 		return ls_err_set(err, false, "target %s: end outside a transaction", t->target);
 	t->in_txn = false;
+	discard_saved(t);
+	t->group_missing += t->txn_missing;
+	t->txn_missing = 0;
 	t->group_txns++;
 	t->group_offset = buffer_offset;
 	t->group_pos = txn->commit;
@@ -645,6 +722,80 @@ int ls_pgtarget_tick(struct ls_pgtarget *t, int *wait_ms, struct ls_err *err)
 		return commit_group(t, err);
 	if (wait_ms)
 		*wait_ms = left > 0 ? (int)left : 0;
+	return 0;
+}
+
+/* Sends a sync and reads every result up to it. */
+static int sync_drain(struct ls_pgtarget *t, struct ls_err *err)
+{
+	if (!PQpipelineSync(t->conn))
+		return conn_error(t, err, "sync");
+	if (pushed(t, P_SYNC, 0, NULL, NULL, NULL, err) < 0)
+		return -1;
+	return drain_until(t, 0, err);
+}
+
+static int abandon_copy(struct ls_pgtarget *t, struct ls_err *err);
+static void unsave_rels(struct ls_pgtarget *t, bool restore);
+
+/* Reads all results (the transaction's own errors do not count: they may
+ * come from the very changes being abandoned), rolls back to the savepoint
+ * or the whole group when the transaction opened it, and puts relation
+ * state back as it was at the transaction's start.  Prepared statements
+ * are dropped: some may have been skipped after an error, or name tables
+ * the rollback removed. */
+int ls_pgtarget_abort_txn(struct ls_pgtarget *t, struct ls_err *err)
+{
+	if (usable(t, err) < 0)
+		return -1;
+	if (!t->in_txn)
+		return ls_err_set(err, false, "target %s: abort outside a transaction", t->target);
+	if (abandon_copy(t, err) < 0)
+		return -1;
+	t->aborting = true;
+	int rc = sync_drain(t, err);
+	t->aborting = false;
+	if (rc < 0)
+		return -1;
+	t->in_txn = false;
+	if (send_sql(t, t->txn_sp ? "ROLLBACK TO SAVEPOINT ls_txn" : "ROLLBACK", 0, NULL,
+		     P_PLAIN, err) < 0 ||
+	    send_sql(t, "DEALLOCATE ALL", 0, NULL, P_PLAIN, err) < 0)
+		return -1;
+	forget_stmts(t);
+	if (sync_drain(t, err) < 0)
+		return -1;
+	unsave_rels(t, true);
+	t->run_rel = NULL;
+	t->run_len = 0;
+	t->txn_missing = 0;
+	if (!t->txn_sp) {
+		t->in_group = t->sp_held = false;
+		return 0;
+	}
+	t->group_rows = t->base_rows;
+	t->group_copy_rows = t->base_copy_rows;
+	t->group_ddl = t->base_ddl;
+	return 0;
+}
+
+/* ---- snapshot records ---------------------------------------------------------- */
+
+int ls_pgtarget_snapshot_state(struct ls_pgtarget *t, const char *schema, const char *name,
+			       bool *copied, uint64_t *copied_at, struct ls_err *err)
+{
+	*copied = false;
+	*copied_at = 0;
+	if (usable(t, err) < 0 || end_copy(t, err) < 0)
+		return -1;
+	const char *v[4] = { t->pipeline, t->target, schema, name };
+	if (want_sql(t, "SELECT copied_at_seq FROM lockstep.snapshot WHERE pipeline = $1"
+		     " AND target = $2 AND table_schema = $3 AND table_name = $4", 4, v, err) < 0)
+		return -1;
+	if (PQntuples(t->want) == 1) {
+		*copied = true;
+		*copied_at = strtoull(PQgetvalue(t->want, 0, 0), NULL, 10);
+	}
 	return 0;
 }
 
@@ -937,6 +1088,71 @@ static int apply_ddl(struct ls_pgtarget *t, struct trel *r, const struct ls_rela
 	return check_table(t, r, err);
 }
 
+/* Remembers r as it is at the start of the current source transaction
+ * (once per transaction), for abort_txn. */
+static int save_rel(struct ls_pgtarget *t, struct trel *r)
+{
+	if (!t->in_txn || r->saved)
+		return 0;
+	r->saved = true;
+	r->b_checked = r->checked;
+	t->txn_touched++;
+	if (r->src == NULL)
+		return 0;
+	size_t n = (size_t)r->src->ncols + 1;
+	r->b_src = ls_relation_dup(r->src);
+	r->b_qname = strdup(r->qname);
+	r->b_bytea = malloc(n * sizeof *r->b_bytea);
+	r->b_text_cmp = malloc(n * sizeof *r->b_text_cmp);
+	if (!r->b_src || !r->b_qname || !r->b_bytea || !r->b_text_cmp)
+		return -1;
+	memcpy(r->b_bytea, r->bytea, n * sizeof *r->b_bytea);
+	memcpy(r->b_text_cmp, r->text_cmp, n * sizeof *r->b_text_cmp);
+	return 0;
+}
+
+/* Forgets the saved states (restore: puts them back first).  A relation
+ * that was new is left unchecked, so its table is created or checked again
+ * on next use. */
+static void unsave_rels(struct ls_pgtarget *t, bool restore)
+{
+	for (struct trel *r = t->rels; r && t->txn_touched > 0; r = r->next) {
+		if (!r->saved)
+			continue;
+		t->txn_touched--;
+		r->saved = false;
+		if (restore) {
+			r->checked = r->b_checked && r->b_src != NULL;
+			if (r->b_src) {
+				ls_relation_free(r->src);
+				free(r->qname);
+				free(r->bytea);
+				free(r->text_cmp);
+				r->src = r->b_src;
+				r->qname = r->b_qname;
+				r->bytea = r->b_bytea;
+				r->text_cmp = r->b_text_cmp;
+				r->b_src = NULL;
+				r->b_qname = NULL;
+				r->b_bytea = r->b_text_cmp = NULL;
+			}
+		}
+		ls_relation_free(r->b_src);
+		free(r->b_qname);
+		free(r->b_bytea);
+		free(r->b_text_cmp);
+		r->b_src = NULL;
+		r->b_qname = NULL;
+		r->b_bytea = r->b_text_cmp = NULL;
+	}
+	t->txn_touched = 0;
+}
+
+static void discard_saved(struct ls_pgtarget *t)
+{
+	unsave_rels(t, false);
+}
+
 static int relation_in_group(struct ls_pgtarget *t, const struct ls_relation *rel,
 			     struct ls_err *err)
 {
@@ -945,8 +1161,6 @@ static int relation_in_group(struct ls_pgtarget *t, const struct ls_relation *re
 		return 0;
 	if (end_copy(t, err) < 0)
 		return -1;
-	if (r && r->checked)
-		return apply_ddl(t, r, rel, err);
 	if (r == NULL) {
 		r = calloc(1, sizeof *r);
 		if (r == NULL)
@@ -954,6 +1168,10 @@ static int relation_in_group(struct ls_pgtarget *t, const struct ls_relation *re
 		r->next = t->rels;
 		t->rels = r;
 	}
+	if (save_rel(t, r) < 0)
+		return ls_err_set(err, false, "out of memory");
+	if (r->checked)
+		return apply_ddl(t, r, rel, err);
 	if (r->src == NULL || !rel_equal(r->src, rel)) {
 		if (r->src) {
 			if (retire_stmts(t, r, err) < 0)
@@ -1380,6 +1598,27 @@ static int end_copy(struct ls_pgtarget *t, struct ls_err *err)
 	if (rc < 0)
 		return fail_with(t, err);
 	t->group_copy_rows += t->copy_rows;
+	if (!PQenterPipelineMode(t->conn))
+		return conn_error(t, err, "pipeline mode");
+	return 0;
+}
+
+/* Abandons the COPY of an insert run of an aborted transaction (it cannot
+ * have started before the transaction's savepoint): the server fails it,
+ * which leaves the transaction block in error until the rollback. */
+static int abandon_copy(struct ls_pgtarget *t, struct ls_err *err)
+{
+	if (t->copy_rel == NULL)
+		return 0;
+	t->copy_rel = NULL;
+	ls_pgsql_buf_reset(&t->copybuf);
+	if (PQputCopyEnd(t->conn, "source transaction abandoned") != 1)
+		return conn_error(t, err, "COPY end");
+	PGresult *res;
+	while ((res = PQgetResult(t->conn)) != NULL)
+		PQclear(res);
+	if (PQstatus(t->conn) != CONNECTION_OK)
+		return conn_error(t, err, "COPY end");
 	if (!PQenterPipelineMode(t->conn))
 		return conn_error(t, err, "pipeline mode");
 	return 0;

@@ -7,7 +7,9 @@
  * at a time.
  *
  * Effectively-once: the target keeps lockstep.checkpoint(pipeline, target,
- * buffer_offset, source_seq, source_pos, applied_at).  Source transactions are
+ * buffer_offset, source_seq, source_pos, applied_at) (and creates
+ * lockstep.snapshot(pipeline, target, table_schema, table_name,
+ * copied_at_seq, rows, done_at) next to it, see pg_copy.h).  Source transactions are
  * grouped into one target transaction (up to batch_rows changes or batch_ms
  * milliseconds, whichever comes first, checked at source transaction ends);
  * the checkpoint row is updated in the same target transaction as the data,
@@ -108,7 +110,9 @@ bool ls_pgtarget_applied(const struct ls_pgtarget *t, uint64_t seq);
 int ls_pgtarget_relation(struct ls_pgtarget *t, const struct ls_relation *rel,
 			 struct ls_err *err) __attribute__((warn_unused_result));
 
-/* Starts a source transaction (opens a target group if none is open). */
+/* Starts a source transaction (opens a target group if none is open; in an
+ * open group takes a savepoint, which also ends a running COPY of inserts,
+ * so COPY runs do not span source transactions). */
 int ls_pgtarget_begin(struct ls_pgtarget *t, const struct ls_txn *txn,
 		      struct ls_err *err) __attribute__((warn_unused_result));
 /* Applies one change of the current source transaction.  rel (borrowed) is
@@ -118,6 +122,13 @@ int ls_pgtarget_begin(struct ls_pgtarget *t, const struct ls_txn *txn,
  * change's values are only read during the call. */
 int ls_pgtarget_change(struct ls_pgtarget *t, const struct ls_relation *rel,
 		       const struct ls_change *ch, struct ls_err *err)
+	__attribute__((warn_unused_result));
+/* Abandons the current source transaction: its changes are rolled back
+ * (to the savepoint taken at its begin, or the whole group when it opened
+ * the group) and the rest of the open group is kept.  Errors its own changes
+ * caused are dropped with it; relation definitions and DDL it brought are
+ * undone, so the same relations may be handed over again. */
+int ls_pgtarget_abort_txn(struct ls_pgtarget *t, struct ls_err *err)
 	__attribute__((warn_unused_result));
 /* Ends the source transaction; buffer_offset is its position in the buffer
  * (recorded in the checkpoint).  Commits the group when it is full or old. */
@@ -132,10 +143,23 @@ int ls_pgtarget_flush(struct ls_pgtarget *t, struct ls_err *err)
 int ls_pgtarget_tick(struct ls_pgtarget *t, int *wait_ms, struct ls_err *err)
 	__attribute__((warn_unused_result));
 
+/* Snapshot records (lockstep.snapshot, created with the checkpoint table
+ * and written by pg_copy sessions): whether table schema.name was copied for
+ * this pipeline and target, and at which source seq.  Runs on the target
+ * connection, inside the open group if any. */
+int ls_pgtarget_snapshot_state(struct ls_pgtarget *t, const char *schema, const char *name,
+			       bool *copied, uint64_t *copied_at, struct ls_err *err)
+	__attribute__((warn_unused_result));
+
 /* After a failure: reconnects (forgetting prepared statements and checked
  * tables, keeping relation definitions) and rereads the checkpoint. */
 int ls_pgtarget_reset(struct ls_pgtarget *t, struct ls_err *err)
 	__attribute__((warn_unused_result));
+
+/* Whether an error with this SQLSTATE may go away on a retry (connection
+ * loss, serialization failure, deadlock, shutdown, lack of resources, lock
+ * not available) rather than being caused by the input. */
+bool ls_pgtarget_sqlstate_retryable(const char *sqlstate);
 
 /* SQLSTATE of the last server error ("" when none); valid until the next call. */
 const char *ls_pgtarget_sqlstate(const struct ls_pgtarget *t);

@@ -1,0 +1,202 @@
+#include "connectors/postgres/pg_tgt.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connectors/postgres/pg_copy.h"
+#include "connectors/postgres/pg_target.h"
+
+struct ls_target {
+	struct ls_pgtarget *pg;
+	/* fixed at open: copy sessions read them from other threads */
+	struct ls_pgcopy_opts copy;   /* strings owned */
+	_Atomic uint64_t copy_rows;
+};
+
+struct ls_target_copy {
+	struct ls_target *t;
+	struct ls_pgcopy *c;
+};
+
+static void tgt_free(struct ls_target *t)
+{
+	if (t == NULL)
+		return;
+	ls_pgtarget_free(t->pg);
+	free((char *)t->copy.pipeline);
+	free((char *)t->copy.target);
+	free((char *)t->copy.conninfo);
+	free(t);
+}
+
+static int tgt_open(const struct ls_target_opts *o, struct ls_target **out, struct ls_err *err)
+{
+	*out = NULL;
+	const struct ls_config_target *cfg = o->cfg;
+	struct ls_target *t = calloc(1, sizeof *t);
+	if (t == NULL)
+		return ls_err_set(err, false, "out of memory");
+	t->copy.pipeline = strdup(o->pipeline ? o->pipeline : "");
+	t->copy.target = strdup(cfg->name ? cfg->name : "");
+	t->copy.conninfo = strdup(cfg->conninfo ? cfg->conninfo : "");
+	if (!t->copy.pipeline || !t->copy.target || !t->copy.conninfo) {
+		tgt_free(t);
+		return ls_err_set(err, false, "out of memory");
+	}
+	struct ls_pgtarget_opts po = {
+		.pipeline = t->copy.pipeline, .target = t->copy.target,
+		.conninfo = t->copy.conninfo, .create_tables = cfg->create_tables,
+		.ddl = cfg->ddl, .batch_rows = cfg->batch_rows, .batch_ms = cfg->batch_ms,
+		.on_commit = o->on_commit, .ctx = o->ctx,
+	};
+	if (ls_pgtarget_new(&po, &t->pg, err) < 0) {
+		tgt_free(t);
+		return -1;
+	}
+	*out = t;
+	return 0;
+}
+
+static void tgt_checkpoint(const struct ls_target *t, struct ls_target_ckpt *out)
+{
+	struct ls_pgtarget_ckpt c;
+	ls_pgtarget_checkpoint(t->pg, &c);
+	out->present = c.present;
+	out->buffer_offset = c.buffer_offset;
+	out->source_seq = c.source_seq;
+	memcpy(out->source_pos, c.source_pos, sizeof out->source_pos);
+}
+
+static int tgt_relation(struct ls_target *t, const struct ls_relation *rel, struct ls_err *err)
+{
+	return ls_pgtarget_relation(t->pg, rel, err);
+}
+
+static int tgt_begin(struct ls_target *t, const struct ls_txn *txn, struct ls_err *err)
+{
+	return ls_pgtarget_begin(t->pg, txn, err);
+}
+
+static int tgt_change(struct ls_target *t, const struct ls_relation *rel,
+		      const struct ls_change *ch, struct ls_err *err)
+{
+	return ls_pgtarget_change(t->pg, rel, ch, err);
+}
+
+static int tgt_abort_txn(struct ls_target *t, struct ls_err *err)
+{
+	return ls_pgtarget_abort_txn(t->pg, err);
+}
+
+static int tgt_end(struct ls_target *t, const struct ls_txn *txn, int64_t buffer_offset,
+		   struct ls_err *err)
+{
+	return ls_pgtarget_end(t->pg, txn, buffer_offset, err);
+}
+
+static int tgt_flush(struct ls_target *t, struct ls_err *err)
+{
+	return ls_pgtarget_flush(t->pg, err);
+}
+
+static int tgt_tick(struct ls_target *t, int *wait_ms, struct ls_err *err)
+{
+	return ls_pgtarget_tick(t->pg, wait_ms, err);
+}
+
+static int tgt_reset(struct ls_target *t, struct ls_err *err)
+{
+	return ls_pgtarget_reset(t->pg, err);
+}
+
+static void tgt_stats(const struct ls_target *t, struct ls_target_stats *out)
+{
+	struct ls_pgtarget_stats s;
+	ls_pgtarget_stats(t->pg, &s);
+	*out = (struct ls_target_stats){
+		.commits = s.commits, .txns = s.txns, .rows = s.rows, .ddl = s.ddl,
+		.copy_rows = atomic_load(&t->copy_rows),
+	};
+}
+
+static int tgt_snapshot_state(struct ls_target *t, const char *schema, const char *name,
+			      bool *copied, uint64_t *copied_at, struct ls_err *err)
+{
+	return ls_pgtarget_snapshot_state(t->pg, schema, name, copied, copied_at, err);
+}
+
+/* First sight of the relation on the apply connection does exactly this. */
+static int tgt_prepare_table(struct ls_target *t, const struct ls_relation *rel,
+			     struct ls_err *err)
+{
+	return ls_pgtarget_relation(t->pg, rel, err);
+}
+
+static int tgt_copy_open(struct ls_target *t, struct ls_target_copy **out, struct ls_err *err)
+{
+	*out = NULL;
+	struct ls_target_copy *c = calloc(1, sizeof *c);
+	if (c == NULL)
+		return ls_err_set(err, false, "out of memory");
+	c->t = t;
+	if (ls_pgcopy_open(&t->copy, &c->c, err) < 0) {
+		free(c);
+		return -1;
+	}
+	*out = c;
+	return 0;
+}
+
+static int tgt_copy_table_begin(struct ls_target_copy *c, const struct ls_relation *rel,
+				struct ls_err *err)
+{
+	return ls_pgcopy_table_begin(c->c, rel, err);
+}
+
+static int tgt_copy_data(struct ls_target_copy *c, const char *data, size_t len,
+			 struct ls_err *err)
+{
+	return ls_pgcopy_data(c->c, data, len, err);
+}
+
+static int tgt_copy_table_end(struct ls_target_copy *c, const struct ls_relation *rel,
+			      uint64_t rows, uint64_t copied_at_seq, struct ls_err *err)
+{
+	if (ls_pgcopy_table_end(c->c, rel, rows, copied_at_seq, err) < 0)
+		return -1;
+	atomic_fetch_add(&c->t->copy_rows, rows);
+	return 0;
+}
+
+static void tgt_copy_close(struct ls_target_copy *c)
+{
+	if (c == NULL)
+		return;
+	ls_pgcopy_close(c->c);
+	free(c);
+}
+
+const struct ls_target_ops ls_pg_target_ops = {
+	.engine = "postgres",
+	.copy_format = "pg-text",
+	.open = tgt_open,
+	.free = tgt_free,
+	.checkpoint = tgt_checkpoint,
+	.relation = tgt_relation,
+	.begin = tgt_begin,
+	.change = tgt_change,
+	.abort_txn = tgt_abort_txn,
+	.end = tgt_end,
+	.flush = tgt_flush,
+	.tick = tgt_tick,
+	.reset = tgt_reset,
+	.stats = tgt_stats,
+	.snapshot_state = tgt_snapshot_state,
+	.prepare_table = tgt_prepare_table,
+	.copy_open = tgt_copy_open,
+	.copy_table_begin = tgt_copy_table_begin,
+	.copy_data = tgt_copy_data,
+	.copy_table_end = tgt_copy_table_end,
+	.copy_close = tgt_copy_close,
+};
