@@ -108,9 +108,13 @@ START_TEST(mysql_conninfo_parses_quotes_and_rejects_unknown_keys)
 	ck_assert_str_eq(ci.database, "shop");
 	ck_assert_ptr_null(ci.socket);
 	ls_mysql_conninfo_free(&ci);
+	ck_assert_int_eq(ls_mysql_conninfo_parse("passwd=\"a b\" socket=/run/my.sock", &ci, &err), 0);
+	ck_assert_str_eq(ci.password, "a b");
+	ck_assert_str_eq(ci.socket, "/run/my.sock");
+	ls_mysql_conninfo_free(&ci);
 
-	ck_assert_int_eq(ls_mysql_conninfo_parse("host=x passwd=hunter2", &ci, &err), -1);
-	ck_assert_ptr_nonnull(strstr(err.msg, "passwd"));
+	ck_assert_int_eq(ls_mysql_conninfo_parse("host=x pasword=hunter2", &ci, &err), -1);
+	ck_assert_ptr_nonnull(strstr(err.msg, "pasword"));
 	ck_assert_ptr_null(strstr(err.msg, "hunter2"));
 	ck_assert_int_eq(ls_mysql_conninfo_parse("port=99999", &ci, &err), -1);
 	ck_assert_ptr_nonnull(strstr(err.msg, "port"));

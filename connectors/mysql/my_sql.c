@@ -159,7 +159,9 @@ void ls_mysql_conninfo_free(struct ls_mysql_conninfo *c)
 	memset(c, 0, sizeof *c);
 }
 
-/* Reads one value at *p (quoted or bare) into a malloc'd string. */
+/* Reads one value at *p (bare, or in '...' or "..." with backslash escapes)
+ * into a malloc'd string; the same syntax as the MySQL source's
+ * connection string (my_setup.h). */
 static char *conn_value(const char **p)
 {
 	const char *s = *p;
@@ -167,13 +169,14 @@ static char *conn_value(const char **p)
 	char *v = malloc(n + 1), *d = v;
 	if (v == NULL)
 		return NULL;
-	if (*s == '\'') {
-		for (s++; *s && *s != '\''; s++) {
+	if (*s == '\'' || *s == '"') {
+		char q = *s;
+		for (s++; *s && *s != q; s++) {
 			if (*s == '\\' && s[1])
 				s++;
 			*d++ = *s;
 		}
-		if (*s != '\'') {
+		if (*s != q) {
 			free(v);
 			*p = NULL;   /* unterminated */
 			return NULL;
@@ -210,7 +213,7 @@ static int conn_set(struct ls_mysql_conninfo *c, const char *key, size_t klen, c
 		slot = &c->host;
 	else if (strcmp(k, "user") == 0)
 		slot = &c->user;
-	else if (strcmp(k, "password") == 0)
+	else if (strcmp(k, "password") == 0 || strcmp(k, "passwd") == 0)
 		slot = &c->password;
 	else if (strcmp(k, "database") == 0 || strcmp(k, "dbname") == 0)
 		slot = &c->database;

@@ -90,9 +90,11 @@ void ls_mysql_literal(struct ls_mysql_buf *b, const char *s, size_t n);
 
 /* ---- conninfo ------------------------------------------------------------- */
 
-/* "host=h port=3306 user=u password=secret database=db" (also dbname=,
- * socket=, connect_timeout=); values may be single-quoted with \' and \\
- * escapes.  Strings are owned by the struct (ls_mysql_conninfo_free). */
+/* "host=h port=3306 user=u password=secret database=db" (also passwd=,
+ * dbname=, socket=, connect_timeout=); values may be quoted with '...' or
+ * "..." and backslash escapes inside, as the MySQL source's connection
+ * string (my_setup.h) accepts.  Strings are owned by the struct
+ * (ls_mysql_conninfo_free). */
 struct ls_mysql_conninfo {
 	char *host, *user, *password, *database, *socket;   /* NULL when absent */
 	unsigned port;             /* 0 = default */

@@ -1,0 +1,1565 @@
+#include "connectors/mysql/my_target.h"
+
+#include <mysql.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "connectors/mysql/my_sql.h"
+
+#define DEFAULT_STMT_BYTES (1024 * 1024)
+#define SAVEPOINT "SAVEPOINT ls_txn"
+
+static const char SQL_MODE[] =
+	"SET SESSION sql_mode = 'STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,"
+	"NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'";
+
+/* One connection with its last error number; shared by the apply side and
+ * copy sessions. */
+struct sess {
+	MYSQL *conn;
+	const char *target;        /* borrowed name, for messages */
+	unsigned last_errno;
+	bool mariadb;
+};
+
+/* Where a statement came from, for error messages. */
+struct where {
+	const char *qname;         /* `db`.`t` or NULL */
+	const char *op;            /* "INSERT", ... */
+	const char *key;           /* "(id)=(5)", or NULL */
+	const char *row_keys;      /* multi-row INSERT: NUL-separated key per row */
+	int nrows;
+	bool ddl;                  /* warnings allowed (IF NOT EXISTS notes) */
+};
+
+struct trel {
+	struct trel *next;
+	struct ls_relation *src;   /* owned: last definition handed over */
+	char *qname;               /* owned: `db`.`t` */
+	struct ls_mysql_coltype *ct;   /* owned, per source column */
+	bool checked;              /* table verified on this connection */
+};
+
+struct ls_mytarget {
+	struct ls_mytarget_opts o; /* strings below are owned copies */
+	char *pipeline, *target, *conninfo;
+	struct ls_mysql_conninfo ci;
+	struct sess s;
+	size_t max_stmt;
+	bool failed, in_group, in_txn;
+	struct trel *rels;
+
+	/* the open group and source transaction */
+	int64_t group_start_ms;
+	int group_rows, group_txns, group_missing, group_stmts;
+	int64_t group_offset;
+	struct ls_pos group_pos;
+	int txn_rows;
+	uint64_t txn_seq;
+	uint64_t ddl_replay_seq;   /* txn that already failed once for mid-txn DDL */
+
+	/* pending multi-row INSERT into ins_rel */
+	struct trel *ins_rel;
+	int ins_rows;
+	struct ls_mysql_buf ins, ins_keys;
+
+	struct ls_mysql_buf sql, val;
+	struct ls_target_ckpt ckpt;
+	struct ls_mytarget_stats stats;
+	uint64_t copy_rows;        /* atomic: copy sessions add */
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
+static void lib_init(void)
+{
+	mysql_library_init(0, NULL, NULL);
+}
+
+/* ---- errors ---------------------------------------------------------------- */
+
+/* Retryable: the same input may apply later (the connection or the server's
+ * concurrency control failed, not the data). */
+static bool errno_retryable(unsigned e)
+{
+	switch (e) {
+	case 1040:   /* too many connections */
+	case 1053:   /* server shutdown */
+	case 1205:   /* lock wait timeout */
+	case 1213:   /* deadlock */
+	case 1317:   /* query interrupted */
+	case 1927:   /* connection killed (MariaDB) */
+	case 2002: case 2003: case 2006: case 2013: case 2055:
+	case 4031:   /* disconnected by the server (MySQL) */
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* The column a server message names: "column 'c'", "Column 'c'" or
+ * "column `db`.`t`.`c`". */
+static void msg_column(const char *msg, char *out, size_t size)
+{
+	out[0] = '\0';
+	const char *p = strcasestr(msg, "column '");
+	if (p) {
+		p += 8;
+		const char *e = strchr(p, '\'');
+		if (e)
+			snprintf(out, size, "%.*s", (int)(e - p), p);
+		return;
+	}
+	p = strcasestr(msg, "column `");
+	if (p == NULL)
+		return;
+	p += 7;
+	const char *last = NULL, *last_end = NULL;
+	while (*p == '`') {
+		const char *e = strchr(p + 1, '`');
+		if (e == NULL)
+			break;
+		last = p + 1;
+		last_end = e;
+		p = e + 1;
+		if (*p != '.')
+			break;
+		p++;
+	}
+	if (last)
+		snprintf(out, size, "%.*s", (int)(last_end - last), last);
+}
+
+/* The key of row N ("at row N") of a multi-row INSERT. */
+static const char *row_key(const struct where *w, const char *msg)
+{
+	const char *p = strstr(msg, " at row ");
+	if (w->row_keys == NULL || p == NULL)
+		return NULL;
+	long n = strtol(p + 8, NULL, 10);
+	if (n < 1 || n > w->nrows)
+		return NULL;
+	const char *k = w->row_keys;
+	for (long i = 1; i < n; i++)
+		k += strlen(k) + 1;
+	return k;
+}
+
+/* Fills err from a server error (errno e, message msg). */
+static int server_error(struct sess *s, unsigned e, const char *msg, const struct where *w,
+			struct ls_err *err)
+{
+	s->last_errno = e;
+	char col[80], where[400] = "";
+	msg_column(msg, col, sizeof col);
+	const char *key = w ? (w->key ? w->key : row_key(w, msg)) : NULL;
+	if (w && w->qname)
+		snprintf(where, sizeof where, "%s %s%s%s%s%s: ", w->qname, w->op ? w->op : "",
+			 key ? " key " : "", key ? key : "", col[0] ? " column " : "", col);
+	return ls_err_set(err, e == 0 || errno_retryable(e), "target %s: %s%s (MySQL error %u)",
+			  s->target, where, msg, e);
+}
+
+static int sess_error(struct sess *s, const struct where *w, struct ls_err *err)
+{
+	if (s->conn == NULL)
+		return ls_err_set(err, true, "target %s: not connected", s->target);
+	return server_error(s, mysql_errno(s->conn), mysql_error(s->conn), w, err);
+}
+
+/* After a data statement: any warning (a rounded decimal, a truncated
+ * value) is an error, except "unsafe for statement-based binlog". */
+static int check_warnings(struct sess *s, const struct where *w, struct ls_err *err)
+{
+	if (mysql_warning_count(s->conn) == 0)
+		return 0;
+	if (mysql_real_query(s->conn, "SHOW WARNINGS", 13) != 0)
+		return sess_error(s, NULL, err);
+	MYSQL_RES *res = mysql_store_result(s->conn);
+	if (res == NULL)
+		return sess_error(s, NULL, err);
+	MYSQL_ROW row;
+	int rc = 0;
+	while (rc == 0 && (row = mysql_fetch_row(res)) != NULL) {
+		unsigned code = row[1] ? (unsigned)strtoul(row[1], NULL, 10) : 0;
+		if (code == 1592)
+			continue;
+		rc = server_error(s, code, row[2] ? row[2] : "warning", w, err);
+		err->retryable = false;
+	}
+	mysql_free_result(res);
+	return rc;
+}
+
+/* Runs one statement; *res (when res is non-NULL) gets its result set. */
+static int sess_query(struct sess *s, const char *sql, size_t len, const struct where *w,
+		      MYSQL_RES **res, struct ls_err *err)
+{
+	if (s->conn == NULL)
+		return ls_err_set(err, true, "target %s: not connected", s->target);
+	if (mysql_real_query(s->conn, sql, (unsigned long)len) != 0)
+		return sess_error(s, w, err);
+	if (res) {
+		*res = mysql_store_result(s->conn);
+		if (*res == NULL)
+			return sess_error(s, w, err);
+		return 0;
+	}
+	return w && !w->ddl ? check_warnings(s, w, err) : 0;
+}
+
+static int sess_exec(struct sess *s, const char *sql, struct ls_err *err)
+{
+	return sess_query(s, sql, strlen(sql), NULL, NULL, err);
+}
+
+/* Appends a quoted string literal escaped by the client library. */
+static void put_literal(struct sess *s, struct ls_mysql_buf *b, const char *p, size_t n)
+{
+	char *d = ls_mysql_buf_room(b, 2 * n + 3);
+	if (d == NULL)
+		return;
+	d[0] = '\'';
+	unsigned long k = mysql_real_escape_string(s->conn, d + 1, p, (unsigned long)n);
+	d[1 + k] = '\'';
+	d[2 + k] = '\0';
+	b->len += k + 2;
+}
+
+static int sess_connect(struct sess *s, const struct ls_mysql_conninfo *ci, struct ls_err *err)
+{
+	pthread_once(&lib_once, lib_init);
+	s->last_errno = 0;
+	s->conn = mysql_init(NULL);
+	if (s->conn == NULL)
+		return ls_err_set(err, false, "out of memory");
+	unsigned timeout = ci->connect_timeout ? ci->connect_timeout : 10;
+	mysql_options(s->conn, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+	mysql_options(s->conn, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+	if (!mysql_real_connect(s->conn, ci->host ? ci->host : "localhost", ci->user,
+				ci->password, ci->database, ci->port, ci->socket,
+				CLIENT_FOUND_ROWS)) {
+		int rc = sess_error(s, NULL, err);
+		ls_err_prefix(err, "cannot connect to %s:%u", ci->host ? ci->host : "localhost",
+			      ci->port ? ci->port : 3306);
+		err->retryable = true;
+		mysql_close(s->conn);
+		s->conn = NULL;
+		return rc;
+	}
+	s->mariadb = strstr(mysql_get_server_info(s->conn), "MariaDB") != NULL;
+	if (sess_exec(s, SQL_MODE, err) < 0 ||
+	    sess_exec(s, "SET SESSION time_zone = '+00:00'", err) < 0 ||
+	    sess_exec(s, "SET SESSION foreign_key_checks = 0", err) < 0) {
+		mysql_close(s->conn);
+		s->conn = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+static void sess_close(struct sess *s)
+{
+	if (s->conn)
+		mysql_close(s->conn);
+	s->conn = NULL;
+}
+
+/* "(a, b)=(1, x)" for messages. */
+static void key_text(char *out, size_t size, const struct ls_relation *s,
+		     const struct ls_tuple *tup)
+{
+	char names[100] = "", vals[100] = "";
+	size_t nl = 0, vl = 0;
+	bool full = s->replident == LS_REPLIDENT_FULL;
+	int shown = 0;
+	for (int i = 0; i < s->ncols && i < tup->ncols && shown < 4; i++) {
+		if (!full && !(s->cols[i].flags & LS_COL_KEY))
+			continue;
+		const struct ls_value *v = &tup->vals[i];
+		const char *txt = v->kind == LS_VAL_TEXT ? v->data
+				  : v->kind == LS_VAL_NULL ? "NULL" : "?";
+		nl += (size_t)snprintf(names + nl, nl < sizeof names ? sizeof names - nl : 0,
+				       "%s%s", shown ? ", " : "", s->cols[i].name);
+		vl += (size_t)snprintf(vals + vl, vl < sizeof vals ? sizeof vals - vl : 0,
+				       "%s%.30s", shown ? ", " : "", txt);
+		shown++;
+	}
+	if (snprintf(out, size, "(%s)=(%s)", names, vals) >= (int)size && size > 4)
+		memcpy(out + size - 4, "...", 4);   /* visibly cut */
+}
+
+/* Appends value v of column col as an SQL literal. */
+static int put_value(struct sess *s, struct ls_mysql_buf *b, struct ls_mysql_buf *tmp,
+		     const struct ls_relation *rel, const struct ls_mysql_coltype *ct, int col,
+		     const struct ls_value *v, const char *key, struct ls_err *err)
+{
+	if (v->kind == LS_VAL_NULL) {
+		ls_mysql_put(b, "NULL");
+		return 0;
+	}
+	if (v->kind == LS_VAL_BINARY) {
+		ls_mysql_hex(b, v->data, v->len);
+		return 0;
+	}
+	if (v->kind != LS_VAL_TEXT)
+		return ls_err_set(err, false, "target %s: %s.%s key %s column %s: unexpected "
+				  "unchanged value", s->target, rel->schema, rel->name, key,
+				  rel->cols[col].name);
+	if (ct->conv == LS_MYCONV_NONE) {
+		put_literal(s, b, v->data, v->len);
+		return 0;
+	}
+	ls_mysql_buf_reset(tmp);
+	if (ls_mysql_convert(ct->conv, ct->elem, v->data, v->len, tmp, err) < 0)
+		return ls_err_prefix(err, "target %s: %s.%s key %s column %s", s->target,
+				     rel->schema, rel->name, key, rel->cols[col].name);
+	if (ct->binary)
+		ls_mysql_hex(b, tmp->data ? tmp->data : "", tmp->len);
+	else
+		put_literal(s, b, ls_mysql_buf_str(tmp), tmp->len);
+	return 0;
+}
+
+/* ---- connection and checkpoint ------------------------------------------------ */
+
+static const char *const CKPT_DDL[] = {
+	"CREATE DATABASE IF NOT EXISTS lockstep",
+	"CREATE TABLE IF NOT EXISTS lockstep.checkpoint ("
+	" pipeline VARCHAR(64) NOT NULL, target VARCHAR(64) NOT NULL,"
+	" buffer_offset BIGINT NOT NULL DEFAULT -1,"
+	" source_seq BIGINT UNSIGNED NOT NULL DEFAULT 0,"
+	" source_pos VARCHAR(512) NOT NULL DEFAULT '',"
+	" applied_at DATETIME(6) NULL,"
+	" PRIMARY KEY (pipeline, target)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+	"CREATE TABLE IF NOT EXISTS lockstep.snapshot ("
+	" pipeline VARCHAR(64) NOT NULL, target VARCHAR(64) NOT NULL,"
+	" table_schema VARCHAR(64) NOT NULL, table_name VARCHAR(64) NOT NULL,"
+	" copied_at_seq BIGINT UNSIGNED NOT NULL, `rows` BIGINT UNSIGNED NOT NULL,"
+	" done_at DATETIME(6) NOT NULL,"
+	" PRIMARY KEY (pipeline, target, table_schema, table_name))"
+	" ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+};
+
+/* " WHERE pipeline = '..' AND target = '..'" */
+static void ckpt_where(struct ls_mytarget *t, struct ls_mysql_buf *b)
+{
+	ls_mysql_put(b, " WHERE pipeline = ");
+	put_literal(&t->s, b, t->pipeline, strlen(t->pipeline));
+	ls_mysql_put(b, " AND target = ");
+	put_literal(&t->s, b, t->target, strlen(t->target));
+}
+
+static int read_checkpoint(struct ls_mytarget *t, struct ls_err *err)
+{
+	ls_mysql_buf_reset(&t->sql);
+	ls_mysql_put(&t->sql, "SELECT buffer_offset, source_seq, source_pos, applied_at IS NOT NULL"
+		     " FROM lockstep.checkpoint");
+	ckpt_where(t, &t->sql);
+	MYSQL_RES *res;
+	if (sess_query(&t->s, ls_mysql_buf_str(&t->sql), t->sql.len, NULL, &res, err) < 0)
+		return -1;
+	MYSQL_ROW row = mysql_fetch_row(res);
+	if (row == NULL) {
+		mysql_free_result(res);
+		return ls_err_set(err, false, "target %s: checkpoint row missing", t->target);
+	}
+	t->ckpt.buffer_offset = strtoll(row[0], NULL, 10);
+	t->ckpt.source_seq = strtoull(row[1], NULL, 10);
+	snprintf(t->ckpt.source_pos, sizeof t->ckpt.source_pos, "%s", row[2] ? row[2] : "");
+	t->ckpt.present = row[3] && row[3][0] == '1';
+	mysql_free_result(res);
+	return 0;
+}
+
+static int connect_target(struct ls_mytarget *t, struct ls_err *err)
+{
+	t->failed = false;
+	if (sess_connect(&t->s, &t->ci, err) < 0)
+		goto fail;
+	for (size_t i = 0; i < sizeof CKPT_DDL / sizeof CKPT_DDL[0]; i++)
+		if (sess_exec(&t->s, CKPT_DDL[i], err) < 0)
+			goto fail;
+	ls_mysql_buf_reset(&t->sql);
+	ls_mysql_put(&t->sql, "INSERT IGNORE INTO lockstep.checkpoint (pipeline, target) VALUES (");
+	put_literal(&t->s, &t->sql, t->pipeline, strlen(t->pipeline));
+	ls_mysql_put(&t->sql, ", ");
+	put_literal(&t->s, &t->sql, t->target, strlen(t->target));
+	ls_mysql_put(&t->sql, ")");
+	if (sess_exec(&t->s, ls_mysql_buf_str(&t->sql), err) < 0 || read_checkpoint(t, err) < 0)
+		goto fail;
+	MYSQL_RES *res;
+	if (sess_query(&t->s, "SELECT @@max_allowed_packet", 27, NULL, &res, err) < 0)
+		goto fail;
+	MYSQL_ROW row = mysql_fetch_row(res);
+	size_t packet = row && row[0] ? strtoull(row[0], NULL, 10) : 0;
+	mysql_free_result(res);
+	t->max_stmt = t->o.max_stmt_bytes ? t->o.max_stmt_bytes : DEFAULT_STMT_BYTES;
+	if (packet > 4096 && t->max_stmt > packet / 2)
+		t->max_stmt = packet / 2;
+	return 0;
+fail:
+	sess_close(&t->s);
+	t->failed = true;
+	return -1;
+}
+
+/* Drops the connection after an error: the server rolls the open group
+ * back.  Table checks belong to the connection. */
+static void fail(struct ls_mytarget *t)
+{
+	sess_close(&t->s);
+	t->failed = true;
+	t->in_group = t->in_txn = false;
+	t->ins_rel = NULL;
+	t->ins_rows = 0;
+	for (struct trel *r = t->rels; r; r = r->next)
+		r->checked = false;
+}
+
+static int usable(struct ls_mytarget *t, struct ls_err *err)
+{
+	if (!t->failed && t->s.conn)
+		return 0;
+	return ls_err_set(err, true, "target %s: failed earlier; reset and resume from the "
+			  "checkpoint", t->target);
+}
+
+int ls_mytarget_new(const struct ls_mytarget_opts *opts, struct ls_mytarget **out,
+		    struct ls_err *err)
+{
+	*out = NULL;
+	struct ls_mytarget *t = calloc(1, sizeof *t);
+	if (t == NULL)
+		return ls_err_set(err, false, "out of memory");
+	t->o = *opts;
+	t->pipeline = strdup(opts->pipeline ? opts->pipeline : "");
+	t->target = strdup(opts->target ? opts->target : "");
+	t->conninfo = strdup(opts->conninfo ? opts->conninfo : "");
+	if (t->o.batch_rows <= 0)
+		t->o.batch_rows = 5000;
+	if (t->o.batch_ms <= 0)
+		t->o.batch_ms = 100;
+	if (!t->pipeline || !t->target || !t->conninfo) {
+		ls_mytarget_free(t);
+		return ls_err_set(err, false, "out of memory");
+	}
+	t->s.target = t->target;
+	if (ls_mysql_conninfo_parse(t->conninfo, &t->ci, err) < 0) {
+		ls_err_prefix(err, "target %s", t->target);
+		ls_mytarget_free(t);
+		return -1;
+	}
+	if (connect_target(t, err) < 0) {
+		ls_mytarget_free(t);
+		return -1;
+	}
+	*out = t;
+	return 0;
+}
+
+static void free_rel(struct trel *r)
+{
+	ls_relation_free(r->src);
+	free(r->qname);
+	free(r->ct);
+	free(r);
+}
+
+void ls_mytarget_free(struct ls_mytarget *t)
+{
+	if (t == NULL)
+		return;
+	sess_close(&t->s);
+	while (t->rels) {
+		struct trel *r = t->rels;
+		t->rels = r->next;
+		free_rel(r);
+	}
+	ls_mysql_buf_free(&t->ins);
+	ls_mysql_buf_free(&t->ins_keys);
+	ls_mysql_buf_free(&t->sql);
+	ls_mysql_buf_free(&t->val);
+	ls_mysql_conninfo_free(&t->ci);
+	free(t->pipeline);
+	free(t->target);
+	free(t->conninfo);
+	free(t);
+}
+
+int ls_mytarget_reset(struct ls_mytarget *t, struct ls_err *err)
+{
+	fail(t);
+	return connect_target(t, err);
+}
+
+void ls_mytarget_checkpoint(const struct ls_mytarget *t, struct ls_target_ckpt *out)
+{
+	*out = t->ckpt;
+}
+
+void ls_mytarget_stats(const struct ls_mytarget *t, struct ls_mytarget_stats *out)
+{
+	*out = t->stats;
+	out->copy_rows = __atomic_load_n(&t->copy_rows, __ATOMIC_RELAXED);
+}
+
+unsigned ls_mytarget_errno(const struct ls_mytarget *t)
+{
+	return t->s.last_errno;
+}
+
+unsigned long ls_mytarget_connection_id(const struct ls_mytarget *t)
+{
+	return t->s.conn ? mysql_thread_id(t->s.conn) : 0;
+}
+
+/* Runs a statement of the apply connection; fails the target on error. */
+static int run(struct ls_mytarget *t, const char *sql, size_t len, const struct where *w,
+	       MYSQL_RES **res, struct ls_err *err)
+{
+	if (sess_query(&t->s, sql, len, w, res, err) < 0) {
+		fail(t);
+		return -1;
+	}
+	return 0;
+}
+
+static int run_str(struct ls_mytarget *t, const char *sql, struct ls_err *err)
+{
+	return run(t, sql, strlen(sql), NULL, NULL, err);
+}
+
+/* ---- pending multi-row INSERT ------------------------------------------------- */
+
+static int flush_inserts(struct ls_mytarget *t, struct ls_err *err)
+{
+	if (t->ins_rel == NULL)
+		return 0;
+	struct trel *r = t->ins_rel;
+	t->ins_rel = NULL;
+	if (t->ins.oom || t->ins_keys.oom)
+		return ls_err_set(err, false, "out of memory");
+	struct where w = { .qname = r->qname, .op = "INSERT", .row_keys = t->ins_keys.data,
+			   .nrows = t->ins_rows };
+	if (t->ins_rows == 1)
+		w.key = t->ins_keys.data;
+	t->group_stmts++;
+	int n = t->ins_rows;
+	t->ins_rows = 0;
+	if (run(t, t->ins.data, t->ins.len, &w, NULL, err) < 0)
+		return -1;
+	if (mysql_affected_rows(t->s.conn) != (my_ulonglong)n) {
+		fail(t);
+		return ls_err_set(err, false, "target %s: %s INSERT of %d rows stored %llu",
+				  t->target, r->qname, n,
+				  (unsigned long long)mysql_affected_rows(t->s.conn));
+	}
+	return 0;
+}
+
+static void insert_head(struct ls_mysql_buf *b, const struct trel *r)
+{
+	ls_mysql_printf(b, "INSERT INTO %s (", r->qname);
+	for (int i = 0; i < r->src->ncols; i++) {
+		if (i)
+			ls_mysql_put(b, ", ");
+		ls_mysql_ident(b, r->src->cols[i].name);
+	}
+	ls_mysql_put(b, ") VALUES ");
+}
+
+/* Appends "(v1, v2, ...)" for tup. */
+static int row_values(struct sess *s, struct ls_mysql_buf *b, struct ls_mysql_buf *tmp,
+		      const struct ls_relation *rel, const struct ls_mysql_coltype *ct,
+		      const struct ls_tuple *tup, const char *key, struct ls_err *err)
+{
+	ls_mysql_put(b, "(");
+	for (int i = 0; i < rel->ncols; i++) {
+		if (i)
+			ls_mysql_put(b, ", ");
+		if (put_value(s, b, tmp, rel, &ct[i], i, &tup->vals[i], key, err) < 0)
+			return -1;
+	}
+	ls_mysql_put(b, ")");
+	return 0;
+}
+
+static int insert_row(struct ls_mytarget *t, struct trel *r, const struct ls_change *ch,
+		      struct ls_err *err)
+{
+	if (t->ins_rel != r && flush_inserts(t, err) < 0)
+		return -1;
+	char key[100];
+	key_text(key, sizeof key, r->src, &ch->new_tup);
+	if (t->ins_rel == NULL) {
+		ls_mysql_buf_reset(&t->ins);
+		ls_mysql_buf_reset(&t->ins_keys);
+		insert_head(&t->ins, r);
+		t->ins_rel = r;
+	} else {
+		ls_mysql_put(&t->ins, ", ");
+	}
+	if (row_values(&t->s, &t->ins, &t->val, r->src, r->ct, &ch->new_tup, key, err) < 0)
+		return -1;
+	ls_mysql_putn(&t->ins_keys, key, strlen(key) + 1);
+	t->ins_rows++;
+	return t->ins.len >= t->max_stmt ? flush_inserts(t, err) : 0;
+}
+
+/* ---- groups ----------------------------------------------------------------------- */
+
+static int open_group(struct ls_mytarget *t, struct ls_err *err)
+{
+	if (t->in_group)
+		return 0;
+	if (run_str(t, "START TRANSACTION", err) < 0)
+		return -1;
+	t->in_group = true;
+	t->group_start_ms = now_ms();
+	t->group_rows = t->group_txns = t->group_missing = t->group_stmts = 0;
+	return 0;
+}
+
+/* Updates the checkpoint, commits, reports the committed position. */
+static int commit_group(struct ls_mytarget *t, struct ls_err *err)
+{
+	if (!t->in_group)
+		return 0;
+	if (flush_inserts(t, err) < 0)
+		return -1;
+	if (t->group_txns > 0) {
+		ls_mysql_buf_reset(&t->sql);
+		ls_mysql_printf(&t->sql, "UPDATE lockstep.checkpoint SET buffer_offset = %lld,"
+				" source_seq = %llu, source_pos = ", (long long)t->group_offset,
+				(unsigned long long)t->group_pos.seq);
+		put_literal(&t->s, &t->sql, t->group_pos.text, strlen(t->group_pos.text));
+		ls_mysql_put(&t->sql, ", applied_at = UTC_TIMESTAMP(6)");
+		ckpt_where(t, &t->sql);
+		if (run(t, t->sql.data, t->sql.len, NULL, NULL, err) < 0)
+			return -1;
+		if (mysql_affected_rows(t->s.conn) != 1) {
+			fail(t);
+			return ls_err_set(err, false, "target %s: checkpoint row for pipeline %s "
+					  "vanished", t->target, t->pipeline);
+		}
+	}
+	if (run_str(t, "COMMIT", err) < 0)
+		return -1;
+	t->in_group = false;
+	t->stats.commits++;
+	t->stats.rows += (uint64_t)t->group_rows;
+	t->stats.missing_rows += (uint64_t)t->group_missing;
+	t->stats.statements += (uint64_t)t->group_stmts;
+	if (t->group_txns == 0)
+		return 0;
+	t->stats.txns += (uint64_t)t->group_txns;
+	t->ckpt.present = true;
+	t->ckpt.buffer_offset = t->group_offset;
+	t->ckpt.source_seq = t->group_pos.seq;
+	snprintf(t->ckpt.source_pos, sizeof t->ckpt.source_pos, "%s", t->group_pos.text);
+	if (t->o.on_commit)
+		t->o.on_commit(t->o.ctx, t->group_offset, &t->group_pos);
+	return 0;
+}
+
+int ls_mytarget_begin(struct ls_mytarget *t, const struct ls_txn *txn, struct ls_err *err)
+{
+	if (usable(t, err) < 0)
+		return -1;
+	if (t->in_txn)
+		return ls_err_set(err, false, "target %s: begin inside a transaction", t->target);
+	if (open_group(t, err) < 0 || run_str(t, SAVEPOINT, err) < 0)
+		return -1;
+	t->in_txn = true;
+	t->txn_rows = 0;
+	t->txn_seq = txn ? txn->commit.seq : 0;
+	return 0;
+}
+
+int ls_mytarget_abort_txn(struct ls_mytarget *t, struct ls_err *err)
+{
+	if (usable(t, err) < 0)
+		return -1;
+	if (!t->in_txn)
+		return ls_err_set(err, false, "target %s: abort outside a transaction", t->target);
+	t->ins_rel = NULL;   /* pending rows belong to this transaction */
+	t->ins_rows = 0;
+	if (run_str(t, "ROLLBACK TO SAVEPOINT ls_txn", err) < 0)
+		return -1;
+	t->group_rows -= t->txn_rows;
+	t->txn_rows = 0;
+	t->in_txn = false;
+	t->stats.aborted_txns++;
+	return 0;
+}
+
+int ls_mytarget_end(struct ls_mytarget *t, const struct ls_txn *txn, int64_t buffer_offset,
+		    struct ls_err *err)
+{
+	if (usable(t, err) < 0)
+		return -1;
+	if (!t->in_txn)
+		return ls_err_set(err, false, "target %s: end outside a transaction", t->target);
+	/* the next SAVEPOINT must not cover this transaction's pending rows */
+	if (flush_inserts(t, err) < 0)
+		return -1;
+	t->in_txn = false;
+	t->group_txns++;
+	t->group_offset = buffer_offset;
+	t->group_pos = txn->commit;
+	if (t->group_rows >= t->o.batch_rows || now_ms() - t->group_start_ms >= t->o.batch_ms)
+		return commit_group(t, err);
+	return 0;
+}
+
+int ls_mytarget_flush(struct ls_mytarget *t, struct ls_err *err)
+{
+	if (usable(t, err) < 0)
+		return -1;
+	if (t->in_txn)
+		return ls_err_set(err, false, "target %s: flush inside a transaction", t->target);
+	return commit_group(t, err);
+}
+
+int ls_mytarget_tick(struct ls_mytarget *t, int *wait_ms, struct ls_err *err)
+{
+	if (wait_ms)
+		*wait_ms = -1;
+	if (usable(t, err) < 0)
+		return -1;
+	if (!t->in_group)
+		return 0;
+	int64_t left = t->group_start_ms + t->o.batch_ms - now_ms();
+	if (left <= 0 && !t->in_txn)
+		return commit_group(t, err);
+	if (wait_ms)
+		*wait_ms = left > 0 ? (int)left : 0;
+	return 0;
+}
+
+/* ---- DDL outside groups ---------------------------------------------------------- */
+
+/* Runs NUL-separated DDL statements (n of them) outside any group, since
+ * MySQL commits implicitly before DDL.  The group's finished transactions
+ * commit first; a current source transaction that already changed rows is
+ * rolled back and the call fails retryably so it is replayed. */
+static int run_ddl(struct ls_mytarget *t, struct trel *r, const char *stmts, int n,
+		   struct ls_err *err)
+{
+	bool was_txn = t->in_txn, mid = t->in_txn && (t->txn_rows > 0 || t->ins_rel);
+	if (mid && t->ddl_replay_seq == t->txn_seq && t->txn_seq != 0) {
+		fail(t);
+		return ls_err_set(err, false, "target %s: table %s changed again while replaying "
+				  "source transaction %llu; MySQL DDL commits implicitly, so it "
+				  "cannot be applied inside that transaction", t->target, r->qname,
+				  (unsigned long long)t->txn_seq);
+	}
+	if (mid) {
+		t->ins_rel = NULL;
+		t->ins_rows = 0;
+		if (run_str(t, "ROLLBACK TO SAVEPOINT ls_txn", err) < 0)
+			return -1;
+		t->group_rows -= t->txn_rows;
+	}
+	t->in_txn = false;
+	if (commit_group(t, err) < 0)
+		return -1;
+	struct where w = { .qname = r->qname, .op = "DDL", .ddl = true };
+	for (const char *p = stmts; n-- > 0; p += strlen(p) + 1) {
+		if (run(t, p, strlen(p), &w, NULL, err) < 0)
+			return -1;
+		t->stats.ddl++;
+	}
+	if (mid) {
+		t->ddl_replay_seq = t->txn_seq;
+		fail(t);
+		return ls_err_set(err, true, "target %s: table %s changed in the middle of source "
+				  "transaction %llu; the DDL is applied, replaying the transaction "
+				  "from the checkpoint", t->target, r->qname,
+				  (unsigned long long)t->txn_seq);
+	}
+	if (was_txn) {
+		if (open_group(t, err) < 0 || run_str(t, SAVEPOINT, err) < 0)
+			return -1;
+		t->in_txn = true;
+	}
+	return 0;
+}
+
+/* ---- relations ----------------------------------------------------------------------- */
+
+static struct trel *find_rel(struct ls_mytarget *t, uint32_t id)
+{
+	for (struct trel *r = t->rels; r; r = r->next)
+		if (r->src->id == id)
+			return r;
+	return NULL;
+}
+
+static bool rel_equal(const struct ls_relation *a, const struct ls_relation *b)
+{
+	if (a->ncols != b->ncols || a->replident != b->replident ||
+	    strcmp(a->schema, b->schema) != 0 || strcmp(a->name, b->name) != 0)
+		return false;
+	for (int i = 0; i < a->ncols; i++)
+		if (strcmp(a->cols[i].name, b->cols[i].name) != 0 ||
+		    strcmp(a->cols[i].type_name ? a->cols[i].type_name : "",
+			   b->cols[i].type_name ? b->cols[i].type_name : "") != 0 ||
+		    a->cols[i].flags != b->cols[i].flags)
+			return false;
+	return true;
+}
+
+static bool key_flag(const struct ls_relation *rel, int i)
+{
+	return rel->replident != LS_REPLIDENT_FULL && (rel->cols[i].flags & LS_COL_KEY);
+}
+
+/* Column types of rel (malloc'd array), or NULL with err. */
+static struct ls_mysql_coltype *coltypes(const char *target, const struct ls_relation *rel,
+					 struct ls_err *err)
+{
+	struct ls_mysql_coltype *ct = calloc((size_t)rel->ncols + 1, sizeof *ct);
+	if (ct == NULL) {
+		ls_err_set(err, false, "out of memory");
+		return NULL;
+	}
+	for (int i = 0; i < rel->ncols; i++)
+		if (ls_mysql_coltype(&rel->cols[i], key_flag(rel, i), &ct[i], err) < 0) {
+			ls_err_prefix(err, "target %s: table %s.%s column %s", target, rel->schema,
+				      rel->name, rel->cols[i].name);
+			free(ct);
+			return NULL;
+		}
+	return ct;
+}
+
+/* Makes r describe rel. */
+static int set_def(struct ls_mytarget *t, struct trel *r, const struct ls_relation *rel,
+		   struct ls_err *err)
+{
+	struct ls_mysql_coltype *ct = coltypes(t->target, rel, err);
+	if (ct == NULL)
+		return -1;
+	struct ls_relation *d = ls_relation_dup(rel);
+	struct ls_mysql_buf q;
+	ls_mysql_buf_init(&q);
+	ls_mysql_qualified(&q, rel->schema, rel->name);
+	if (d == NULL || q.oom) {
+		ls_relation_free(d);
+		ls_mysql_buf_free(&q);
+		free(ct);
+		return ls_err_set(err, false, "out of memory");
+	}
+	ls_relation_free(r->src);
+	free(r->qname);
+	free(r->ct);
+	r->src = d;
+	r->qname = q.data;
+	r->ct = ct;
+	return 0;
+}
+
+/* Runs "head WHERE TABLE_SCHEMA = '..' AND TABLE_NAME = '..' tail" for rel. */
+static int catalog(struct ls_mytarget *t, const char *head, const struct ls_relation *rel,
+		   const char *tail, MYSQL_RES **res, struct ls_err *err)
+{
+	struct ls_mysql_buf *q = &t->sql;
+	ls_mysql_buf_reset(q);
+	ls_mysql_put(q, head);
+	ls_mysql_put(q, " WHERE TABLE_SCHEMA = ");
+	put_literal(&t->s, q, rel->schema, strlen(rel->schema));
+	ls_mysql_put(q, " AND TABLE_NAME = ");
+	put_literal(&t->s, q, rel->name, strlen(rel->name));
+	ls_mysql_put(q, tail);
+	if (q->oom)
+		return ls_err_set(err, false, "out of memory");
+	return run(t, q->data, q->len, NULL, res, err);
+}
+
+static int table_exists(struct ls_mytarget *t, const struct ls_relation *rel, bool *exists,
+			struct ls_err *err)
+{
+	MYSQL_RES *res;
+	if (catalog(t, "SELECT 1 FROM information_schema.TABLES", rel, "", &res, err) < 0)
+		return -1;
+	*exists = mysql_num_rows(res) > 0;
+	mysql_free_result(res);
+	return 0;
+}
+
+/* Whether some unique index covers exactly rel's key columns. */
+static int key_matches(struct ls_mytarget *t, const struct ls_relation *rel, bool *ok,
+		       struct ls_err *err)
+{
+	MYSQL_RES *res;
+	if (catalog(t, "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS", rel,
+		    " AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX", &res, err) < 0)
+		return -1;
+	unsigned nkeys = ls_relation_nkeys(rel), cols = 0, hits = 0;
+	char idx[80] = "";
+	*ok = false;
+	MYSQL_ROW row;
+	for (;;) {
+		row = mysql_fetch_row(res);
+		if (row == NULL || strcmp(row[0], idx) != 0) {
+			if (idx[0] && cols == nkeys && hits == nkeys)
+				*ok = true;
+			if (row == NULL)
+				break;
+			snprintf(idx, sizeof idx, "%s", row[0]);
+			cols = hits = 0;
+		}
+		cols++;
+		for (int i = 0; i < rel->ncols; i++)
+			hits += (rel->cols[i].flags & LS_COL_KEY) && strcmp(rel->cols[i].name, row[1]) == 0;
+	}
+	mysql_free_result(res);
+	return 0;
+}
+
+/* Compares the live table with r's definition: every mismatch goes to mism
+ * ("; "-separated); columns missing on the target are counted in *missing
+ * and their ADD COLUMN statements appended to adds; *extra counts target
+ * columns that `gone` (may be NULL) has and r's definition does not. */
+static int compare_table(struct ls_mytarget *t, struct trel *r, const struct ls_relation *gone,
+			 struct ls_mysql_buf *mism, int *missing, struct ls_mysql_buf *adds,
+			 int *extra, struct ls_err *err)
+{
+	const struct ls_relation *s = r->src;
+	MYSQL_RES *res;
+	if (catalog(t, "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS", s,
+		    " ORDER BY ORDINAL_POSITION", &res, err) < 0)
+		return -1;
+	*missing = *extra = 0;
+	unsigned nrows = (unsigned)mysql_num_rows(res);
+	char **names = calloc(nrows + 1, sizeof *names), **types = calloc(nrows + 1, sizeof *types);
+	MYSQL_ROW row;
+	for (unsigned j = 0; names && types && (row = mysql_fetch_row(res)) != NULL; j++) {
+		names[j] = strdup(row[0]);
+		types[j] = strdup(row[1] ? row[1] : "");
+	}
+	mysql_free_result(res);
+	for (int i = 0; names && types && i < s->ncols; i++) {
+		int found = -1;
+		for (unsigned j = 0; j < nrows && found < 0; j++)
+			if (names[j] && strcmp(names[j], s->cols[i].name) == 0)
+				found = (int)j;
+		const char *sep = mism->len ? "; " : "";
+		if (found < 0) {
+			ls_mysql_printf(mism, "%scolumn %s (%s) missing", sep, s->cols[i].name,
+					s->cols[i].type_name);
+			(*missing)++;
+			ls_mysql_printf(adds, "ALTER TABLE %s ADD COLUMN ", r->qname);
+			ls_mysql_ident(adds, s->cols[i].name);
+			ls_mysql_printf(adds, " %s", r->ct[i].sql);
+			ls_mysql_putn(adds, "", 1);
+		} else if (types[found] && !ls_mysql_type_compatible(r->ct[i].sql, types[found])) {
+			ls_mysql_printf(mism, "%scolumn %s is %s, source has %s (needs %s)", sep,
+					s->cols[i].name, types[found], s->cols[i].type_name,
+					r->ct[i].sql);
+		}
+	}
+	for (unsigned j = 0; gone && names && j < nrows; j++) {
+		bool in_new = false, in_old = false;
+		for (int i = 0; i < s->ncols; i++)
+			in_new |= names[j] && strcmp(names[j], s->cols[i].name) == 0;
+		for (int i = 0; i < gone->ncols; i++)
+			in_old |= names[j] && strcmp(names[j], gone->cols[i].name) == 0;
+		*extra += in_old && !in_new;
+	}
+	bool oom = names == NULL || types == NULL;
+	for (unsigned j = 0; names && types && j < nrows; j++) {
+		oom |= names[j] == NULL || types[j] == NULL;
+		free(names[j]);
+		free(types[j]);
+	}
+	free(names);
+	free(types);
+	if (oom)
+		return ls_err_set(err, false, "out of memory");
+	if (s->replident == LS_REPLIDENT_FULL)
+		return 0;
+	bool ok;
+	if (key_matches(t, s, &ok, err) < 0)
+		return -1;
+	if (!ok) {
+		ls_mysql_printf(mism, "%sno primary key or unique index on (", mism->len ? "; " : "");
+		bool first = true;
+		for (int i = 0; i < s->ncols; i++)
+			if (s->cols[i].flags & LS_COL_KEY) {
+				ls_mysql_printf(mism, "%s%s", first ? "" : ", ", s->cols[i].name);
+				first = false;
+			}
+		ls_mysql_put(mism, ")");
+	}
+	return 0;
+}
+
+/* First sight on this connection: create the table or check it. */
+static int check_table(struct ls_mytarget *t, struct trel *r, struct ls_err *err)
+{
+	const struct ls_relation *s = r->src;
+	if (s->replident != LS_REPLIDENT_FULL && ls_relation_nkeys(s) == 0)
+		return ls_err_set(err, false, "target %s: table %s.%s has no primary key or replica "
+				  "identity index; add one or set REPLICA IDENTITY FULL on the "
+				  "source", t->target, s->schema, s->name);
+	bool exists;
+	if (table_exists(t, s, &exists, err) < 0)
+		return -1;
+	if (!exists && !t->o.create_tables)
+		return ls_err_set(err, false, "target %s: table %s.%s does not exist and "
+				  "create_tables is off", t->target, s->schema, s->name);
+	struct ls_mysql_buf ddl, mism;
+	ls_mysql_buf_init(&ddl);
+	ls_mysql_buf_init(&mism);
+	int rc = 0;
+	if (!exists) {
+		ls_mysql_put(&ddl, "CREATE DATABASE IF NOT EXISTS ");
+		ls_mysql_ident(&ddl, s->schema);
+		ls_mysql_putn(&ddl, "", 1);
+		rc = ls_mysql_create_table(&ddl, s, t->s.mariadb ? "utf8mb4_nopad_bin" : "utf8mb4_bin",
+					   err);
+		if (rc < 0)
+			ls_err_prefix(err, "target %s", t->target);
+		else
+			rc = run_ddl(t, r, ddl.data, 2, err);
+	} else {
+		int missing, extra;
+		rc = compare_table(t, r, NULL, &mism, &missing, &ddl, &extra, err);
+		/* only missing columns under ddl = apply: add them, compare again */
+		bool only_missing = rc == 0 && missing > 0 && t->o.ddl == LS_DDL_APPLY &&
+				    strstr(ls_mysql_buf_str(&mism), " is ") == NULL &&
+				    strstr(ls_mysql_buf_str(&mism), "no primary key") == NULL;
+		if (only_missing) {
+			rc = run_ddl(t, r, ddl.data, missing, err);
+			ls_mysql_buf_reset(&mism);
+			ls_mysql_buf_reset(&ddl);
+			if (rc == 0)
+				rc = compare_table(t, r, NULL, &mism, &missing, &ddl, &extra, err);
+		}
+		if (rc == 0 && mism.len)
+			rc = ls_err_set(err, false, "target %s: table %s.%s does not match the "
+					"source: %s", t->target, s->schema, s->name,
+					ls_mysql_buf_str(&mism));
+	}
+	if (rc == 0 && (ddl.oom || mism.oom))
+		rc = ls_err_set(err, false, "out of memory");
+	ls_mysql_buf_free(&ddl);
+	ls_mysql_buf_free(&mism);
+	if (rc == 0)
+		r->checked = true;
+	return rc;
+}
+
+/* A known relation changed: DDL on the source.  Skipped when the live
+ * table already has the new shape (a replay after the DDL ran). */
+static int apply_ddl(struct ls_mytarget *t, struct trel *r, const struct ls_relation *rel,
+		     struct ls_err *err)
+{
+	struct ls_relation *old = ls_relation_dup(r->src);
+	struct ls_mysql_buf stmts, descr, mism, adds;
+	ls_mysql_buf_init(&stmts);
+	ls_mysql_buf_init(&descr);
+	ls_mysql_buf_init(&mism);
+	ls_mysql_buf_init(&adds);
+	int n = 0, rc = old ? 0 : ls_err_set(err, false, "out of memory");
+	if (rc == 0 && ls_mysql_ddl(&stmts, &descr, old, rel, t->s.mariadb, &n, err) < 0)
+		rc = ls_err_prefix(err, "target %s", t->target);
+	if (rc == 0 && n > 0 && t->o.ddl == LS_DDL_STOP)
+		rc = ls_err_set(err, false, "target %s: table %s.%s changed on the source (%s) "
+				"and ddl = stop; stopped at the checkpoint (source position %s)",
+				t->target, rel->schema, rel->name, ls_mysql_buf_str(&descr),
+				t->ckpt.present ? t->ckpt.source_pos : "none");
+	if (rc == 0)
+		rc = set_def(t, r, rel, err);
+	if (rc == 0 && n > 0) {
+		int missing, extra;
+		rc = compare_table(t, r, old, &mism, &missing, &adds, &extra, err);
+		bool done = rc == 0 && mism.len == 0 && extra == 0;
+		if (rc == 0 && !done)
+			rc = run_ddl(t, r, stmts.data, n, err);
+	}
+	if (rc == 0 && (stmts.oom || descr.oom || mism.oom || adds.oom))
+		rc = ls_err_set(err, false, "out of memory");
+	ls_mysql_buf_free(&stmts);
+	ls_mysql_buf_free(&descr);
+	ls_mysql_buf_free(&mism);
+	ls_mysql_buf_free(&adds);
+	ls_relation_free(old);
+	if (rc < 0)
+		return -1;
+	r->checked = false;
+	return check_table(t, r, err);
+}
+
+static int see_relation(struct ls_mytarget *t, const struct ls_relation *rel, struct ls_err *err)
+{
+	struct trel *r = find_rel(t, rel->id);
+	if (r && r->checked && rel_equal(r->src, rel))
+		return 0;
+	if (flush_inserts(t, err) < 0)
+		return -1;
+	if (r && r->checked)
+		return apply_ddl(t, r, rel, err);
+	if (r == NULL) {
+		r = calloc(1, sizeof *r);
+		if (r == NULL)
+			return ls_err_set(err, false, "out of memory");
+		if (set_def(t, r, rel, err) < 0) {
+			free(r);
+			return -1;
+		}
+		r->next = t->rels;
+		t->rels = r;
+	} else if (!rel_equal(r->src, rel) && set_def(t, r, rel, err) < 0) {
+		return -1;
+	}
+	return check_table(t, r, err);
+}
+
+int ls_mytarget_relation(struct ls_mytarget *t, const struct ls_relation *rel,
+			 struct ls_err *err)
+{
+	if (usable(t, err) < 0)
+		return -1;
+	if (see_relation(t, rel, err) < 0) {
+		fail(t);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- changes ---------------------------------------------------------------------- */
+
+/* Appends the WHERE clause identifying the row of w (old or new tuple). */
+static int where_sql(struct ls_mytarget *t, struct trel *r, const struct ls_tuple *w,
+		     const char *key, struct ls_mysql_buf *b, struct ls_err *err)
+{
+	const struct ls_relation *s = r->src;
+	bool full = s->replident == LS_REPLIDENT_FULL, first = true;
+	ls_mysql_put(b, " WHERE ");
+	for (int i = 0; i < s->ncols; i++) {
+		const struct ls_value *v = &w->vals[i];
+		if (full ? v->kind == LS_VAL_UNCHANGED : !(s->cols[i].flags & LS_COL_KEY))
+			continue;
+		if (!full && (v->kind == LS_VAL_NULL || v->kind == LS_VAL_UNCHANGED))
+			return ls_err_set(err, false, "target %s: %s key column %s has no value",
+					  t->target, r->qname, s->cols[i].name);
+		if (!first)
+			ls_mysql_put(b, " AND ");
+		first = false;
+		ls_mysql_ident(b, s->cols[i].name);
+		ls_mysql_put(b, full ? " <=> " : " = ");
+		if (put_value(&t->s, b, &t->val, s, &r->ct[i], i, v, key, err) < 0)
+			return -1;
+	}
+	if (first)
+		return ls_err_set(err, false, "target %s: %s: nothing identifies the row",
+				  t->target, r->qname);
+	if (full)
+		ls_mysql_put(b, " LIMIT 1");
+	return 0;
+}
+
+static int update_delete(struct ls_mytarget *t, struct trel *r, const struct ls_change *ch,
+			 struct ls_err *err)
+{
+	const struct ls_relation *s = r->src;
+	bool full = s->replident == LS_REPLIDENT_FULL;
+	const struct ls_tuple *w = ch->old_kind != LS_OLD_NONE ? &ch->old_tup : &ch->new_tup;
+	const char *op = ch->op == LS_OP_UPDATE ? "UPDATE" : "DELETE";
+	if (ch->old_kind == LS_OLD_NONE && (ch->op == LS_OP_DELETE || full))
+		return ls_err_set(err, false, "target %s: %s %s without the old row's identity",
+				  t->target, op, r->qname);
+	if (w->ncols != s->ncols || (ch->op == LS_OP_UPDATE && ch->new_tup.ncols != s->ncols))
+		return ls_err_set(err, false, "target %s: %s %s: tuple has %u columns, relation %u",
+				  t->target, op, r->qname, w->ncols, s->ncols);
+	char key[100];
+	key_text(key, sizeof key, s, w);
+	struct ls_mysql_buf *b = &t->sql;
+	ls_mysql_buf_reset(b);
+	if (ch->op == LS_OP_UPDATE) {
+		ls_mysql_printf(b, "UPDATE %s SET ", r->qname);
+		int nset = 0;
+		for (int i = 0; i < s->ncols; i++) {
+			const struct ls_value *v = &ch->new_tup.vals[i];
+			if (v->kind == LS_VAL_UNCHANGED)
+				continue;
+			if (nset++)
+				ls_mysql_put(b, ", ");
+			ls_mysql_ident(b, s->cols[i].name);
+			ls_mysql_put(b, " = ");
+			if (put_value(&t->s, b, &t->val, s, &r->ct[i], i, v, key, err) < 0)
+				return -1;
+		}
+		if (nset == 0)
+			return 0;   /* only unchanged columns: nothing to set */
+	} else {
+		ls_mysql_printf(b, "DELETE FROM %s", r->qname);
+	}
+	if (where_sql(t, r, w, key, b, err) < 0)
+		return -1;
+	if (b->oom)
+		return ls_err_set(err, false, "out of memory");
+	struct where wh = { .qname = r->qname, .op = op, .key = key };
+	t->group_stmts++;
+	if (run(t, b->data, b->len, &wh, NULL, err) < 0)
+		return -1;
+	if (mysql_affected_rows(t->s.conn) == 0)
+		t->group_missing++;
+	return 0;
+}
+
+static int truncate_rels(struct ls_mytarget *t, const struct ls_change *ch, struct ls_err *err)
+{
+	for (uint32_t i = 0; i < ch->nrelids; i++) {
+		struct trel *r = find_rel(t, ch->relids[i]);
+		if (r == NULL)
+			return ls_err_set(err, false, "target %s: TRUNCATE of unknown relation id %u",
+					  t->target, ch->relids[i]);
+		ls_mysql_buf_reset(&t->sql);
+		ls_mysql_printf(&t->sql, "DELETE FROM %s", r->qname);
+		struct where w = { .qname = r->qname, .op = "TRUNCATE" };
+		if (t->sql.oom)
+			return ls_err_set(err, false, "out of memory");
+		if (run(t, t->sql.data, t->sql.len, &w, NULL, err) < 0)
+			return -1;
+	}
+	t->group_rows++;
+	t->txn_rows++;
+	return 0;
+}
+
+static int change_in_txn(struct ls_mytarget *t, const struct ls_relation *rel,
+			 const struct ls_change *ch, struct ls_err *err)
+{
+	if (ch->op == LS_OP_TRUNCATE)
+		return flush_inserts(t, err) < 0 ? -1 : truncate_rels(t, ch, err);
+	if (rel && see_relation(t, rel, err) < 0)
+		return -1;
+	struct trel *r = find_rel(t, rel ? rel->id : ch->relid);
+	if (r == NULL || !r->checked)
+		return ls_err_set(err, false, "target %s: change for unknown relation id %u",
+				  t->target, ch->relid);
+	if (ch->op == LS_OP_INSERT) {
+		if (ch->new_tup.ncols != r->src->ncols)
+			return ls_err_set(err, false, "target %s: INSERT %s: tuple has %u columns, "
+					  "relation %u", t->target, r->qname, ch->new_tup.ncols,
+					  r->src->ncols);
+		t->group_rows++;
+		t->txn_rows++;
+		return insert_row(t, r, ch, err);
+	}
+	if (ch->op != LS_OP_UPDATE && ch->op != LS_OP_DELETE)
+		return ls_err_set(err, false, "target %s: unknown change op %d", t->target, ch->op);
+	if (flush_inserts(t, err) < 0)
+		return -1;
+	t->group_rows++;
+	t->txn_rows++;
+	return update_delete(t, r, ch, err);
+}
+
+int ls_mytarget_change(struct ls_mytarget *t, const struct ls_relation *rel,
+		       const struct ls_change *ch, struct ls_err *err)
+{
+	if (usable(t, err) < 0)
+		return -1;
+	if (!t->in_txn)
+		return ls_err_set(err, false, "target %s: change outside a transaction", t->target);
+	if (ch->op == LS_OP_MESSAGE)
+		return 0;
+	if (change_in_txn(t, rel, ch, err) < 0) {
+		fail(t);
+		return -1;
+	}
+	return 0;
+}
+
+int ls_mytarget_snapshot_state(struct ls_mytarget *t, const char *schema, const char *name,
+			       bool *copied, uint64_t *copied_at, struct ls_err *err)
+{
+	*copied = false;
+	*copied_at = 0;
+	if (usable(t, err) < 0)
+		return -1;
+	struct ls_mysql_buf q;
+	ls_mysql_buf_init(&q);
+	ls_mysql_put(&q, "SELECT copied_at_seq FROM lockstep.snapshot");
+	ckpt_where(t, &q);
+	ls_mysql_put(&q, " AND table_schema = ");
+	put_literal(&t->s, &q, schema, strlen(schema));
+	ls_mysql_put(&q, " AND table_name = ");
+	put_literal(&t->s, &q, name, strlen(name));
+	MYSQL_RES *res = NULL;
+	int rc = q.oom ? ls_err_set(err, false, "out of memory")
+		       : run(t, q.data, q.len, NULL, &res, err);
+	ls_mysql_buf_free(&q);
+	if (rc < 0)
+		return -1;
+	MYSQL_ROW row = mysql_fetch_row(res);
+	if (row && row[0]) {
+		*copied = true;
+		*copied_at = strtoull(row[0], NULL, 10);
+	}
+	mysql_free_result(res);
+	return 0;
+}
+
+/* ---- snapshot copy sessions ----------------------------------------------------- */
+
+struct ls_mytarget_copy {
+	struct ls_mytarget *t;     /* borrowed: names, conninfo, copy_rows */
+	struct sess s;
+	bool failed, in_table;
+	struct ls_relation *rel;   /* owned */
+	char *qname;               /* owned */
+	struct ls_mysql_coltype *ct;   /* owned */
+	struct ls_mysql_buf line, fields, stmt, keys, val;
+	size_t *off, *len;
+	int stmt_rows;
+	uint64_t lines, stored;
+};
+
+static void copy_drop(struct ls_mytarget_copy *c)
+{
+	sess_close(&c->s);
+	c->failed = true;
+	c->in_table = false;
+}
+
+static int copy_fail(struct ls_mytarget_copy *c)
+{
+	copy_drop(c);
+	return -1;
+}
+
+int ls_mytarget_copy_open(struct ls_mytarget *t, struct ls_mytarget_copy **out,
+			  struct ls_err *err)
+{
+	*out = NULL;
+	struct ls_mytarget_copy *c = calloc(1, sizeof *c);
+	if (c == NULL)
+		return ls_err_set(err, false, "out of memory");
+	c->t = t;
+	c->s.target = t->target;
+	if (sess_connect(&c->s, &t->ci, err) < 0) {
+		free(c);
+		return -1;
+	}
+	*out = c;
+	return 0;
+}
+
+static void copy_forget_table(struct ls_mytarget_copy *c)
+{
+	ls_relation_free(c->rel);
+	free(c->qname);
+	free(c->ct);
+	free(c->off);
+	free(c->len);
+	c->rel = NULL;
+	c->qname = NULL;
+	c->ct = NULL;
+	c->off = NULL;
+	c->len = NULL;
+}
+
+void ls_mytarget_copy_close(struct ls_mytarget_copy *c)
+{
+	if (c == NULL)
+		return;
+	sess_close(&c->s);
+	copy_forget_table(c);
+	ls_mysql_buf_free(&c->line);
+	ls_mysql_buf_free(&c->fields);
+	ls_mysql_buf_free(&c->stmt);
+	ls_mysql_buf_free(&c->keys);
+	ls_mysql_buf_free(&c->val);
+	free(c);
+}
+
+static int copy_usable(struct ls_mytarget_copy *c, bool want_table, struct ls_err *err)
+{
+	if (c->failed || c->s.conn == NULL)
+		return ls_err_set(err, true, "target %s: copy session failed earlier", c->s.target);
+	if (c->in_table != want_table)
+		return ls_err_set(err, false, "target %s: copy %s", c->s.target,
+				  want_table ? "data without an open table" : "table already open");
+	return 0;
+}
+
+int ls_mytarget_copy_table_begin(struct ls_mytarget_copy *c, const struct ls_relation *rel,
+				 struct ls_err *err)
+{
+	if (copy_usable(c, false, err) < 0)
+		return -1;
+	copy_forget_table(c);
+	c->rel = ls_relation_dup(rel);
+	struct ls_mysql_buf q;
+	ls_mysql_buf_init(&q);
+	ls_mysql_qualified(&q, rel->schema, rel->name);
+	c->qname = q.data;
+	c->off = calloc((size_t)rel->ncols + 1, sizeof *c->off);
+	c->len = calloc((size_t)rel->ncols + 1, sizeof *c->len);
+	if (c->rel == NULL || q.oom || c->off == NULL || c->len == NULL)
+		return ls_err_set(err, false, "out of memory");
+	c->ct = coltypes(c->s.target, rel, err);
+	if (c->ct == NULL)
+		return -1;
+	ls_mysql_buf_reset(&c->line);
+	ls_mysql_buf_reset(&c->stmt);
+	c->stmt_rows = 0;
+	c->lines = c->stored = 0;
+	struct where w = { .qname = c->qname, .op = "DELETE (copy)" };
+	ls_mysql_buf_reset(&c->val);
+	ls_mysql_printf(&c->val, "DELETE FROM %s", c->qname);
+	if (sess_exec(&c->s, "START TRANSACTION", err) < 0 ||
+	    sess_query(&c->s, ls_mysql_buf_str(&c->val), c->val.len, &w, NULL, err) < 0)
+		return copy_fail(c);
+	c->in_table = true;
+	return 0;
+}
+
+static int copy_flush(struct ls_mytarget_copy *c, struct ls_err *err)
+{
+	if (c->stmt_rows == 0)
+		return 0;
+	if (c->stmt.oom || c->keys.oom)
+		return ls_err_set(err, false, "out of memory");
+	struct where w = { .qname = c->qname, .op = "INSERT (copy)", .row_keys = c->keys.data,
+			   .nrows = c->stmt_rows };
+	int rc = sess_query(&c->s, c->stmt.data, c->stmt.len, &w, NULL, err);
+	c->stmt_rows = 0;
+	if (rc < 0)
+		return copy_fail(c);
+	c->stored += mysql_affected_rows(c->s.conn);
+	return 0;
+}
+
+/* One COPY text line -> one row of the pending INSERT. */
+static int copy_line(struct ls_mytarget_copy *c, const char *p, size_t n, struct ls_err *err)
+{
+	if (n == 2 && p[0] == '\\' && p[1] == '.')
+		return 0;   /* end-of-data marker */
+	const struct ls_relation *rel = c->rel;
+	int nf = ls_mysql_pgtext_fields(p, n, &c->fields, c->off, c->len, rel->ncols, err);
+	if (nf < 0 || nf != rel->ncols) {
+		if (nf >= 0)
+			ls_err_set(err, false, "line has %d fields, table has %u", nf, rel->ncols);
+		return ls_err_prefix(err, "target %s: copy %s line %llu", c->s.target, c->qname,
+				     (unsigned long long)c->lines + 1);
+	}
+	c->lines++;
+	struct ls_value *vals = calloc((size_t)nf + 1, sizeof *vals);
+	if (vals == NULL)
+		return ls_err_set(err, false, "out of memory");
+	for (int i = 0; i < nf; i++)
+		vals[i] = c->len[i] == SIZE_MAX
+			? (struct ls_value){ .kind = LS_VAL_NULL }
+			: (struct ls_value){ .kind = LS_VAL_TEXT, .len = (uint32_t)c->len[i],
+					     .data = c->fields.data + c->off[i] };
+	struct ls_tuple tup = { .ncols = (uint16_t)nf, .vals = vals };
+	char key[100];
+	key_text(key, sizeof key, rel, &tup);
+	if (c->stmt_rows == 0) {
+		ls_mysql_buf_reset(&c->stmt);
+		ls_mysql_buf_reset(&c->keys);
+		struct trel tr = { .src = c->rel, .qname = c->qname };
+		insert_head(&c->stmt, &tr);
+	} else {
+		ls_mysql_put(&c->stmt, ", ");
+	}
+	int rc = row_values(&c->s, &c->stmt, &c->val, rel, c->ct, &tup, key, err);
+	free(vals);
+	if (rc < 0)
+		return -1;
+	ls_mysql_putn(&c->keys, key, strlen(key) + 1);
+	c->stmt_rows++;
+	size_t max = c->t->max_stmt ? c->t->max_stmt : DEFAULT_STMT_BYTES;
+	return c->stmt.len >= max ? copy_flush(c, err) : 0;
+}
+
+int ls_mytarget_copy_data(struct ls_mytarget_copy *c, const char *data, size_t len,
+			  struct ls_err *err)
+{
+	if (copy_usable(c, true, err) < 0)
+		return -1;
+	while (len > 0) {
+		const char *nl = memchr(data, '\n', len);
+		size_t take = nl ? (size_t)(nl - data) : len;
+		if (nl == NULL) {   /* a partial line: keep it for the next call */
+			ls_mysql_putn(&c->line, data, take);
+			return c->line.oom ? ls_err_set(err, false, "out of memory") : 0;
+		}
+		const char *p = data;
+		size_t n = take;
+		if (c->line.len) {
+			ls_mysql_putn(&c->line, data, take);
+			if (c->line.oom)
+				return ls_err_set(err, false, "out of memory");
+			p = c->line.data;
+			n = c->line.len;
+		}
+		int rc = copy_line(c, p, n, err);
+		ls_mysql_buf_reset(&c->line);
+		if (rc < 0)
+			return copy_fail(c);
+		data += take + 1;
+		len -= take + 1;
+	}
+	return 0;
+}
+
+int ls_mytarget_copy_table_end(struct ls_mytarget_copy *c, const struct ls_relation *rel,
+			       uint64_t rows, uint64_t copied_at_seq, struct ls_err *err)
+{
+	if (copy_usable(c, true, err) < 0)
+		return -1;
+	if (c->line.len) {   /* the last line had no newline */
+		int rc = copy_line(c, c->line.data, c->line.len, err);
+		ls_mysql_buf_reset(&c->line);
+		if (rc < 0)
+			return copy_fail(c);
+	}
+	if (copy_flush(c, err) < 0)
+		return -1;
+	if (c->stored != rows || c->lines != rows) {
+		ls_err_set(err, false, "target %s: copy %s: the source sent %llu rows, the target "
+			   "read %llu and stored %llu", c->s.target, c->qname,
+			   (unsigned long long)rows, (unsigned long long)c->lines,
+			   (unsigned long long)c->stored);
+		return copy_fail(c);
+	}
+	struct ls_mysql_buf *q = &c->val;
+	ls_mysql_buf_reset(q);
+	ls_mysql_put(q, "INSERT INTO lockstep.snapshot (pipeline, target, table_schema, table_name,"
+		     " copied_at_seq, `rows`, done_at) VALUES (");
+	const char *v[4] = { c->t->pipeline, c->t->target, rel->schema, rel->name };
+	for (int i = 0; i < 4; i++) {
+		put_literal(&c->s, q, v[i], strlen(v[i]));
+		ls_mysql_put(q, ", ");
+	}
+	ls_mysql_printf(q, "%llu, %llu, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE"
+			" copied_at_seq = VALUES(copied_at_seq), `rows` = VALUES(`rows`),"
+			" done_at = VALUES(done_at)", (unsigned long long)copied_at_seq,
+			(unsigned long long)rows);
+	if (q->oom)
+		return ls_err_set(err, false, "out of memory");
+	if (sess_query(&c->s, q->data, q->len, NULL, NULL, err) < 0 ||
+	    sess_exec(&c->s, "COMMIT", err) < 0)
+		return copy_fail(c);
+	c->in_table = false;
+	__atomic_add_fetch(&c->t->copy_rows, rows, __ATOMIC_RELAXED);
+	return 0;
+}
