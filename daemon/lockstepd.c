@@ -21,15 +21,18 @@
 
 #include "config.h"
 #include "control.h"
+#include "daemon/engines.h"
 #include "daemon/notify.h"
 #include "daemon/version.h"
 #include "json.h"
 #include "log.h"
+#include "pipeline.h"
 
 struct daemon {
 	uv_loop_t loop;
 	struct ls_config *cfg;
 	struct ls_control *ctl;
+	struct ls_pipeline *pipeline;
 	char socket_path[4096];
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t watchdog;
@@ -116,18 +119,48 @@ static int handle_log_reopen(const struct ls_control_request *req,
 
 /* ---- components ------------------------------------------------------------- */
 
+static void daemon_stop(struct daemon *d, int exit_code);
+
+/* The pipeline failed after start: stop, with an exit code that tells
+ * systemd (Restart=on-failure) and operators whether a restart may help. */
+static void on_pipeline_failed(void *ctx, const struct ls_err *err)
+{
+	struct daemon *d = ctx;
+	ls_error("pipeline %s stopped: %s", d->cfg->name, err->msg);
+	daemon_stop(d, err->retryable ? 75 : 1);
+}
+
 static int start_components(struct daemon *d, struct ls_err *err)
 {
 	if (ls_control_status_provider(d->ctl, status_basics, d) < 0 ||
 	    ls_control_route(d->ctl, "POST", "/log/reopen", LS_CONTROL_ADMIN, handle_log_reopen,
 			     d, "Reopen the log file (after rotation), like SIGHUP.") < 0)
 		return ls_err_set(err, false, "out of memory registering control routes");
+	if (ls_pipeline_new(&d->loop, d->cfg, &ls_daemon_engines, on_pipeline_failed, d,
+			    &d->pipeline, err) < 0)
+		return -1;
+	if (ls_pipeline_register(d->pipeline, d->ctl) < 0)
+		return ls_err_set(err, false, "out of memory registering control routes");
 	return 0;
+}
+
+/* Runs once the control socket listens, so /status answers while the
+ * pipeline sets up and copies. */
+static int start_pipeline(struct daemon *d, struct ls_err *err)
+{
+	return ls_pipeline_start(d->pipeline, err);
+}
+
+static void on_pipeline_closed(void *arg)
+{
+	struct daemon *d = arg;
+	d->pipeline = NULL;
 }
 
 static void stop_components(struct daemon *d)
 {
-	(void)d;
+	if (d->pipeline)
+		ls_pipeline_close(d->pipeline, on_pipeline_closed, d);
 }
 
 /* ---- lifecycle ---------------------------------------------------------------- */
@@ -223,7 +256,8 @@ static int daemon_start(struct daemon *d, struct ls_err *err)
 	};
 	if (ls_control_new(&d->loop, &o, &d->ctl, err) < 0)
 		return -1;
-	if (start_components(d, err) < 0 || ls_control_start(d->ctl, err) < 0)
+	if (start_components(d, err) < 0 || ls_control_start(d->ctl, err) < 0 ||
+	    start_pipeline(d, err) < 0)
 		return -1;
 	start_watchdog(d);
 	char status[sizeof d->socket_path + 256];

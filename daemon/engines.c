@@ -1,0 +1,21 @@
+#include "daemon/engines.h"
+
+#include "connectors/kafka/kbuf.h"
+#include "connectors/postgres/pg_source.h"
+#include "connectors/postgres/pg_tgt.h"
+
+static const struct ls_source_ops *source_for(enum ls_engine e)
+{
+	return e == LS_ENGINE_POSTGRES ? &ls_pg_source_ops : NULL;
+}
+
+static const struct ls_target_ops *target_for(enum ls_engine e)
+{
+	return e == LS_ENGINE_POSTGRES ? &ls_pg_target_ops : NULL;
+}
+
+const struct ls_pipeline_engines ls_daemon_engines = {
+	.source = source_for,
+	.target = target_for,
+	.kafka_buffer = ls_kbuf_new,
+};
