@@ -538,7 +538,8 @@ static size_t make_rows(uint8_t *b, unsigned id, uint8_t present, const uint8_t 
 	b[n++] = 0;
 	b[n++] = 2;                         /* columns */
 	b[n++] = present;
-	memcpy(b + n, img, ilen);
+	if (ilen)
+		memcpy(b + n, img, ilen);
 	return n + ilen;
 }
 

@@ -360,11 +360,11 @@ static int parse_col_meta(struct rd *r, struct mcol *c)
 			c->maxlen = b1;
 		}
 		c->type = b0;
-		if (b0 == T_ENUM && (b1 == 1 || b1 == 2))
-			return 0;
-		if (b0 == T_SET && b1 >= 1 && b1 <= 8)
-			return 0;
 		if (b0 == T_STRING)
+			return 0;
+		if (c->maxlen == b1 && b0 == T_ENUM && (b1 == 1 || b1 == 2))
+			return 0;
+		if (c->maxlen == b1 && b0 == T_SET && b1 >= 1 && b1 <= 8)
 			return 0;
 		return fail(r->x, at, "string metadata 0x%02x%02x", b0, b1);
 	}
@@ -529,9 +529,12 @@ static int parse_map(struct rd *r, struct mtab *t)
 	if (t->cols == NULL)
 		return fail(r->x, at, "out of memory");
 	t->ncols = (uint16_t)ncols;
-	if (rd_count(r, rd_left(r), &metalen, "metadata length"))
+	const uint8_t *meta;
+	if (rd_count(r, rd_left(r), &metalen, "metadata length") ||
+	    rd_need(r, (size_t)metalen, "metadata"))
 		return -1;
-	struct rd m = { r->p + r->off, (size_t)metalen, 0, r->x };
+	meta = r->p + r->off;
+	struct rd m = { meta, (size_t)metalen, 0, r->x };
 	struct ectx mx = *r->x;
 	mx.base += r->off;
 	m.x = &mx;
