@@ -121,13 +121,16 @@ static int handle_log_reopen(const struct ls_control_request *req,
 
 static void daemon_stop(struct daemon *d, int exit_code);
 
-/* The pipeline failed after start: stop, with an exit code that tells
- * systemd (Restart=on-failure) and operators whether a restart may help. */
+/* The pipeline stopped for good (a fatal error: bad data, DDL under
+ * ddl=stop, ...).  Retryable failures never get here: the pipeline restarts
+ * itself.  The daemon stays up so /status shows the error to the operator. */
 static void on_pipeline_failed(void *ctx, const struct ls_err *err)
 {
 	struct daemon *d = ctx;
-	ls_error("pipeline %s stopped: %s", d->cfg->name, err->msg);
-	daemon_stop(d, err->retryable ? 75 : 1);
+	char status[LS_ERR_MSG_MAX + 64];
+	snprintf(status, sizeof status, "pipeline failed: %.*s", LS_ERR_MSG_MAX - 1, err->msg);
+	ls_notify_status(status);
+	ls_error("pipeline %s failed and waits for the operator: %s", d->cfg->name, err->msg);
 }
 
 static int start_components(struct daemon *d, struct ls_err *err)

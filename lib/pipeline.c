@@ -11,10 +11,14 @@
 
 #define CRON_MS 100
 
-enum pstate { P_STARTING, P_SNAPSHOT, P_STREAMING, P_STOPPING, P_FAILED };
+enum pstate { P_STARTING, P_SNAPSHOT, P_STREAMING, P_STOPPING, P_FAILED, P_RESTARTING };
 static const char *const state_names[] = {
-	"starting", "snapshot", "streaming", "stopping", "failed",
+	"starting", "snapshot", "streaming", "stopping", "failed", "restarting",
 };
+
+#define RESTART_MIN_MS 500
+#define RESTART_MAX_MS 30000
+#define RESTART_STABLE_NS (60ull * 1000000000ull)
 
 struct tgt {
 	struct ls_pipeline *p;
@@ -44,23 +48,62 @@ struct ls_pipeline {
 	int ntgts;
 	struct tgt *tgts;
 	int nworkers;
-	uv_timer_t cron;
+	uv_timer_t cron, restart_timer, fail_timer;
 	bool cron_started, lead_hold;
+	/* failures: retryable ones restart the components in process */
+	struct ls_err last_err;
+	bool has_err;
+	uint64_t restarts;
+	uint64_t restart_delay_ms;
+	uint64_t streaming_since_ns;
 	uint64_t snapshot_started_ns, snapshot_ns;
-	/* close */
-	int closing;                       /* outstanding close callbacks */
-	void (*close_cb)(void *);
-	void *close_arg;
+	struct closer *closer;
 };
 
+
+static void teardown(struct ls_pipeline *p, void (*done)(struct ls_pipeline *p));
+static void restart_later(struct ls_pipeline *p);
+static void on_fail_timer(uv_timer_t *h);
+
+/* A component failed.  Retryable: tear the components down and start them
+ * again after a backoff (the source resumes from what targets committed,
+ * targets from their checkpoints).  Fatal: tear down and stay "failed",
+ * checkpoints intact, with the error in /status for the operator. */
+
+/* A component failed.  Retryable: tear the components down and start them
+ * again after a backoff (the source resumes from what targets committed,
+ * targets from their checkpoints).  Fatal: tear down and stay "failed",
+ * checkpoints intact, with the error in /status for the operator. */
 static void fail(struct ls_pipeline *p, const struct ls_err *err)
 {
-	if (p->state == P_FAILED || p->state == P_STOPPING)
+	if (p->state == P_FAILED || p->state == P_STOPPING || p->state == P_RESTARTING)
 		return;
-	ls_error("%s", err->msg);
-	p->state = P_FAILED;
+	p->last_err = *err;
+	p->has_err = true;
+	if (err->retryable) {
+		ls_warn("%s; restarting the pipeline", err->msg);
+		p->state = P_RESTARTING;
+	} else {
+		ls_error("%s; the pipeline stops (checkpoints are intact)", err->msg);
+		p->state = P_FAILED;
+	}
+	/* Tear down from the loop, not from inside the failing component's
+	 * callback, which may still touch its own state after we return. */
+	uv_timer_start(&p->fail_timer, on_fail_timer, 0, 0);
+}
+
+static void on_fail_timer(uv_timer_t *h)
+{
+	struct ls_pipeline *p = h->data;
+	if (p->state == P_RESTARTING) {
+		teardown(p, restart_later);
+		return;
+	}
+	if (p->state != P_FAILED)
+		return;
+	teardown(p, NULL);
 	if (p->on_failed)
-		p->on_failed(p->ctx, err);
+		p->on_failed(p->ctx, &p->last_err);
 }
 
 /* ---- apply side ----------------------------------------------------------------- */
@@ -166,7 +209,11 @@ static void check_lead(struct ls_pipeline *p)
 
 static void on_cron(uv_timer_t *h)
 {
-	check_lead(h->data);
+	struct ls_pipeline *p = h->data;
+	check_lead(p);
+	if (p->state == P_STREAMING && p->restart_delay_ms > RESTART_MIN_MS &&
+	    uv_hrtime() - p->streaming_since_ns > RESTART_STABLE_NS)
+		p->restart_delay_ms = RESTART_MIN_MS;
 }
 
 /* ---- streaming ------------------------------------------------------------------------ */
@@ -196,6 +243,7 @@ static int start_targets(struct ls_pipeline *p, struct ls_err *err)
 static int start_streaming(struct ls_pipeline *p, struct ls_err *err)
 {
 	p->state = P_STREAMING;
+	p->streaming_since_ns = uv_hrtime();
 	if (start_targets(p, err) < 0)
 		return -1;
 	if (p->src == NULL)
@@ -407,12 +455,17 @@ static int prepare_tables(struct ls_pipeline *p, struct ls_err *err)
 
 int ls_pipeline_start(struct ls_pipeline *p, struct ls_err *err)
 {
+	p->state = P_STARTING;
+	if (!p->cron_started) {
+		uv_timer_init(p->loop, &p->cron);
+		uv_timer_init(p->loop, &p->restart_timer);
+		uv_timer_init(p->loop, &p->fail_timer);
+		p->cron.data = p->restart_timer.data = p->fail_timer.data = p;
+		uv_timer_start(&p->cron, on_cron, CRON_MS, CRON_MS);
+		p->cron_started = true;
+	}
 	if (open_buffer(p, err) < 0 || open_targets(p, err) < 0)
 		return -1;
-	uv_timer_init(p->loop, &p->cron);
-	p->cron.data = p;
-	uv_timer_start(&p->cron, on_cron, CRON_MS, CRON_MS);
-	p->cron_started = true;
 	if (!p->cfg->source.present)
 		return start_streaming(p, err);
 	p->sops = p->eng.source(p->cfg->source.type);
@@ -444,6 +497,7 @@ int ls_pipeline_new(uv_loop_t *loop, const struct ls_config *cfg,
 	p->eng = *eng;
 	p->on_failed = on_failed;
 	p->ctx = ctx;
+	p->restart_delay_ms = RESTART_MIN_MS;
 	*out = p;
 	return 0;
 }
@@ -533,6 +587,9 @@ static void status_cb(struct ls_json *j, void *data)
 {
 	struct ls_pipeline *p = data;
 	ls_json_kv_string(j, "pipeline_state", ls_pipeline_state(p));
+	ls_json_kv_uint(j, "restarts", p->restarts);
+	if (p->has_err)
+		ls_json_kv_string(j, "last_error", p->last_err.msg);
 	if (p->buf)
 		ls_json_kv_string(j, "buffer", ls_buffer_name(p->buf));
 	if (p->src && p->sops->status) {
@@ -551,58 +608,149 @@ int ls_pipeline_register(struct ls_pipeline *p, struct ls_control *ctl)
 	return ls_control_status_provider(ctl, status_cb, p);
 }
 
-/* ---- close -------------------------------------------------------------------------------------------- */
+/* ---- teardown, restart, close ------------------------------------------------------------ */
 
-static void close_step_done(void *arg)
+/* Closes the components (source, capture, readers, appliers, buffer) and
+ * forgets them; done(p) runs from the loop once all are released. */
+struct teardown {
+	struct ls_pipeline *p;
+	int pending;
+	void (*done)(struct ls_pipeline *p);
+};
+
+static void teardown_step(void *arg)
 {
-	struct ls_pipeline *p = arg;
-	if (--p->closing > 0)
+	struct teardown *t = arg;
+	if (--t->pending > 0)
 		return;
+	struct ls_pipeline *p = t->p;
 	for (int i = 0; i < p->ntgts; i++)
 		free(p->tgts[i].copies);
 	free(p->tgts);
-	void (*cb)(void *) = p->close_cb;
-	void *a = p->close_arg;
-	free(p);
+	p->tgts = NULL;
+	p->ntgts = 0;
+	void (*done)(struct ls_pipeline *) = t->done;
+	free(t);
+	if (done)
+		done(p);
+}
+
+static void teardown(struct ls_pipeline *p, void (*done)(struct ls_pipeline *p))
+{
+	struct teardown *t = calloc(1, sizeof *t);
+	if (t == NULL)
+		abort();   /* cannot release anything safely without it */
+	t->p = p;
+	t->done = done;
+	t->pending = 1;
+	if (p->src) {
+		t->pending++;
+		p->sops->close(p->src, teardown_step, t);
+		p->src = NULL;
+	}
+	memset(&p->tables, 0, sizeof p->tables);
+	ls_capture_free(p->cap);
+	p->cap = NULL;
+	p->lead_hold = false;
+	for (int i = 0; i < p->ntgts; i++) {
+		struct tgt *tg = &p->tgts[i];
+		ls_buffer_reader_close(tg->reader);
+		tg->reader = NULL;
+		if (tg->apply) {
+			t->pending++;
+			ls_apply_close(tg->apply, teardown_step, t);
+			tg->apply = NULL;
+		}
+	}
+	if (p->buf) {
+		t->pending++;
+		ls_buffer_close(p->buf, teardown_step, t);
+		p->buf = NULL;
+	}
+	p->snapshot_started_ns = p->snapshot_ns = 0;
+	teardown_step(t);
+}
+
+static void on_restart_timer(uv_timer_t *h)
+{
+	struct ls_pipeline *p = h->data;
+	struct ls_err err;
+	if (p->state != P_RESTARTING)
+		return;
+	p->restarts++;
+	ls_notice("restarting the pipeline (restart %llu)", (unsigned long long)p->restarts);
+	if (ls_pipeline_start(p, &err) < 0) {
+		/* It ran before, so a failing start is taken as passing trouble
+		 * (a server still down): try again, later each time. */
+		err.retryable = true;
+		fail(p, &err);
+	}
+}
+
+static void restart_later(struct ls_pipeline *p)
+{
+	if (p->state != P_RESTARTING)
+		return;
+	uint64_t delay = p->restart_delay_ms;
+	p->restart_delay_ms = delay * 2 > RESTART_MAX_MS ? RESTART_MAX_MS : delay * 2;
+	ls_notice("pipeline restart in %llu ms", (unsigned long long)delay);
+	uv_timer_start(&p->restart_timer, on_restart_timer, delay, 0);
+}
+
+struct closer {
+	struct ls_pipeline *p;
+	int pending;
+	void (*cb)(void *);
+	void *arg;
+};
+
+static void close_done(struct closer *c)
+{
+	if (--c->pending > 0)
+		return;
+	void (*cb)(void *) = c->cb;
+	void *arg = c->arg;
+	free(c->p);
+	free(c);
 	if (cb)
-		cb(a);
+		cb(arg);
 }
 
 static void close_handle_done(uv_handle_t *h)
 {
-	close_step_done(h->data);
+	close_done(h->data);
+}
+
+static void close_after_teardown(struct ls_pipeline *p)
+{
+	struct closer *c = p->closer;
+	if (p->cron_started) {
+		c->pending += 3;
+		p->cron.data = p->restart_timer.data = p->fail_timer.data = c;
+		uv_close((uv_handle_t *)&p->cron, close_handle_done);
+		uv_close((uv_handle_t *)&p->restart_timer, close_handle_done);
+		uv_close((uv_handle_t *)&p->fail_timer, close_handle_done);
+	}
+	close_done(c);
 }
 
 void ls_pipeline_close(struct ls_pipeline *p, void (*cb)(void *arg), void *arg)
 {
 	if (p == NULL)
 		return;
+	struct closer *c = calloc(1, sizeof *c);
+	if (c == NULL)
+		abort();
+	c->p = p;
+	c->pending = 1;
+	c->cb = cb;
+	c->arg = arg;
+	p->closer = c;
 	p->state = P_STOPPING;
-	p->close_cb = cb;
-	p->close_arg = arg;
-	p->closing = 1;   /* released at the end of this function */
 	if (p->cron_started) {
-		p->closing++;
-		uv_close((uv_handle_t *)&p->cron, close_handle_done);
+		uv_timer_stop(&p->cron);
+		uv_timer_stop(&p->restart_timer);
+		uv_timer_stop(&p->fail_timer);
 	}
-	if (p->src) {
-		p->closing++;
-		p->sops->close(p->src, close_step_done, p);
-	}
-	ls_capture_free(p->cap);
-	p->cap = NULL;
-	for (int i = 0; i < p->ntgts; i++) {
-		struct tgt *t = &p->tgts[i];
-		ls_buffer_reader_close(t->reader);
-		t->reader = NULL;
-		if (t->apply) {
-			p->closing++;
-			ls_apply_close(t->apply, close_step_done, p);
-		}
-	}
-	if (p->buf) {
-		p->closing++;
-		ls_buffer_close(p->buf, close_step_done, p);
-	}
-	close_step_done(p);
+	teardown(p, close_after_teardown);
 }

@@ -57,7 +57,8 @@ struct load {
 	char err[256];
 };
 
-static void load_txn(PGconn *c, unsigned *seed)
+/* One transfer transaction; returns whether it committed. */
+static bool load_txn(PGconn *c, unsigned *seed)
 {
 	int a = 1 + (int)(rand_r(seed) % ACCOUNTS), b = 1 + (int)(rand_r(seed) % ACCOUNTS);
 	int amount = 1 + (int)(rand_r(seed) % 50);
@@ -78,23 +79,47 @@ static void load_txn(PGconn *c, unsigned *seed)
 	PGresult *r = PQexec(c, sql);
 	ExecStatusType st = PQresultStatus(r);
 	PQclear(r);
-	if (st != PGRES_COMMAND_OK)
+	if (st != PGRES_COMMAND_OK) {
 		PQclear(PQexec(c, "ROLLBACK"));
+		return false;
+	}
+	return true;
 }
 
+static PGconn *load_connect(void)
+{
+	PGconn *c = PQconnectdb(ls_testpg_conninfo(src, "shop"));
+	if (PQstatus(c) == CONNECTION_OK)
+		return c;
+	PQfinish(c);
+	return NULL;
+}
+
+/* Runs transfers until stopped; survives a source restart by reconnecting
+ * (a failed transaction simply did not happen). */
 static void *load_main(void *arg)
 {
 	struct load *l = arg;
-	PGconn *c = PQconnectdb(ls_testpg_conninfo(src, "shop"));
-	if (PQstatus(c) != CONNECTION_OK) {
-		snprintf(l->err, sizeof l->err, "load: %s", PQerrorMessage(c));
-		PQfinish(c);
-		return NULL;
-	}
+	PGconn *c = load_connect();
 	unsigned seed = 42;
+	int failures = 0;
 	while (!atomic_load(&l->stop)) {
-		load_txn(c, &seed);
-		atomic_fetch_add(&l->txns, 1);
+		if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+			PQfinish(c);
+			c = load_connect();
+			if (c == NULL && ++failures > 3000) {
+				snprintf(l->err, sizeof l->err, "load: cannot reconnect to the source");
+				break;
+			}
+			if (c == NULL) {
+				struct timespec ts = { 0, 10 * 1000000L };
+				nanosleep(&ts, NULL);   /* reconnect backoff, not a test wait */
+			}
+			continue;
+		}
+		failures = 0;
+		if (load_txn(c, &seed))
+			atomic_fetch_add(&l->txns, 1);
 	}
 	PQfinish(c);
 	return NULL;
@@ -185,29 +210,46 @@ static void assert_consistent(void)
 
 /* ---- config ------------------------------------------------------------------------- */
 
-static void write_config(struct ls_testd *d, bool direct)
+struct cfg {
+	bool direct;           /* buffer = direct, else Kafka */
+	bool no_source;        /* only the apply half */
+	bool no_target;        /* only the source half */
+	const char *ddl;       /* "apply" (default) or "stop" */
+	const char *max_lead;  /* Kafka only; default 2MiB, "0" = unbounded */
+	const char *snapshot;  /* "initial" (default) or "never" */
+};
+
+static void write_config_opts(struct ls_testd *d, const struct cfg *o)
 {
+	char source[1024] = "", target[1024] = "", buffer[512];
+	if (!o->no_source)
+		snprintf(source, sizeof source,
+			 "[source]\ntype = postgres\nconninfo = %s\ntables = public.*\n"
+			 "snapshot_workers = 2\nsnapshot = %s\n\n",
+			 ls_testpg_conninfo(src, "shop"), o->snapshot ? o->snapshot : "initial");
+	if (!o->no_target)
+		snprintf(target, sizeof target,
+			 "[target new]\ntype = postgres\nconninfo = %s\ncreate_tables = true\n"
+			 "batch_ms = 20\nddl = %s\n\n",
+			 ls_testpg_conninfo(dst, "shop"), o->ddl ? o->ddl : "apply");
+	if (o->direct)
+		snprintf(buffer, sizeof buffer, "[buffer]\ntype = direct\n\n");
+	else
+		snprintf(buffer, sizeof buffer,
+			 "[buffer]\ntype = kafka\nbrokers = %s\nmax_lead = %s\n\n",
+			 ls_testkafka_bootstrap(kafka), o->max_lead ? o->max_lead : "2MiB");
 	char conf[4096];
 	snprintf(conf, sizeof conf,
-		 "[pipeline]\nname = shop\nstate_dir = @DIR@\n\n"
-		 "[source]\ntype = postgres\nconninfo = %s\ntables = public.*\n"
-		 "snapshot_workers = 2\n\n"
-		 "[buffer]\n%s\n\n"
-		 "[target new]\ntype = postgres\nconninfo = %s\ncreate_tables = true\n"
-		 "batch_ms = 20\n\n"
+		 "[pipeline]\nname = shop\nstate_dir = @DIR@\n\n%s%s%s"
 		 "[control]\nsocket = @DIR@/control.sock\n\n[log]\nlevel = info\n",
-		 ls_testpg_conninfo(src, "shop"),
-		 direct ? "type = direct"
-			: "type = kafka\nmax_lead = 2MiB\nbrokers = BROKERS",
-		 ls_testpg_conninfo(dst, "shop"));
-	if (!direct) {
-		char *p = strstr(conf, "BROKERS");
-		char rest[4096];
-		snprintf(rest, sizeof rest, "%s", p + strlen("BROKERS"));
-		snprintf(p, sizeof conf - (size_t)(p - conf), "%s%s",
-			 ls_testkafka_bootstrap(kafka), rest);
-	}
+		 source, buffer, target);
 	ls_testd_config(d, conf);
+}
+
+static void write_config(struct ls_testd *d, bool direct)
+{
+	struct cfg o = { .direct = direct };
+	write_config_opts(d, &o);
 }
 
 static void setup(void)

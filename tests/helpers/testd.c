@@ -107,6 +107,26 @@ void ls_testd_start(struct ls_testd *d)
 	d->pid = pid;
 }
 
+int ls_testd_pid(const struct ls_testd *d)
+{
+	return d->pid > 0 ? (int)d->pid : 0;
+}
+
+long ls_testd_peak_rss_kb(const struct ls_testd *d)
+{
+	char path[64], line[256];
+	long kb = -1;
+	snprintf(path, sizeof path, "/proc/%d/status", (int)d->pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
 void ls_testd_kill9(struct ls_testd *d)
 {
 	if (d->pid <= 0)

@@ -21,6 +21,10 @@ const char *ls_testd_socket(const struct ls_testd *d);
 void ls_testd_config(struct ls_testd *d, const char *text);
 /* Starts lockstepd --config DIR/lockstep.conf, logging to DIR/lockstepd.log. */
 void ls_testd_start(struct ls_testd *d);
+/* The daemon's pid, 0 when not running. */
+int ls_testd_pid(const struct ls_testd *d);
+/* Peak resident set size (VmHWM) of the running daemon in KiB; -1 if unknown. */
+long ls_testd_peak_rss_kb(const struct ls_testd *d);
 /* SIGKILL and reap. */
 void ls_testd_kill9(struct ls_testd *d);
 /* SIGTERM; waits up to timeout_ms; returns the exit status (-1 on timeout,
