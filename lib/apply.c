@@ -34,6 +34,13 @@ struct copied {
 	uint64_t seq;
 };
 
+/* A hooked message waiting for its transaction's commit. */
+struct pmsg {
+	struct pmsg *next;
+	uint32_t len;
+	char data[];
+};
+
 struct ls_apply {
 	uv_loop_t *loop;
 	uv_async_t async;
@@ -42,6 +49,7 @@ struct ls_apply {
 	const struct ls_target_ops *ops;
 	struct ls_target *target;
 	size_t max_bytes;
+	const struct ls_apply_hook *hook;
 
 	pthread_t thread;
 	bool thread_started;
@@ -74,6 +82,7 @@ struct ls_apply {
 	uint64_t applied_seq;          /* checkpoint, then each end() */
 	bool in_txn, skipping;
 	struct ls_txn txn;
+	struct pmsg *pend, **pend_tail;    /* hooked messages of the open txn */
 };
 
 /* ---- relation cache (apply thread) --------------------------------------- */
@@ -192,6 +201,79 @@ static void async_cb(uv_async_t *h)
 		a->cb.on_drained(a->cb.ctx);
 }
 
+/* ---- message hook (apply thread) ---------------------------------------------- */
+
+static void drop_pending(struct ls_apply *a)
+{
+	for (struct pmsg *m = a->pend, *n; m; m = n) {
+		n = m->next;
+		free(m);
+	}
+	a->pend = NULL;
+	a->pend_tail = &a->pend;
+}
+
+static int hook_message(struct ls_apply *a, const struct ls_change *c, struct ls_err *err)
+{
+	const struct ls_apply_hook *h = a->hook;
+	if (h == NULL || c->msg_prefix == NULL ||
+	    strncmp(c->msg_prefix, h->prefix, strlen(h->prefix)) != 0)
+		return 0;
+	int rc = h->on_message(h->ctx, a, &a->txn, c, err);
+	if (rc <= 0)
+		return rc;
+	struct pmsg *m = malloc(sizeof *m + c->msg_len + 1);
+	if (m == NULL)
+		return ls_err_set(err, false, "target %s: out of memory", a->name);
+	m->next = NULL;
+	m->len = c->msg_len;
+	memcpy(m->data, c->msg_data, c->msg_len);
+	m->data[c->msg_len] = '\0';
+	if (a->pend_tail == NULL)
+		a->pend_tail = &a->pend;
+	*a->pend_tail = m;
+	a->pend_tail = &m->next;
+	return 0;
+}
+
+/* The transaction that carried hooked messages ended: commit it now and
+ * hand each message to after_commit. */
+static int run_pending(struct ls_apply *a, struct ls_err *err)
+{
+	if (a->pend == NULL)
+		return 0;
+	int rc = a->ops->flush(a->target, err);
+	for (struct pmsg *m = a->pend; rc == 0 && m; m = m->next)
+		rc = a->hook->after_commit(a->hook->ctx, a->target, a->ops, &a->txn.commit,
+					   m->data, m->len, err);
+	drop_pending(a);
+	return rc;
+}
+
+static bool same_columns(const struct ls_relation *x, const struct ls_relation *y)
+{
+	if (x->ncols != y->ncols)
+		return false;
+	for (uint16_t i = 0; i < x->ncols; i++)
+		if (strcmp(x->cols[i].name, y->cols[i].name) != 0)
+			return false;
+	return true;
+}
+
+int ls_apply_hook_change(struct ls_apply *a, const struct ls_relation *rel,
+			 const struct ls_change *ch, struct ls_err *err)
+{
+	struct relent *e = relent_get(a, rel->id);
+	if (e == NULL)
+		return ls_err_set(err, false, "target %s: out of memory", a->name);
+	if (e->def == NULL && see_relation(a, rel, err) == NULL)
+		return -1;
+	if (!same_columns(e->def, rel))
+		return 1;
+	a->st.changes++;
+	return a->ops->change(a->target, e->def, ch, err);
+}
+
 /* ---- record processing (apply thread) ---------------------------------------- */
 
 static int txn_begin(struct ls_apply *a, const struct ls_codec_record *r, struct ls_err *err)
@@ -203,6 +285,7 @@ static int txn_begin(struct ls_apply *a, const struct ls_codec_record *r, struct
 			return -1;
 		a->st.aborted_txns++;
 	}
+	drop_pending(a);
 	a->txn.xid = r->xid;
 	a->txn.commit = r->pos;
 	a->txn.commit_time_us = r->time_us;
@@ -220,7 +303,7 @@ static int apply_change(struct ls_apply *a, const struct ls_codec_change *cc,
 {
 	const struct ls_change *c = &cc->c;
 	if (c->op == LS_OP_MESSAGE)
-		return 0;
+		return hook_message(a, c, err);
 	uint64_t seq = a->txn.commit.seq;
 	bool all_filtered = cc->nrels > 0;
 	for (uint32_t i = 0; i < cc->nrels; i++) {
@@ -268,7 +351,7 @@ static int process_txn(struct ls_apply *a, const struct ls_codec_record *r, int6
 		return -1;
 	a->applied_seq = r->pos.seq;
 	a->st.txns++;
-	return 0;
+	return run_pending(a, err);
 }
 
 /* The source was idle at r->pos: commit what is open and report the record
@@ -344,6 +427,7 @@ static int recover(struct ls_apply *a, const struct ls_err *cause)
 	a->ops->checkpoint(a->target, &ck);
 	a->applied_seq = ck.present ? ck.source_seq : 0;
 	a->in_txn = a->skipping = false;
+	drop_pending(a);
 	pthread_mutex_lock(&a->mu);
 	for (struct item *it = a->head, *n; it; it = n) {
 		n = it->next;
@@ -455,6 +539,8 @@ int ls_apply_new(uv_loop_t *loop, const struct ls_apply_opts *o, const struct ls
 	a->loop = loop;
 	a->cb = *cb;
 	a->ops = o->ops;
+	a->hook = o->hook;
+	a->pend_tail = &a->pend;
 	a->max_bytes = o->max_queue_bytes ? o->max_queue_bytes : DEFAULT_QUEUE_BYTES;
 	a->st.committed_offset = -1;
 	pthread_mutex_init(&a->mu, NULL);
@@ -577,6 +663,7 @@ static void free_apply(uv_handle_t *h)
 	}
 	free(a->copied);
 	free(a->rels);
+	drop_pending(a);
 	a->ops->free(a->target);
 	ls_arena_free(&a->arena);
 	pthread_mutex_destroy(&a->mu);

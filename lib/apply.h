@@ -56,11 +56,39 @@ struct ls_apply_cb {
 	void (*on_error)(void *ctx, const struct ls_err *err);
 };
 
+/* A hook for transactional logical messages whose prefix starts with
+ * prefix (drift markers).  Both calls run on the apply thread.  on_message
+ * runs when the message is met inside its source transaction (not for
+ * transactions skipped as already applied); it may add changes to that
+ * transaction with ls_apply_hook_change().  Returning 1 asks for
+ * after_commit with the same message once the transaction is committed on
+ * the target (flushed at once), when the target shows exactly the source's
+ * state as of that transaction.  A negative return fails like a target
+ * error (err->retryable decides between reconnect-and-replay and stop). */
+struct ls_apply_hook {
+	const char *prefix;                /* borrowed; must outlive the apply */
+	int (*on_message)(void *ctx, struct ls_apply *a, const struct ls_txn *txn,
+			  const struct ls_change *msg, struct ls_err *err);
+	int (*after_commit)(void *ctx, struct ls_target *t, const struct ls_target_ops *ops,
+			    const struct ls_pos *pos, const char *payload, uint32_t len,
+			    struct ls_err *err);
+	void *ctx;
+};
+
+/* From on_message only: applies ch (borrowed for the call) in the open
+ * source transaction as if the source had sent it.  rel is handed to the
+ * target first when the stream has not defined that relation id yet;
+ * otherwise the stream's definition is used, and 1 is returned (nothing
+ * applied) when its columns differ from rel's by name or number. */
+int ls_apply_hook_change(struct ls_apply *a, const struct ls_relation *rel,
+			 const struct ls_change *ch, struct ls_err *err);
+
 struct ls_apply_opts {
 	const char *pipeline;              /* borrowed for the call */
 	const struct ls_config_target *cfg;/* borrowed; must outlive the apply */
 	const struct ls_target_ops *ops;
 	size_t max_queue_bytes;            /* 0 = 16 MiB */
+	const struct ls_apply_hook *hook;  /* may be NULL; borrowed, outlives the apply */
 };
 
 struct ls_apply_stats {
