@@ -114,6 +114,21 @@ struct ls_target_ops {
 	int (*copy_table_end)(struct ls_target_copy *c, const struct ls_relation *rel,
 			      uint64_t rows, uint64_t copied_at_seq, struct ls_err *err);
 	void (*copy_close)(struct ls_target_copy *c);   /* rolls back an open table */
+
+	/* drift checks (apply thread, between transactions: called right after
+	 * a commit, so they see exactly what was applied).  May be NULL.  rel
+	 * is the source's relation; lo/hi bound the key range (lo, hi], NULL =
+	 * unbounded, in the key text the source connector of the same engine
+	 * family produces; hashes must equal that source's for equal rows
+	 * (see lib/drift.h).  Errors concern the check only. */
+	int (*chunk_checksum)(struct ls_target *t, const struct ls_relation *rel,
+			      const char *lo, const char *hi, uint64_t *rows, char *hash,
+			      size_t hashlen, struct ls_err *err);
+	/* Key and row hash of each row in (lo, hi], to row() (any order). */
+	int (*chunk_rows)(struct ls_target *t, const struct ls_relation *rel,
+			  const char *lo, const char *hi,
+			  int (*row)(void *ctx, const char *key, const char *hash), void *ctx,
+			  struct ls_err *err);
 };
 
 #endif

@@ -724,8 +724,9 @@ static int on_truncate(struct ls_source *s, const struct ls_pgo_event *ev,
 static int on_message(struct ls_source *s, const struct ls_pgo_event *ev)
 {
 	const char *prefix = ev->change.msg_prefix ? ev->change.msg_prefix : "";
+	/* "lockstep" and "lockstep.*" (drift markers, lib/drift.h) */
 	if (s->in_txn && ev->u.message.transactional &&
-	    !strcmp(prefix, "lockstep")) {
+	    !strncmp(prefix, "lockstep", 8) && (prefix[8] == '\0' || prefix[8] == '.')) {
 		s->cb.on_change(s->cb.ctx, &ev->change, NULL, 0);
 		return 0;
 	}

@@ -23,7 +23,7 @@
  *   Insert, Update, Delete -> on_change with the table's relation
  *   Truncate -> on_change with one relation per truncated table
  *   Message  -> on_change (op MESSAGE, no relation) when its prefix is
- *               "lockstep" and it is transactional; others are ignored
+ *               "lockstep" or "lockstep.*" and it is transactional; others are ignored
  *               (non-transactional ones have no commit to order them by)
  *   Commit   -> on_commit(txn, ack = the commit's end LSN)
  *   Origin, Type -> ignored (debug log)
