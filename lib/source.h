@@ -85,6 +85,20 @@ struct ls_source_progress {
 	uint64_t rows, est_rows;
 };
 
+/* The source server's own view, sampled by the heartbeat (zero = unknown). */
+struct ls_source_lag {
+	bool now_known;
+	struct ls_pos now;             /* the server's current write position */
+	int64_t now_time_us;           /* the server's clock then (us since epoch) */
+	uint64_t taken_ns;             /* local uv_hrtime() of the sample */
+	bool slot_known;               /* what the server keeps for us: */
+	char slot[128];
+	char wal_status[16];           /* "reserved" "extended" "unreserved" "lost" */
+	int64_t safe_wal_size;         /* bytes, -1 when unlimited */
+	int64_t max_keep_size;         /* bytes, -1 when unlimited */
+	uint64_t retained_bytes;       /* current write position - restart point */
+};
+
 struct ls_source_ops {
 	const char *engine;
 	const char *copy_format;       /* format of snapshot data: "pg-text" */
@@ -109,6 +123,14 @@ struct ls_source_ops {
 	void (*status)(struct ls_source *s, struct ls_json *j);
 	/* Stops everything; cb(arg) from the loop when released. */
 	void (*close)(struct ls_source *s, void (*cb)(void *arg), void *arg);
+	/* Optional (NULL when the engine has none): lag inputs (lib/lag.h).
+	 * heartbeat starts writing a heartbeat into the source's log every
+	 * interval_ms (it flows through the stream like a transaction, so
+	 * positions move and the slot advances on an idle pipeline) and
+	 * sampling the server's position and clock; lag_sample returns the
+	 * latest sample (never blocks). */
+	int (*heartbeat)(struct ls_source *s, int interval_ms, struct ls_err *err);
+	void (*lag_sample)(struct ls_source *s, struct ls_source_lag *out);
 };
 
 #endif

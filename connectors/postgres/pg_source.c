@@ -13,6 +13,7 @@
 #include "connectors/postgres/pg_setup.h"
 #include "connectors/postgres/pg_snapshot.h"
 #include "connectors/postgres/pg_stream.h"
+#include "connectors/postgres/pg_heartbeat.h"
 #include "connectors/postgres/pgoutput.h"
 
 /* The source's life: OPEN -> (prepare) PREPARED -> (snapshot) SNAPSHOT ->
@@ -84,6 +85,7 @@ struct ls_source {
 
 	/* close */
 	bool closing, stream_closed, timer_closed;
+	struct ls_pghb *hb;            /* lag heartbeat (lag ops); NULL when closed */
 	void (*close_cb)(void *arg);
 	void *close_arg;
 };
@@ -988,7 +990,7 @@ static void free_source(struct ls_source *s)
 
 static void maybe_done(struct ls_source *s)
 {
-	if (!s->stream_closed || !s->timer_closed)
+	if (!s->stream_closed || !s->timer_closed || s->hb != NULL)
 		return;
 	void (*cb)(void *) = s->close_cb;
 	void *arg = s->close_arg;
@@ -1001,6 +1003,13 @@ static void on_timer_closed(uv_handle_t *h)
 {
 	struct ls_source *s = h->data;
 	s->timer_closed = true;
+	maybe_done(s);
+}
+
+static void on_hb_closed(void *data)
+{
+	struct ls_source *s = data;
+	s->hb = NULL;
 	maybe_done(s);
 }
 
@@ -1035,6 +1044,8 @@ static void pg_close(struct ls_source *s, void (*cb)(void *arg), void *arg)
 		(void)uv_cancel((uv_req_t *)&s->tmp_work);
 	uv_timer_stop(&s->timer);
 	uv_timer_start(&s->timer, on_close_timer, 0, LS_PG_SOURCE_SNAP_POLL_MS);
+	if (s->hb != NULL)
+		ls_pghb_close(s->hb, on_hb_closed, s);
 	if (s->stream != NULL) {
 		struct ls_pgstream *st = s->stream;
 		s->stream = NULL;
@@ -1042,6 +1053,25 @@ static void pg_close(struct ls_source *s, void (*cb)(void *arg), void *arg)
 	} else {
 		s->stream_closed = true;
 	}
+}
+
+/* ---- lag (pg_heartbeat) ------------------------------------------------------- */
+
+static int pg_heartbeat(struct ls_source *s, int interval_ms, struct ls_err *err)
+{
+	if (s->hb != NULL || s->closing)
+		return 0;
+	struct ls_pghb_opts o = { .conninfo = s->conninfo, .slot = s->slot,
+		.interval_ms = interval_ms };
+	return ls_pghb_new(s->loop, &o, &s->hb, err);
+}
+
+static void pg_lag_sample(struct ls_source *s, struct ls_source_lag *out)
+{
+	if (s->hb != NULL)
+		ls_pghb_sample(s->hb, out);
+	else
+		memset(out, 0, sizeof *out);
 }
 
 const struct ls_source_ops ls_pg_source_ops = {
@@ -1058,4 +1088,6 @@ const struct ls_source_ops ls_pg_source_ops = {
 	.resume = pg_resume,
 	.status = pg_status,
 	.close = pg_close,
+	.heartbeat = pg_heartbeat,
+	.lag_sample = pg_lag_sample,
 };

@@ -45,6 +45,9 @@
  * the last ack); a fatal one calls on_error.  pause()/resume() stop and
  * restart reading the socket (see pg_stream.h); status updates continue.
  *
+ * heartbeat/lag_sample: pg_heartbeat (a heartbeat message every interval
+ * through the stream, position/clock samples and the slot's WAL status).
+ *
  * All calls on the loop thread, except snapshot_progress (any thread).
  */
 #ifndef LS_PG_SOURCE_H
