@@ -645,7 +645,10 @@ static void discard_saved(struct ls_pgtarget *t);
 /* In an open group a source transaction starts at a savepoint so that
  * abort_txn can drop it alone.  The previous one is released first (one
  * savepoint level, not one per transaction).  A COPY of an insert run ends
- * here: nothing else can be sent while it runs. */
+ * here: nothing else can be sent while it runs.  Cost on the server: each
+ * savepoint that changes rows is a subtransaction with an XID of its own, so
+ * a group uses one XID per source transaction, and past 64 of them readers
+ * on the target consult pg_subtrans for this group's XIDs until it commits. */
 static int take_savepoint(struct ls_pgtarget *t, struct ls_err *err)
 {
 	if (end_copy(t, err) < 0)
@@ -1406,13 +1409,20 @@ static void key_text(char *out, size_t size, const struct trel *r, const struct 
 		const struct ls_value *v = &tup->vals[i];
 		const char *txt = v->kind == LS_VAL_TEXT ? v->data
 				  : v->kind == LS_VAL_NULL ? "NULL" : "?";
-		nl += (size_t)snprintf(names + nl, nl < sizeof names ? sizeof names - nl : 0,
-				       "%s%s", shown ? ", " : "", s->cols[i].name);
-		vl += (size_t)snprintf(vals + vl, vl < sizeof vals ? sizeof vals - vl : 0,
-				       "%s%.30s", shown ? ", " : "", txt);
+		if (nl < sizeof names)
+			nl += (size_t)snprintf(names + nl, sizeof names - nl, "%s%s",
+					       shown ? ", " : "", s->cols[i].name);
+		if (vl < sizeof vals)
+			vl += (size_t)snprintf(vals + vl, sizeof vals - vl, "%s%.30s",
+					       shown ? ", " : "", txt);
 		shown++;
 	}
-	snprintf(out, size, "(%s)=(%s)", names, vals);
+	/* a long key is cut short: the message only needs to find the row */
+	if (size < 8)
+		return;
+	int n = snprintf(out, size, "(%.*s)=(%.*s)", (int)(size / 2 - 3), names,
+			 (int)(size / 2 - 3), vals);
+	(void)n;
 }
 
 static struct stmt *find_stmt(struct trel *r, const char *mask)
