@@ -6,6 +6,7 @@
 #include "apply.h"
 #include "buffer_direct.h"
 #include "capture.h"
+#include "drift.h"
 #include "json.h"
 #include "log.h"
 
@@ -58,6 +59,7 @@ struct ls_pipeline {
 	uint64_t streaming_since_ns;
 	uint64_t snapshot_started_ns, snapshot_ns;
 	struct closer *closer;
+	struct ls_drift *drift;            /* drift checks (lib/drift.h) */
 };
 
 
@@ -244,6 +246,7 @@ static int start_streaming(struct ls_pipeline *p, struct ls_err *err)
 {
 	p->state = P_STREAMING;
 	p->streaming_since_ns = uv_hrtime();
+	ls_drift_start(p->drift, &p->tables);   /* before the apply threads start */
 	if (start_targets(p, err) < 0)
 		return -1;
 	if (p->src == NULL)
@@ -431,7 +434,8 @@ static int open_targets(struct ls_pipeline *p, struct ls_err *err)
 		if (t->ops == NULL)
 			return ls_err_set(err, false, "[target %s]: no connector for this type",
 					  t->cfg->name);
-		struct ls_apply_opts ao = { .pipeline = p->cfg->name, .cfg = t->cfg, .ops = t->ops };
+		struct ls_apply_opts ao = { .pipeline = p->cfg->name, .cfg = t->cfg, .ops = t->ops,
+					    .hook = ls_drift_apply_hook(p->drift, i) };
 		struct ls_apply_cb cb = {
 			.ctx = t, .on_committed = on_committed, .on_drained = on_drained,
 			.on_rewind = on_rewind, .on_error = on_apply_error,
@@ -498,6 +502,13 @@ int ls_pipeline_new(uv_loop_t *loop, const struct ls_config *cfg,
 	p->on_failed = on_failed;
 	p->ctx = ctx;
 	p->restart_delay_ms = RESTART_MIN_MS;
+	struct ls_drift_opts dop = { .cfg = cfg };
+	if (cfg->source.present && eng->drift_source)
+		dop.sops = eng->drift_source(cfg->source.type);
+	if (ls_drift_new(loop, &dop, &p->drift, err) < 0) {
+		free(p);
+		return -1;
+	}
 	*out = p;
 	return 0;
 }
@@ -601,10 +612,13 @@ static void status_cb(struct ls_json *j, void *data)
 	status_snapshot(p, j);
 	status_capture(p, j);
 	status_targets(p, j);
+	ls_drift_status(p->drift, j);
 }
 
 int ls_pipeline_register(struct ls_pipeline *p, struct ls_control *ctl)
 {
+	if (ls_drift_register(p->drift, ctl) < 0)
+		return -1;
 	return ls_control_status_provider(ctl, status_cb, p);
 }
 
@@ -643,6 +657,7 @@ static void teardown(struct ls_pipeline *p, void (*done)(struct ls_pipeline *p))
 	t->p = p;
 	t->done = done;
 	t->pending = 1;
+	ls_drift_stop(p->drift);
 	if (p->src) {
 		t->pending++;
 		p->sops->close(p->src, teardown_step, t);
@@ -721,9 +736,17 @@ static void close_handle_done(uv_handle_t *h)
 	close_done(h->data);
 }
 
+static void close_drift_done(void *arg)
+{
+	close_done(arg);
+}
+
 static void close_after_teardown(struct ls_pipeline *p)
 {
 	struct closer *c = p->closer;
+	/* after the teardown: no apply thread calls the drift hook any more */
+	c->pending++;
+	ls_drift_close(p->drift, close_drift_done, c);
 	if (p->cron_started) {
 		c->pending += 3;
 		p->cron.data = p->restart_timer.data = p->fail_timer.data = c;

@@ -36,9 +36,12 @@
 #include "target.h"
 
 /* What the daemon plugs in: connectors by engine, and the Kafka buffer. */
+struct ls_drift_source_ops;
 struct ls_pipeline_engines {
 	const struct ls_source_ops *(*source)(enum ls_engine e);
 	const struct ls_target_ops *(*target)(enum ls_engine e);
+	/* drift checks' source side (lib/drift.h); may be NULL, or return NULL */
+	const struct ls_drift_source_ops *(*drift_source)(enum ls_engine e);
 	int (*kafka_buffer)(uv_loop_t *loop, const struct ls_config_buffer *cfg,
 			    const struct ls_buffer_limits *limits, struct ls_buffer **out,
 			    struct ls_err *err);

@@ -5,10 +5,12 @@
 #include <string.h>
 
 #include "connectors/postgres/pg_copy.h"
+#include "connectors/postgres/pg_drift.h"
 #include "connectors/postgres/pg_target.h"
 
 struct ls_target {
 	struct ls_pgtarget *pg;
+	struct ls_drift_conn *drift;  /* drift checks' own connection, apply thread */
 	/* fixed at open: copy sessions read them from other threads */
 	struct ls_pgcopy_opts copy;   /* strings owned */
 	_Atomic uint64_t copy_rows;
@@ -24,6 +26,7 @@ static void tgt_free(struct ls_target *t)
 	if (t == NULL)
 		return;
 	ls_pgtarget_free(t->pg);
+	ls_pgdrift_close(t->drift);
 	free((char *)t->copy.pipeline);
 	free((char *)t->copy.target);
 	free((char *)t->copy.conninfo);
@@ -177,6 +180,33 @@ static void tgt_copy_close(struct ls_target_copy *c)
 	free(c);
 }
 
+/* Drift checks run on a connection of their own, opened on first use: the
+ * apply thread calls them right after a commit, so it sees what was applied. */
+static int drift_conn(struct ls_target *t, struct ls_err *err)
+{
+	if (t->drift == NULL && ls_pgdrift_open(t->copy.conninfo, &t->drift, err) < 0)
+		return ls_err_prefix(err, "target %s", t->copy.target);
+	return 0;
+}
+
+static int tgt_chunk_checksum(struct ls_target *t, const struct ls_relation *rel,
+			      const char *lo, const char *hi, uint64_t *rows, char *hash,
+			      size_t hashlen, struct ls_err *err)
+{
+	if (drift_conn(t, err) < 0)
+		return -1;
+	return ls_pgdrift_checksum(t->drift, rel, lo, hi, rows, hash, hashlen, err);
+}
+
+static int tgt_chunk_rows(struct ls_target *t, const struct ls_relation *rel, const char *lo,
+			  const char *hi, int (*row)(void *ctx, const char *key, const char *hash),
+			  void *ctx, struct ls_err *err)
+{
+	if (drift_conn(t, err) < 0)
+		return -1;
+	return ls_pgdrift_rows(t->drift, rel, lo, hi, row, ctx, err);
+}
+
 const struct ls_target_ops ls_pg_target_ops = {
 	.engine = "postgres",
 	.copy_format = "pg-text",
@@ -199,4 +229,6 @@ const struct ls_target_ops ls_pg_target_ops = {
 	.copy_data = tgt_copy_data,
 	.copy_table_end = tgt_copy_table_end,
 	.copy_close = tgt_copy_close,
+	.chunk_checksum = tgt_chunk_checksum,
+	.chunk_rows = tgt_chunk_rows,
 };

@@ -1,0 +1,579 @@
+#include "connectors/postgres/pg_drift.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "json.h"
+#include "log.h"
+#include "connectors/postgres/pg_sql.h"
+#include "connectors/postgres/pg_target.h"
+
+#define LOCK_TIMEOUT "2s"
+
+struct ls_drift_conn {
+	PGconn *pg;
+	char *conninfo;                    /* secret */
+	bool no_lock;                      /* the role may not lock: run without */
+};
+
+static const char SESSION_SQL[] =
+	"SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres';"
+	"SET extra_float_digits = 3; SET bytea_output = 'hex'; SET statement_timeout = '300s';"
+	"SET application_name = 'lockstep_drift'";
+
+/* ---- errors ------------------------------------------------------------------ */
+
+static int pq_fail(struct ls_drift_conn *c, PGresult *r, const char *what, struct ls_err *err)
+{
+	const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	char msg[300];
+	snprintf(msg, sizeof msg, "%s", r && PQresultErrorMessage(r)[0] ? PQresultErrorMessage(r)
+					 : PQerrorMessage(c->pg));
+	msg[strcspn(msg, "\n")] = '\0';
+	bool retry = st == NULL || ls_pgtarget_sqlstate_retryable(st) ||
+		     PQstatus(c->pg) != CONNECTION_OK;
+	ls_err_set(err, retry, "%s: %s%s%s%s", what, msg, st ? " (SQLSTATE " : "", st ? st : "",
+		   st ? ")" : "");
+	return -1;
+}
+
+static bool is_state(PGresult *r, const char *st)
+{
+	const char *s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	return s && strcmp(s, st) == 0;
+}
+
+/* ---- connection ------------------------------------------------------------------ */
+
+static int connect_conn(struct ls_drift_conn *c, struct ls_err *err)
+{
+	PQfinish(c->pg);
+	const char *keys[] = { "dbname", NULL };
+	const char *vals[] = { c->conninfo, NULL };
+	c->pg = PQconnectdbParams(keys, vals, 1);
+	if (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK) {
+		char m[300];
+		snprintf(m, sizeof m, "%s", c->pg ? PQerrorMessage(c->pg) : "out of memory");
+		m[strcspn(m, "\n")] = '\0';
+		ls_err_set(err, true, "connection to %s:%s failed: %s", c->pg ? PQhost(c->pg) : "?",
+			   c->pg ? PQport(c->pg) : "?", m);
+		PQfinish(c->pg);
+		c->pg = NULL;
+		return -1;
+	}
+	PGresult *r = PQexec(c->pg, SESSION_SQL);
+	int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : pq_fail(c, r, "session setup", err);
+	PQclear(r);
+	return rc;
+}
+
+static int ensure(struct ls_drift_conn *c, struct ls_err *err)
+{
+	if (c->pg && PQstatus(c->pg) == CONNECTION_OK) {
+		if (PQtransactionStatus(c->pg) == PQTRANS_IDLE)
+			return 0;
+		PQclear(PQexec(c->pg, "ROLLBACK"));
+		if (PQtransactionStatus(c->pg) == PQTRANS_IDLE)
+			return 0;
+	}
+	return connect_conn(c, err);
+}
+
+int ls_pgdrift_open(const char *conninfo, struct ls_drift_conn **out, struct ls_err *err)
+{
+	*out = NULL;
+	struct ls_drift_conn *c = calloc(1, sizeof *c);
+	if (c == NULL || (c->conninfo = strdup(conninfo)) == NULL) {
+		free(c);
+		return ls_err_set(err, false, "out of memory");
+	}
+	if (connect_conn(c, err) < 0) {
+		ls_pgdrift_close(c);
+		return -1;
+	}
+	*out = c;
+	return 0;
+}
+
+void ls_pgdrift_close(struct ls_drift_conn *c)
+{
+	if (c == NULL)
+		return;
+	PQfinish(c->pg);
+	free(c->conninfo);
+	free(c);
+}
+
+static int src_open(const struct ls_config *cfg, struct ls_drift_conn **out, struct ls_err *err)
+{
+	if (cfg->source.conninfo == NULL)
+		return ls_err_set(err, false, "no source conninfo");
+	if (ls_pgdrift_open(cfg->source.conninfo, out, err) < 0)
+		return ls_err_prefix(err, "drift source");
+	return 0;
+}
+
+/* ---- SQL ---------------------------------------------------------------------------- */
+
+/* Text-like types compare with COLLATE "C" so both servers order alike. */
+static bool collatable(const char *type_name)
+{
+	char n[128];
+	ls_pgsql_type_norm(type_name, n, sizeof n);
+	if (strchr(n, '[') != NULL)
+		return false;
+	return strncmp(n, "text", 4) == 0 || strncmp(n, "character", 9) == 0 ||
+	       strcmp(n, "name") == 0 || strcmp(n, "citext") == 0 ||
+	       strcmp(n, "bpchar") == 0 || strncmp(n, "varchar", 7) == 0;
+}
+
+static void key_col(struct ls_pgsql_buf *b, const struct ls_column *col, const char *alias)
+{
+	if (alias)
+		ls_pgsql_printf(b, "%s.", alias);
+	ls_pgsql_ident(b, col->name);
+	if (collatable(col->type_name))
+		ls_pgsql_put(b, " COLLATE \"C\"");
+}
+
+/* "k1", "k2" (with collations), as written in ORDER BY and comparisons. */
+static void key_list(struct ls_pgsql_buf *b, const struct ls_relation *rel, const char *alias)
+{
+	bool first = true;
+	for (uint16_t i = 0; i < rel->ncols; i++) {
+		if (!(rel->cols[i].flags & LS_COL_KEY))
+			continue;
+		if (!first)
+			ls_pgsql_put(b, ", ");
+		first = false;
+		key_col(b, &rel->cols[i], alias);
+	}
+}
+
+/* The key text: jsonb array of the key columns as text. */
+static void key_text(struct ls_pgsql_buf *b, const struct ls_relation *rel)
+{
+	ls_pgsql_put(b, "jsonb_build_array(");
+	bool first = true;
+	for (uint16_t i = 0; i < rel->ncols; i++) {
+		if (!(rel->cols[i].flags & LS_COL_KEY))
+			continue;
+		if (!first)
+			ls_pgsql_put(b, ", ");
+		first = false;
+		ls_pgsql_ident(b, rel->cols[i].name);
+		ls_pgsql_put(b, "::text");
+	}
+	ls_pgsql_put(b, ")::text");
+}
+
+/* The values of key text `src` (an SQL expression), typed like the columns:
+ * (($1::jsonb ->> 0)::integer, ...). */
+static void key_values(struct ls_pgsql_buf *b, const struct ls_relation *rel, const char *src)
+{
+	int k = 0;
+	for (uint16_t i = 0; i < rel->ncols; i++) {
+		if (!(rel->cols[i].flags & LS_COL_KEY))
+			continue;
+		if (k > 0)
+			ls_pgsql_put(b, ", ");
+		ls_pgsql_printf(b, "((%s)::jsonb ->> %d)::%s", src, k, rel->cols[i].type_name);
+		if (collatable(rel->cols[i].type_name))
+			ls_pgsql_put(b, " COLLATE \"C\"");
+		k++;
+	}
+}
+
+/* WHERE clause for (lo, hi]; parameters numbered from *next. */
+static void range_where(struct ls_pgsql_buf *b, const struct ls_relation *rel, bool lo, bool hi,
+			int *next)
+{
+	if (!lo && !hi)
+		return;
+	ls_pgsql_put(b, " WHERE ");
+	char p[16];
+	if (lo) {
+		snprintf(p, sizeof p, "$%d", (*next)++);
+		ls_pgsql_put(b, "ROW(");
+		key_list(b, rel, NULL);
+		ls_pgsql_put(b, ") > ROW(");
+		key_values(b, rel, p);
+		ls_pgsql_put(b, ")");
+	}
+	if (hi) {
+		snprintf(p, sizeof p, "$%d", (*next)++);
+		ls_pgsql_put(b, lo ? " AND ROW(" : "ROW(");
+		key_list(b, rel, NULL);
+		ls_pgsql_put(b, ") <= ROW(");
+		key_values(b, rel, p);
+		ls_pgsql_put(b, ")");
+	}
+}
+
+static void row_hash(struct ls_pgsql_buf *b, const struct ls_relation *rel)
+{
+	ls_pgsql_put(b, "md5(ROW(");
+	for (uint16_t i = 0; i < rel->ncols; i++) {
+		if (i)
+			ls_pgsql_put(b, ", ");
+		ls_pgsql_ident(b, rel->cols[i].name);
+	}
+	ls_pgsql_put(b, ")::text)");
+}
+
+static int check_rel(const struct ls_relation *rel, struct ls_err *err)
+{
+	if (ls_relation_nkeys(rel) == 0)
+		return ls_err_set(err, false, "%s.%s has no key", rel->schema, rel->name);
+	for (uint16_t i = 0; i < rel->ncols; i++)
+		if ((rel->cols[i].flags & LS_COL_KEY) && !ls_pgsql_type_safe(rel->cols[i].type_name))
+			return ls_err_set(err, false, "%s.%s: unsafe type name for column %s",
+					  rel->schema, rel->name, rel->cols[i].name);
+	return 0;
+}
+
+/* Runs sql with up to 2 text params; returns the result (caller clears) or
+ * NULL with err. */
+static PGresult *run(struct ls_drift_conn *c, const char *sql, const char *p1, const char *p2,
+		     ExecStatusType want, const char *what, struct ls_err *err)
+{
+	const char *params[2];
+	int n = 0;
+	if (p1)
+		params[n++] = p1;
+	if (p2)
+		params[n++] = p2;
+	PGresult *r = PQexecParams(c->pg, sql, n, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(r) == want)
+		return r;
+	pq_fail(c, r, what, err);
+	PQclear(r);
+	return NULL;
+}
+
+static int checksum_sql(struct ls_pgsql_buf *b, const struct ls_relation *rel, bool lo, bool hi)
+{
+	int next = 1;
+	ls_pgsql_put(b, "SELECT count(*), coalesce(md5(string_agg(");
+	row_hash(b, rel);
+	ls_pgsql_put(b, ", '' ORDER BY ");
+	key_list(b, rel, NULL);
+	ls_pgsql_put(b, ")), '') FROM ");
+	ls_pgsql_qualified(b, rel->schema, rel->name);
+	range_where(b, rel, lo, hi, &next);
+	return b->oom ? -1 : 0;
+}
+
+static int do_checksum(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
+		       const char *hi, uint64_t *rows, char *hash, size_t hashlen,
+		       struct ls_err *err)
+{
+	struct ls_pgsql_buf b;
+	ls_pgsql_buf_init(&b);
+	if (checksum_sql(&b, rel, lo != NULL, hi != NULL) < 0) {
+		ls_pgsql_buf_free(&b);
+		return ls_err_set(err, false, "out of memory");
+	}
+	PGresult *r = run(c, ls_pgsql_buf_str(&b), lo, hi, PGRES_TUPLES_OK, "chunk checksum", err);
+	ls_pgsql_buf_free(&b);
+	if (r == NULL)
+		return -1;
+	*rows = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+	snprintf(hash, hashlen, "%s", PQgetvalue(r, 0, 1));
+	PQclear(r);
+	return 0;
+}
+
+static int do_rows(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
+		   const char *hi, int (*row)(void *ctx, const char *key, const char *hash),
+		   void *ctx, struct ls_err *err)
+{
+	struct ls_pgsql_buf b;
+	ls_pgsql_buf_init(&b);
+	int next = 1;
+	ls_pgsql_put(&b, "SELECT ");
+	key_text(&b, rel);
+	ls_pgsql_put(&b, ", ");
+	row_hash(&b, rel);
+	ls_pgsql_put(&b, " FROM ");
+	ls_pgsql_qualified(&b, rel->schema, rel->name);
+	range_where(&b, rel, lo != NULL, hi != NULL, &next);
+	ls_pgsql_put(&b, " ORDER BY ");
+	key_list(&b, rel, NULL);
+	if (b.oom) {
+		ls_pgsql_buf_free(&b);
+		return ls_err_set(err, false, "out of memory");
+	}
+	PGresult *r = run(c, ls_pgsql_buf_str(&b), lo, hi, PGRES_TUPLES_OK, "chunk rows", err);
+	ls_pgsql_buf_free(&b);
+	if (r == NULL)
+		return -1;
+	int rc = 0;
+	for (int i = 0; i < PQntuples(r) && rc == 0; i++)
+		if (row(ctx, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1)) < 0)
+			rc = ls_err_set(err, false, "out of memory");
+	PQclear(r);
+	return rc;
+}
+
+/* ---- target side ----------------------------------------------------------------------- */
+
+int ls_pgdrift_checksum(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
+			const char *hi, uint64_t *rows, char *hash, size_t hashlen,
+			struct ls_err *err)
+{
+	if (check_rel(rel, err) < 0 || ensure(c, err) < 0)
+		return -1;
+	return do_checksum(c, rel, lo, hi, rows, hash, hashlen, err);
+}
+
+int ls_pgdrift_rows(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
+		    const char *hi, int (*row)(void *ctx, const char *key, const char *hash),
+		    void *ctx, struct ls_err *err)
+{
+	if (check_rel(rel, err) < 0 || ensure(c, err) < 0)
+		return -1;
+	return do_rows(c, rel, lo, hi, row, ctx, err);
+}
+
+/* ---- source transactions ------------------------------------------------------------------ */
+
+static int exec_ok(struct ls_drift_conn *c, const char *sql, const char *what, struct ls_err *err)
+{
+	PGresult *r = PQexec(c->pg, sql);
+	int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : pq_fail(c, r, what, err);
+	PQclear(r);
+	return rc;
+}
+
+/* BEGIN; keep rel's writers out until commit (see the header). */
+static int begin_locked(struct ls_drift_conn *c, const struct ls_relation *rel, struct ls_err *err)
+{
+	if (ensure(c, err) < 0 ||
+	    exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL lock_timeout = '"
+		    LOCK_TIMEOUT "'", "begin", err) < 0)
+		return -1;
+	if (c->no_lock)
+		return 0;
+	struct ls_pgsql_buf b;
+	ls_pgsql_buf_init(&b);
+	ls_pgsql_put(&b, "LOCK TABLE ");
+	ls_pgsql_qualified(&b, rel->schema, rel->name);
+	ls_pgsql_put(&b, " IN SHARE MODE");
+	PGresult *r = PQexec(c->pg, ls_pgsql_buf_str(&b));
+	ls_pgsql_buf_free(&b);
+	int rc = 0;
+	if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+		rc = 0;
+	} else if (is_state(r, "42501")) {
+		ls_warn("drift: no privilege to lock %s.%s IN SHARE MODE; checking without "
+			"the lock (a writer committing meanwhile can look like drift until "
+			"re-checked)", rel->schema, rel->name);
+		c->no_lock = true;
+		PQclear(r);
+		PQclear(PQexec(c->pg, "ROLLBACK"));
+		return begin_locked(c, rel, err);
+	} else {
+		rc = pq_fail(c, r, "locking the table", err);
+	}
+	PQclear(r);
+	return rc;
+}
+
+static int emit_commit(struct ls_drift_conn *c, const struct ls_drift_marker *m,
+		       struct ls_err *err)
+{
+	struct ls_drift_buf p = { 0 };
+	if (ls_drift_marker_encode(m, &p) < 0) {
+		ls_drift_buf_free(&p);
+		return ls_err_set(err, false, "out of memory");
+	}
+	PGresult *r = run(c, "SELECT pg_logical_emit_message(true, '" LS_DRIFT_PREFIX "', $1)",
+			  p.data, NULL, PGRES_TUPLES_OK, "emitting the marker", err);
+	ls_drift_buf_free(&p);
+	if (r == NULL)
+		return -1;
+	PQclear(r);
+	return exec_ok(c, "COMMIT", "commit", err);
+}
+
+/* The chunk_rows-th key after lo, or NULL (*hi) when fewer rows remain. */
+static int upper_key(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
+		     int chunk_rows, char **hi, struct ls_err *err)
+{
+	struct ls_pgsql_buf b;
+	ls_pgsql_buf_init(&b);
+	int next = 1;
+	ls_pgsql_put(&b, "SELECT ");
+	key_text(&b, rel);
+	ls_pgsql_put(&b, " FROM ");
+	ls_pgsql_qualified(&b, rel->schema, rel->name);
+	range_where(&b, rel, lo != NULL, false, &next);
+	ls_pgsql_put(&b, " ORDER BY ");
+	key_list(&b, rel, NULL);
+	ls_pgsql_printf(&b, " OFFSET %d LIMIT 1", chunk_rows > 0 ? chunk_rows - 1 : 0);
+	if (b.oom) {
+		ls_pgsql_buf_free(&b);
+		return ls_err_set(err, false, "out of memory");
+	}
+	PGresult *r = run(c, ls_pgsql_buf_str(&b), lo, NULL, PGRES_TUPLES_OK, "chunk bound", err);
+	ls_pgsql_buf_free(&b);
+	if (r == NULL)
+		return -1;
+	*hi = NULL;
+	int rc = 0;
+	if (PQntuples(r) == 1 && (*hi = strdup(PQgetvalue(r, 0, 0))) == NULL)
+		rc = ls_err_set(err, false, "out of memory");
+	PQclear(r);
+	return rc;
+}
+
+static int src_chunk(struct ls_drift_conn *c, const struct ls_relation *rel,
+		     struct ls_drift_marker *m, int chunk_rows, char **hi, uint64_t *rows,
+		     char *hash, struct ls_err *err)
+{
+	*hi = NULL;
+	if (check_rel(rel, err) < 0 || begin_locked(c, rel, err) < 0)
+		return -1;
+	if (upper_key(c, rel, m->lo, chunk_rows, hi, err) < 0 ||
+	    do_checksum(c, rel, m->lo, *hi, rows, hash, LS_DRIFT_HASH_MAX, err) < 0)
+		goto fail;
+	m->hi = *hi;
+	if (emit_commit(c, m, err) < 0)
+		goto fail;
+	return 0;
+fail:
+	free(*hi);
+	*hi = NULL;
+	m->hi = NULL;
+	PQclear(PQexec(c->pg, "ROLLBACK"));
+	return -1;
+}
+
+static int src_rows(struct ls_drift_conn *c, const struct ls_relation *rel,
+		    const struct ls_drift_marker *m,
+		    int (*row)(void *ctx, const char *key, const char *hash), void *ctx,
+		    struct ls_err *err)
+{
+	if (check_rel(rel, err) < 0 || begin_locked(c, rel, err) < 0)
+		return -1;
+	if (do_rows(c, rel, m->lo, m->hi, row, ctx, err) < 0 || emit_commit(c, m, err) < 0) {
+		PQclear(PQexec(c->pg, "ROLLBACK"));
+		return -1;
+	}
+	return 0;
+}
+
+/* SELECT for the current rows of a JSON array of keys ($1): key, present,
+ * the key columns from the key text, every column as text. */
+static int repair_sql(struct ls_pgsql_buf *b, const struct ls_relation *rel)
+{
+	ls_pgsql_put(b, "SELECT k.key, ");
+	int first_key = -1;
+	for (uint16_t i = 0; i < rel->ncols; i++)
+		if ((rel->cols[i].flags & LS_COL_KEY) && first_key < 0)
+			first_key = i;
+	ls_pgsql_put(b, "r.");
+	ls_pgsql_ident(b, rel->cols[first_key].name);
+	ls_pgsql_put(b, " IS NOT NULL");
+	int k = 0;
+	for (uint16_t i = 0; i < rel->ncols; i++)
+		if (rel->cols[i].flags & LS_COL_KEY)
+			ls_pgsql_printf(b, ", k.key::jsonb ->> %d", k++);
+	for (uint16_t i = 0; i < rel->ncols; i++) {
+		ls_pgsql_put(b, ", r.");
+		ls_pgsql_ident(b, rel->cols[i].name);
+		ls_pgsql_put(b, "::text");
+	}
+	ls_pgsql_put(b, " FROM jsonb_array_elements_text($1::jsonb) AS k(key) LEFT JOIN ");
+	ls_pgsql_qualified(b, rel->schema, rel->name);
+	ls_pgsql_put(b, " AS r ON ROW(");
+	key_list(b, rel, "r");
+	ls_pgsql_put(b, ") = ROW(");
+	key_values(b, rel, "k.key");
+	ls_pgsql_put(b, ")");
+	return b->oom ? -1 : 0;
+}
+
+/* Builds the REPAIR rows from the SELECT's result. */
+static int repair_rows(const struct ls_relation *rel, PGresult *r, struct ls_drift_buf *out,
+		       struct ls_err *err)
+{
+	unsigned nk = ls_relation_nkeys(rel);
+	struct ls_value *vals = calloc(rel->ncols + 1u, sizeof *vals);
+	if (vals == NULL)
+		return ls_err_set(err, false, "out of memory");
+	for (int row = 0; row < PQntuples(r); row++) {
+		bool present = PQgetvalue(r, row, 1)[0] == 't';
+		int k = 0;
+		for (uint16_t i = 0; i < rel->ncols; i++) {
+			bool key = rel->cols[i].flags & LS_COL_KEY;
+			int f = present ? 2 + (int)nk + i : key ? 2 + k : -1;
+			if (key)
+				k++;
+			if (f < 0 || PQgetisnull(r, row, f)) {
+				vals[i] = (struct ls_value){ .kind = LS_VAL_NULL };
+				continue;
+			}
+			vals[i] = (struct ls_value){ .kind = LS_VAL_TEXT, .data = PQgetvalue(r, row, f),
+						     .len = (uint32_t)PQgetlength(r, row, f) };
+		}
+		ls_drift_repair_row_add(out, present, vals, rel->ncols);
+	}
+	free(vals);
+	return out->oom ? ls_err_set(err, false, "out of memory") : 0;
+}
+
+static int src_repair(struct ls_drift_conn *c, const struct ls_relation *rel,
+		      struct ls_drift_marker *m, const char *const *keys, size_t nkeys,
+		      struct ls_err *err)
+{
+	if (check_rel(rel, err) < 0)
+		return -1;
+	struct ls_json *j = ls_json_new();
+	ls_json_array_begin(j);
+	for (size_t i = 0; i < nkeys; i++)
+		ls_json_string(j, keys[i]);
+	ls_json_array_end(j);
+	struct ls_pgsql_buf b;
+	ls_pgsql_buf_init(&b);
+	struct ls_drift_buf rows = { 0 };
+	int rc = -1;
+	const char *arr = ls_json_data(j, NULL);
+	if (arr == NULL || repair_sql(&b, rel) < 0) {
+		ls_err_set(err, false, "out of memory");
+		goto out;
+	}
+	if (begin_locked(c, rel, err) < 0)
+		goto out;
+	PGresult *r = run(c, ls_pgsql_buf_str(&b), arr, NULL, PGRES_TUPLES_OK, "repair rows", err);
+	if (r == NULL || repair_rows(rel, r, &rows, err) < 0) {
+		PQclear(r);
+		PQclear(PQexec(c->pg, "ROLLBACK"));
+		goto out;
+	}
+	PQclear(r);
+	m->rows = rows.data ? rows.data : "";
+	m->rows_len = rows.len;
+	rc = emit_commit(c, m, err);
+	if (rc < 0)
+		PQclear(PQexec(c->pg, "ROLLBACK"));
+out:
+	m->rows = NULL;
+	m->rows_len = 0;
+	ls_drift_buf_free(&rows);
+	ls_pgsql_buf_free(&b);
+	ls_json_free(j);
+	return rc;
+}
+
+const struct ls_drift_source_ops ls_pg_drift_source_ops = {
+	.open = src_open,
+	.close = ls_pgdrift_close,
+	.chunk = src_chunk,
+	.rows = src_rows,
+	.repair = src_repair,
+};
