@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/version.h"
@@ -322,6 +323,197 @@ static int cmd_routes(struct ctl *c, int argc, char **argv)
 	return 0;
 }
 
+static double mono_clock(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- drift (lib/drift.h's routes) ------------------------------------------------- */
+
+/* Exit code of a finished check: 0 clean, 1 drift found, 2 it failed. */
+static int drift_exit(json_t *report)
+{
+	json_t *last = json_object_get(report, "last");
+	if (!json_is_object(last))
+		return EXIT_ERROR;
+	if (json_is_string(json_object_get(last, "error")))
+		return EXIT_ERROR;
+	return json_is_true(json_object_get(last, "clean")) ? 0 : EXIT_NO;
+}
+
+static void print_drift(json_t *j)
+{
+	json_t *last = json_object_get(j, "last");
+	if (json_is_object(last))
+		printf("drift: %s (check %lld finished %s, %lld row(s) differ)%s%s\n",
+		       json_is_true(json_object_get(last, "clean")) ? "clean" : "NOT clean",
+		       (long long)json_integer_value(json_object_get(last, "id")),
+		       json_string_value(json_object_get(last, "finished_at")),
+		       (long long)json_integer_value(json_object_get(j, "drift_rows")),
+		       json_is_string(json_object_get(last, "error")) ? "; error: " : "",
+		       json_is_string(json_object_get(last, "error"))
+			       ? json_string_value(json_object_get(last, "error")) : "");
+	else
+		printf("drift: no check has completed yet\n");
+	json_t *run = json_object_get(j, "running");
+	if (json_is_object(run))
+		printf("running: check %lld, %lld of %lld table(s) done, %lld row(s) checked\n",
+		       (long long)json_integer_value(json_object_get(run, "id")),
+		       (long long)json_integer_value(json_object_get(run, "tables_done")),
+		       (long long)json_integer_value(json_object_get(run, "tables")),
+		       (long long)json_integer_value(json_object_get(run, "rows_checked")));
+	size_t i;
+	json_t *t;
+	json_t *tables = json_object_get(j, "tables");
+	if (json_array_size(tables) > 0)
+		printf("%-32s %-12s %10s %8s %8s %9s  %s\n", "TABLE", "TARGET", "CHECKED",
+		       "MISSING", "EXTRA", "DIFFERENT", "AS OF");
+	json_array_foreach(tables, i, t) {
+		const char *pos = json_string_value(json_object_get(t, "position"));
+		printf("%-32s %-12s %10lld %8lld %8lld %9lld  %s\n",
+		       json_string_value(json_object_get(t, "table")),
+		       json_string_value(json_object_get(t, "target")),
+		       (long long)json_integer_value(json_object_get(t, "rows_checked")),
+		       (long long)json_integer_value(json_object_get(t, "missing")),
+		       (long long)json_integer_value(json_object_get(t, "extra")),
+		       (long long)json_integer_value(json_object_get(t, "different")),
+		       pos ? pos : "-");
+		const char *err = json_string_value(json_object_get(t, "error"));
+		if (err)
+			printf("    error: %s\n", err);
+		size_t k;
+		json_t *key;
+		json_array_foreach(json_object_get(t, "keys"), k, key)
+			printf("    %-9s %s\n", json_string_value(json_object_get(key, "kind")),
+			       json_string_value(json_object_get(key, "key")));
+	}
+}
+
+/* Appends s percent-encoded for a query string. */
+static void url_encode(char *out, size_t size, const char *s)
+{
+	size_t o = strlen(out);
+	for (; *s && o + 4 < size; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		    ch == '.' || ch == '_' || ch == '-')
+			out[o++] = (char)ch;
+		else
+			o += (size_t)snprintf(out + o, size - o, "%%%02X", ch);
+	}
+	out[o] = '\0';
+}
+
+/* POSTs path; returns the started check's number or -1. */
+static long long drift_start(struct ctl *c, const char *path)
+{
+	struct reply r;
+	if (request(c, "POST", path, NULL, &r) < 0)
+		return -1;
+	if (r.status != 202) {
+		report_http_error("POST", path, &r);
+		reply_free(&r);
+		return -1;
+	}
+	json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+	long long id = json_is_integer(json_object_get(j, "check"))
+			       ? (long long)json_integer_value(json_object_get(j, "check")) : -1;
+	if (id < 0)
+		die_msg("POST %s: no check number in the answer", path);
+	json_decref(j);
+	reply_free(&r);
+	return id;
+}
+
+/* Polls GET /drift until check id has finished; returns the report. */
+static json_t *drift_wait(struct ctl *c, long long id, double timeout, struct reply *raw)
+{
+	double deadline = timeout > 0 ? mono_clock() + timeout : 0;
+	for (;;) {
+		struct reply r;
+		json_t *j = get_json(c, "/drift", &r);
+		if (j == NULL)
+			return NULL;
+		json_t *last = json_object_get(j, "last");
+		if (json_is_object(last) && json_integer_value(json_object_get(last, "id")) >= id) {
+			*raw = r;
+			return j;
+		}
+		json_decref(j);
+		reply_free(&r);
+		if (deadline > 0 && mono_clock() > deadline) {
+			die_msg("drift: check %lld did not finish within %.0f s", id, timeout);
+			return NULL;
+		}
+		struct timespec ts = { 0, 250 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+}
+
+static int cmd_drift(struct ctl *c, int argc, char **argv)
+{
+	bool as_json = false, check = false, repair = false;
+	const char *table = NULL;
+	double timeout = 0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			as_json = true;
+		} else if (strcmp(argv[i], "--check") == 0) {
+			check = true;
+			if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
+				table = argv[++i];
+		} else if (strcmp(argv[i], "--repair") == 0) {
+			repair = true;
+		} else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+			char *end;
+			timeout = strtod(argv[++i], &end);
+			if (*end != '\0' || timeout < 0) {
+				die_msg("drift: --timeout wants a number of seconds");
+				return EXIT_ERROR;
+			}
+		} else {
+			die_msg("drift: unknown argument '%s'", argv[i]);
+			return EXIT_ERROR;
+		}
+	}
+	if (check && repair) {
+		die_msg("drift: --check and --repair do not go together (a repair checks again)");
+		return EXIT_ERROR;
+	}
+	struct reply raw;
+	json_t *j;
+	if (check || repair) {
+		char path[1024] = "/drift/check";
+		if (repair)
+			snprintf(path, sizeof path, "/drift/repair");
+		else if (table) {
+			strcat(path, "?table=");
+			url_encode(path, sizeof path, table);
+		}
+		long long id = drift_start(c, path);
+		if (id < 0)
+			return EXIT_ERROR;
+		j = drift_wait(c, id, timeout, &raw);
+	} else {
+		j = get_json(c, "/drift", &raw);
+	}
+	if (j == NULL)
+		return EXIT_ERROR;
+	if (as_json) {
+		fwrite(raw.body, 1, raw.body_len, stdout);
+		if (raw.body_len == 0 || raw.body[raw.body_len - 1] != '\n')
+			putchar('\n');
+	} else {
+		print_drift(j);
+	}
+	int rc = check || repair ? drift_exit(j) : 0;
+	reply_free(&raw);
+	json_decref(j);
+	return rc;
+}
+
 struct command {
 	const char *name;
 	int (*run)(struct ctl *c, int argc, char **argv);   /* argv[0] is the name */
@@ -332,6 +524,9 @@ struct command {
 static const struct command commands[] = {
 	{"status", cmd_status, "[--json]", "Pipeline status (\"key: value\" lines, or JSON)."},
 	{"routes", cmd_routes, "", "The daemon's control routes and their access."},
+	{"drift", cmd_drift, "[--check [TABLE] | --repair] [--timeout S] [--json]",
+	 "Drift report; --check / --repair (re-copy the differing rows, check again) wait: "
+	 "exit 0 clean, 1 drift, 2 error."},
 };
 
 static void usage(FILE *f)

@@ -1298,8 +1298,9 @@ static void pump(struct ls_drift *d)
 			all_done = false;
 		if (t->st != TAB_RUNNING || t->busy)
 			continue;
-		bool idle = t->rdone >= t->nrkeys && t->narrow == NULL &&
-			    (t->cur.done || t->error) && t->nchunks == 0;
+		/* after an error only the answers still owed are awaited */
+		bool idle = t->nchunks == 0 && (t->error != NULL ||
+			    (t->rdone >= t->nrkeys && t->narrow == NULL && t->cur.done));
 		if (idle) {
 			tab_done(d, t);
 			i = -1;   /* a slot freed: queued tables may start */
@@ -1311,8 +1312,8 @@ static void pump(struct ls_drift *d)
 			wait = wait == 0 || w < wait ? w : wait;
 			continue;
 		}
-		bool has_work = t->rdone < t->nrkeys || t->narrow ||
-				(!t->cur.done && t->nchunks < MAX_PENDING);
+		bool has_work = t->error == NULL && (t->rdone < t->nrkeys || t->narrow ||
+				(!t->cur.done && t->nchunks < MAX_PENDING));
 		if (!has_work)
 			continue;
 		uint64_t w = ls_drift_rate_take(&c->rate, now);
