@@ -18,6 +18,7 @@
 #include <ini.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -323,6 +324,357 @@ static int cmd_routes(struct ctl *c, int argc, char **argv)
 	return 0;
 }
 
+/* ---- lag, pause, resume, watch, wait (lib/lag.h's routes) ---------------------------- */
+
+/* Parses the common "--json" and command-specific options; returns -1 after
+ * reporting an unknown argument. */
+struct lag_opts {
+	bool json, converged;
+	double max_lag, timeout, interval;   /* max_lag < 0: no bound */
+	long count;
+};
+
+static int parse_lag_opts(const char *cmd, int argc, char **argv, struct lag_opts *o,
+			  const char *allowed)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		bool has_value = i + 1 < argc;
+		char *end = NULL;
+		double *target = NULL;
+		if (strcmp(a, "--json") == 0) {
+			o->json = true;
+			continue;
+		}
+		if (strcmp(a, "--converged") == 0 && strstr(allowed, "converged")) {
+			o->converged = true;
+			continue;
+		}
+		if (strcmp(a, "--max-lag-seconds") == 0 && strstr(allowed, "max-lag"))
+			target = &o->max_lag;
+		else if (strcmp(a, "--timeout") == 0 && strstr(allowed, "timeout"))
+			target = &o->timeout;
+		else if (strcmp(a, "--interval") == 0 && strstr(allowed, "interval"))
+			target = &o->interval;
+		else if (strcmp(a, "--count") == 0 && strstr(allowed, "count") && has_value) {
+			o->count = strtol(argv[++i], &end, 10);
+			if (*end == '\0' && o->count >= 0)
+				continue;
+			die_msg("%s: --count wants a number >= 0", cmd);
+			return -1;
+		}
+		if (target == NULL) {
+			die_msg("%s: unknown argument '%s'", cmd, a);
+			return -1;
+		}
+		if (!has_value || (*target = strtod(argv[++i], &end), *end != '\0') || *target < 0) {
+			die_msg("%s: %s wants a number of seconds >= 0", cmd, a);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static double mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s)
+{
+	struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void print_body(const struct reply *r)
+{
+	fwrite(r->body, 1, r->body_len, stdout);
+	if (r->body_len == 0 || r->body[r->body_len - 1] != '\n')
+		putchar('\n');
+}
+
+static const char *jstr(json_t *o, const char *key, const char *dflt)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	return s != NULL ? s : dflt;
+}
+
+static const char *pos_text(json_t *pos)
+{
+	return jstr(pos, "position", "-");
+}
+
+static void fmt_bytes_h(json_t *v, char *buf, size_t size)
+{
+	if (!json_is_integer(v)) {
+		snprintf(buf, size, "-");
+		return;
+	}
+	double b = (double)json_integer_value(v);
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	int u = 0;
+	while (b >= 1024 && u < 4) {
+		b /= 1024;
+		u++;
+	}
+	snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", b, unit[u]);
+}
+
+static void fmt_seconds_h(json_t *v, char *buf, size_t size)
+{
+	if (json_is_number(v))
+		snprintf(buf, size, "%.1f s", json_number_value(v));
+	else
+		snprintf(buf, size, "-");
+}
+
+/* The human view of GET /lag: stages, slot, one line per target. */
+static void print_lag(json_t *lag)
+{
+	json_t *src = json_object_get(lag, "source");
+	char b1[32], b2[32], b3[32];
+	printf("pipeline %s   state %s%s\n", jstr(lag, "pipeline", "?"), jstr(lag, "state", "?"),
+	       json_is_true(json_object_get(lag, "paused")) ? " (applying paused)" : "");
+	fmt_bytes_h(json_object_get(src, "source_lag_bytes"), b1, sizeof b1);
+	fmt_seconds_h(json_object_get(src, "sample_age_seconds"), b2, sizeof b2);
+	printf("source   current %s   read %s   durable %s\n",
+	       pos_text(json_object_get(src, "current")), pos_text(json_object_get(src, "read")),
+	       pos_text(json_object_get(src, "durable")));
+	printf("         source lag %s   sample %s old (%s clock)\n", b1, b2,
+	       jstr(src, "clock", "no"));
+	json_t *slot = json_object_get(src, "slot");
+	if (json_is_object(slot)) {
+		fmt_bytes_h(json_object_get(slot, "retained_wal_bytes"), b1, sizeof b1);
+		json_t *safe = json_object_get(slot, "safe_wal_size");
+		if (json_integer_value(safe) < 0)
+			snprintf(b2, sizeof b2, "unlimited");
+		else
+			fmt_bytes_h(safe, b2, sizeof b2);
+		printf("slot     %s   wal_status %s   retained %s   safe %s\n", jstr(slot, "name", "?"),
+		       jstr(slot, "wal_status", "?"), b1, b2);
+		if (json_is_string(json_object_get(slot, "warning")))
+			printf("WARNING  %s\n", jstr(slot, "warning", ""));
+	}
+	printf("%-16s %-18s %12s %12s %10s\n", "TARGET", "APPLIED", "LAG BYTES", "LAG", "BUFFERED");
+	size_t i;
+	json_t *t;
+	json_array_foreach(json_object_get(lag, "targets"), i, t) {
+		fmt_bytes_h(json_object_get(t, "apply_lag_bytes"), b1, sizeof b1);
+		fmt_seconds_h(json_object_get(t, "apply_lag_seconds"), b2, sizeof b2);
+		json_t *br = json_object_get(t, "buffer_lag_records");
+		if (json_is_integer(br))
+			snprintf(b3, sizeof b3, "%lld", (long long)json_integer_value(br));
+		else
+			snprintf(b3, sizeof b3, "-");
+		printf("%-16.16s %-18.18s %12s %12s %10s\n", jstr(t, "name", "?"),
+		       pos_text(json_object_get(t, "applied")), b1, b2, b3);
+	}
+}
+
+static void print_snapshot(json_t *lag)
+{
+	json_t *snap = json_object_get(lag, "snapshot");
+	json_t *tables = json_object_get(snap, "tables");
+	if (json_array_size(tables) == 0)
+		return;
+	printf("\nsnapshot (%.1f s)\n", json_number_value(json_object_get(snap, "seconds")));
+	size_t i;
+	json_t *t;
+	json_array_foreach(tables, i, t) {
+		json_int_t rows = json_integer_value(json_object_get(t, "rows"));
+		json_int_t est = json_integer_value(json_object_get(t, "est_rows"));
+		char pct[16] = "";
+		if (est > 0 && strcmp(jstr(t, "state", ""), "copying") == 0)
+			snprintf(pct, sizeof pct, " %3.0f%%", rows >= est ? 99.0 : 100.0 * rows / est);
+		printf("  %-40.40s %-8s %12lld rows%s\n", jstr(t, "table", "?"), jstr(t, "state", "?"),
+		       (long long)rows, pct);
+	}
+}
+
+static int cmd_lag(struct ctl *c, int argc, char **argv)
+{
+	struct lag_opts o = { .max_lag = -1 };
+	if (parse_lag_opts("lag", argc, argv, &o, "") < 0)
+		return EXIT_ERROR;
+	struct reply raw;
+	json_t *j = get_json(c, "/lag", &raw);
+	if (j == NULL)
+		return EXIT_ERROR;
+	if (o.json)
+		print_body(&raw);
+	else
+		print_lag(j);
+	reply_free(&raw);
+	json_decref(j);
+	return 0;
+}
+
+static int post_simple(struct ctl *c, const char *cmd, const char *path, int argc, char **argv)
+{
+	struct lag_opts o = { .max_lag = -1 };
+	if (parse_lag_opts(cmd, argc, argv, &o, "") < 0)
+		return EXIT_ERROR;
+	struct reply r;
+	if (request(c, "POST", path, NULL, &r) < 0)
+		return EXIT_ERROR;
+	int rc = 0;
+	if (r.status < 200 || r.status > 299) {
+		report_http_error("POST", path, &r);
+		rc = EXIT_ERROR;
+	} else if (o.json) {
+		print_body(&r);
+	} else {
+		printf("%s\n", strcmp(cmd, "pause") == 0 ?
+		       "applying paused on every target (capture continues)" : "applying resumed");
+	}
+	reply_free(&r);
+	return rc;
+}
+
+static int cmd_pause(struct ctl *c, int argc, char **argv)
+{
+	return post_simple(c, "pause", "/pause", argc, argv);
+}
+
+static int cmd_resume(struct ctl *c, int argc, char **argv)
+{
+	return post_simple(c, "resume", "/resume", argc, argv);
+}
+
+/* A live view: the screen is redrawn every interval (default 1 s) until
+ * interrupted, or count times; with --json one /lag document per line. */
+static int cmd_watch(struct ctl *c, int argc, char **argv)
+{
+	struct lag_opts o = { .max_lag = -1, .interval = 1 };
+	if (parse_lag_opts("watch", argc, argv, &o, "interval count") < 0)
+		return EXIT_ERROR;
+	bool tty = isatty(STDOUT_FILENO);
+	for (long n = 0; o.count == 0 || n < o.count; n++) {
+		if (n > 0)
+			sleep_s(o.interval);
+		json_t *j = get_json(c, "/lag", NULL);
+		if (j == NULL)
+			return EXIT_ERROR;
+		if (o.json) {
+			json_dumpf(j, stdout, JSON_COMPACT);
+			putchar('\n');
+		} else {
+			if (tty)
+				fputs("\033[H\033[2J", stdout);
+			else if (n > 0)
+				putchar('\n');
+			print_lag(j);
+			print_snapshot(j);
+		}
+		fflush(stdout);
+		json_decref(j);
+	}
+	return 0;
+}
+
+/* Converged: the first source position sampled after the wait began has
+ * been applied by every target, each target's apply lag is within
+ * --max-lag-seconds (when given), and /status's "drift_clean" (when the
+ * daemon reports one) is true.  Returns 0 converged, 1 not (yet), 2 error;
+ * *why says what is missing. */
+static int converged_now(struct ctl *c, json_t *lag, uint64_t s0, const struct lag_opts *o,
+			 char *why, size_t size)
+{
+	json_t *targets = json_object_get(lag, "targets");
+	if (json_array_size(targets) == 0) {
+		die_msg("wait: this daemon runs no target");
+		return EXIT_ERROR;
+	}
+	size_t i;
+	json_t *t;
+	json_array_foreach(targets, i, t) {
+		json_t *applied = json_object_get(json_object_get(t, "applied"), "seq");
+		if (!json_is_integer(applied) || (uint64_t)json_integer_value(applied) < s0) {
+			snprintf(why, size, "target %s has not applied up to the source position yet",
+				 jstr(t, "name", "?"));
+			return EXIT_NO;
+		}
+		json_t *secs = json_object_get(t, "apply_lag_seconds");
+		if (o->max_lag >= 0 && (!json_is_number(secs) || json_number_value(secs) > o->max_lag)) {
+			snprintf(why, size, "target %s apply lag above %.3f s", jstr(t, "name", "?"),
+				 o->max_lag);
+			return EXIT_NO;
+		}
+	}
+	json_t *st = get_json(c, "/status", NULL);
+	if (st == NULL)
+		return EXIT_ERROR;
+	json_t *clean = json_object_get(st, "drift_clean");
+	if (clean == NULL)
+		clean = json_object_get(json_object_get(st, "drift"), "drift_clean");
+	int rc = clean == NULL || json_is_true(clean) ? 0 : EXIT_NO;
+	if (rc)
+		snprintf(why, size, "the latest drift check has not found the targets clean");
+	json_decref(st);
+	return rc;
+}
+
+static int cmd_wait(struct ctl *c, int argc, char **argv)
+{
+	struct lag_opts o = { .max_lag = -1 };
+	if (parse_lag_opts("wait", argc, argv, &o, "converged max-lag timeout") < 0)
+		return EXIT_ERROR;
+	if (!o.converged) {
+		die_msg("wait: say what to wait for (--converged)");
+		return EXIT_ERROR;
+	}
+	double t0 = mono_now();
+	bool have_s0 = false;
+	uint64_t s0 = 0;
+	char why[256] = "no source position sampled since the wait began";
+	for (;;) {
+		json_t *lag = get_json(c, "/lag", NULL);
+		if (lag == NULL)
+			return EXIT_ERROR;
+		double elapsed = mono_now() - t0;
+		if (strcmp(jstr(lag, "state", ""), "failed") == 0) {
+			die_msg("wait: the pipeline failed (see lockstepctl status)");
+			json_decref(lag);
+			return EXIT_ERROR;
+		}
+		json_t *src = json_object_get(lag, "source");
+		json_t *cur = json_object_get(json_object_get(src, "current"), "seq");
+		json_t *age = json_object_get(src, "sample_age_seconds");
+		/* the position must be sampled after the question was asked */
+		if (!have_s0 && json_is_integer(cur) &&
+		    (!json_is_number(age) || json_number_value(age) <= elapsed)) {
+			have_s0 = true;
+			s0 = (uint64_t)json_integer_value(cur);
+		}
+		int rc = have_s0 ? converged_now(c, lag, s0, &o, why, sizeof why) : EXIT_NO;
+		bool timed_out = rc == EXIT_NO && o.timeout > 0 && elapsed >= o.timeout;
+		if (rc != EXIT_NO || timed_out) {
+			if (o.json) {
+				json_t *out = json_pack("{s:b,s:f,s:O}", "converged", rc == 0,
+							"waited_seconds", elapsed, "lag", lag);
+				if (have_s0)
+					json_object_set_new(out, "source_seq", json_integer((json_int_t)s0));
+				if (rc != 0)
+					json_object_set_new(out, "reason", json_string(why));
+				json_dumpf(out, stdout, JSON_COMPACT);
+				putchar('\n');
+				json_decref(out);
+			} else if (rc == 0) {
+				printf("converged after %.1f s\n", elapsed);
+			} else if (rc == EXIT_NO) {
+				printf("not converged after %.1f s: %s\n", elapsed, why);
+			}
+			json_decref(lag);
+			return rc == 0 ? 0 : timed_out ? EXIT_NO : EXIT_ERROR;
+		}
+		json_decref(lag);
+		sleep_s(0.2);
+	}
+}
+
 static double mono_clock(void)
 {
 	struct timespec ts;
@@ -527,6 +879,14 @@ static const struct command commands[] = {
 	{"drift", cmd_drift, "[--check [TABLE] | --repair] [--timeout S] [--json]",
 	 "Drift report; --check / --repair (re-copy the differing rows, check again) wait: "
 	 "exit 0 clean, 1 drift, 2 error."},
+	{"lag", cmd_lag, "[--json]", "Positions and lag per stage and per target."},
+	{"pause", cmd_pause, "[--json]", "Stop applying on every target (capture continues)."},
+	{"resume", cmd_resume, "[--json]", "Resume applying after pause."},
+	{"watch", cmd_watch, "[--interval S] [--count N] [--json]",
+	 "Live view of positions, lag and snapshot progress."},
+	{"wait", cmd_wait, "--converged [--max-lag-seconds S] [--timeout T] [--json]",
+	 "Exit 0 once every target applied up to the source position sampled now "
+	 "(and lag <= S, drift clean); 1 on timeout."},
 };
 
 static void usage(FILE *f)

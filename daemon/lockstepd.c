@@ -25,6 +25,7 @@
 #include "daemon/notify.h"
 #include "daemon/version.h"
 #include "json.h"
+#include "lag.h"
 #include "log.h"
 #include "pipeline.h"
 
@@ -37,10 +38,14 @@ struct daemon {
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t watchdog;
 	bool has_watchdog;
+	uv_timer_t status_timer;           /* sd_notify STATUS= lag summary */
+	bool has_status_timer;
 	uint64_t started_ns;
 	bool stopping;
 	int exit_code;
 };
+
+#define STATUS_INTERVAL_MS 5000
 
 struct options {
 	const char *config;
@@ -191,6 +196,8 @@ static void daemon_stop(struct daemon *d, int exit_code)
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
 	if (d->has_watchdog)
 		uv_close((uv_handle_t *)&d->watchdog, NULL);
+	if (d->has_status_timer)
+		uv_close((uv_handle_t *)&d->status_timer, NULL);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -211,6 +218,28 @@ static void on_watchdog(uv_timer_t *t)
 {
 	(void)t;
 	ls_notify_watchdog();
+}
+
+/* Every few seconds, `systemctl status` gets a one-line summary: state,
+ * apply lag, source lag, slot warnings.  A failed pipeline keeps the
+ * failure's own line. */
+static void on_status_timer(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	const struct ls_lag_report *r = d->pipeline ? ls_pipeline_lag(d->pipeline) : NULL;
+	if (r == NULL || strcmp(r->state, "failed") == 0)
+		return;
+	char line[768];
+	ls_lag_summary(r, NULL, line, sizeof line);
+	ls_notify_status(line);
+}
+
+static void start_status_timer(struct daemon *d)
+{
+	uv_timer_init(&d->loop, &d->status_timer);
+	d->status_timer.data = d;
+	uv_timer_start(&d->status_timer, on_status_timer, STATUS_INTERVAL_MS, STATUS_INTERVAL_MS);
+	d->has_status_timer = true;
 }
 
 static void start_signal(struct daemon *d, uv_signal_t *s, int signum)
@@ -263,6 +292,7 @@ static int daemon_start(struct daemon *d, struct ls_err *err)
 	    start_pipeline(d, err) < 0)
 		return -1;
 	start_watchdog(d);
+	start_status_timer(d);
 	char status[sizeof d->socket_path + 256];
 	snprintf(status, sizeof status, "pipeline %s running; control socket %s", d->cfg->name,
 		 d->socket_path);

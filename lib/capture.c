@@ -239,6 +239,8 @@ static void src_commit(void *ctx, const struct ls_txn *txn, uint64_t ack)
 	c->st.read_seq = txn->commit.seq;
 	memcpy(c->st.read_pos, txn->commit.text, sizeof c->st.read_pos);
 	c->st.read_commit_time_us = txn->commit_time_us;
+	if (c->o.on_read)
+		c->o.on_read(c->o.ctx, &txn->commit, txn->commit_time_us, true);
 }
 
 static void src_idle(void *ctx, const struct ls_pos *pos, int64_t time_us)
@@ -248,6 +250,8 @@ static void src_idle(void *ctx, const struct ls_pos *pos, int64_t time_us)
 	if (c->failed || c->in_txn)
 		return;
 	c->st.idle_time_us = time_us;
+	if (c->o.on_read)
+		c->o.on_read(c->o.ctx, pos, time_us, false);
 	/* Nothing in flight: everything received is durable already. */
 	if (c->ring_len == 0 && c->held_head == NULL)
 		c->o.sops->ack_idle(c->o.source);

@@ -36,6 +36,11 @@ struct ls_capture_opts {
 	struct ls_buffer *buffer;          /* borrowed */
 	size_t chunk_bytes;                /* 0 = codec default */
 	void (*on_error)(void *ctx, const struct ls_err *err);   /* fatal */
+	/* Optional (lag, lib/lag.h): a committed source transaction was read
+	 * (commit true: pos and commit time), or the source reported itself
+	 * idle at pos (commit false: the source's time of that report). */
+	void (*on_read)(void *ctx, const struct ls_pos *pos, int64_t source_time_us,
+			bool commit);
 	void *ctx;
 };
 

@@ -212,11 +212,17 @@ void ls_lag_compute(struct ls_lag_report *r, const struct ls_lag_ring *ring, uin
 		(now_ns - r->clock.taken_ns) / 1e9 : -1;
 	r->source_now_us = r->clock.known ? ls_lag_clock_now(&r->clock, now_ns) : 0;
 	r->max_apply_lag_seconds = 0;
+	uint64_t last_commit = ring ? ls_lag_ring_last_seq(ring) : 0;
 	for (int i = 0; i < r->ntargets; i++) {
 		struct ls_lag_target *t = &r->targets[i];
 		uint64_t applied = t->applied.known ? t->applied.seq : 0;
+		/* A target that applied every commit read is as far as the read
+		 * position (its own position names the last commit's start, or
+		 * the last idle record it saw). */
+		uint64_t upto = r->read.known && applied >= last_commit && r->read.seq > applied ?
+			r->read.seq : applied;
 		t->bytes_known = r->source.known && t->applied.known;
-		t->apply_lag_bytes = t->bytes_known ? ls_lag_bytes(r->source.seq, applied) : 0;
+		t->apply_lag_bytes = t->bytes_known ? ls_lag_bytes(r->source.seq, upto) : 0;
 		t->apply_lag_seconds = ls_lag_seconds(ring, applied, &r->clock, now_ns);
 		int64_t oldest;
 		t->oldest_unapplied_us = ring && ls_lag_ring_oldest_after(ring, applied, &oldest) ?

@@ -10,7 +10,9 @@
  *   applied  what a target committed (per target)
  * and the numbers:
  *   source_lag_bytes   = source - read
- *   apply_lag_bytes    = source - applied                    (per target)
+ *   apply_lag_bytes    = source - applied                    (per target;
+ *                        a target that applied every commit read counts
+ *                        as applied up to the read position)
  *   apply_lag_seconds  = source clock now - commit time of the oldest
  *                        committed source transaction with seq > applied;
  *                        0 when there is none                (per target)

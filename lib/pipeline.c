@@ -7,10 +7,14 @@
 #include "buffer_direct.h"
 #include "capture.h"
 #include "drift.h"
+#include "codec.h"
 #include "json.h"
+#include "lag.h"
 #include "log.h"
+#include "pos.h"
 
 #define CRON_MS 100
+#define LAG_HEARTBEAT_MS 1000      /* source heartbeat (lag) */
 
 enum pstate { P_STARTING, P_SNAPSHOT, P_STREAMING, P_STOPPING, P_FAILED, P_RESTARTING };
 static const char *const state_names[] = {
@@ -28,6 +32,7 @@ struct tgt {
 	struct ls_apply *apply;
 	struct ls_buffer_reader *reader;
 	bool reader_paused;
+	bool reader_stopped;               /* reader paused (backpressure or /pause) */
 	uint64_t read_bytes;               /* delivered to apply this run */
 	int64_t committed_offset;
 	struct ls_pos committed_pos;
@@ -60,6 +65,15 @@ struct ls_pipeline {
 	uint64_t snapshot_started_ns, snapshot_ns;
 	struct closer *closer;
 	struct ls_drift *drift;            /* drift checks (lib/drift.h) */
+	/* lag (lib/lag.h): commit times read, positions, the report */
+	struct ls_lag_ring *ring;
+	struct ls_lag_report *report;
+	struct ls_metrics_set *metrics;
+	struct ls_lag_provider lagprov;
+	struct ls_lag_pos read_pos;        /* latest commit or idle position read */
+	struct ls_lag_clock rec_clock;     /* keepalives/records, when no heartbeat */
+	bool paused, slot_warned;
+	unsigned lag_ticks;
 };
 
 
@@ -110,10 +124,15 @@ static void on_fail_timer(uv_timer_t *h)
 
 /* ---- apply side ----------------------------------------------------------------- */
 
+static void reader_sync(struct tgt *t);
+static void lag_record(struct ls_pipeline *p, const void *bytes, size_t len);
+
 static void on_record(void *ctx, int64_t offset, const void *bytes, size_t len)
 {
 	struct tgt *t = ctx;
 	t->read_bytes += len;
+	if (t->p->src == NULL)
+		lag_record(t->p, bytes, len);
 	int rc = ls_apply_push(t->apply, offset, bytes, len);
 	if (rc < 0) {
 		struct ls_err err;
@@ -123,7 +142,7 @@ static void on_record(void *ctx, int64_t offset, const void *bytes, size_t len)
 	}
 	if (rc == 1 && !t->reader_paused) {
 		t->reader_paused = true;
-		ls_buffer_reader_pause(t->reader);
+		reader_sync(t);
 	}
 }
 
@@ -140,8 +159,11 @@ static int open_reader(struct tgt *t, int64_t offset, struct ls_err *err)
 	struct ls_buffer_reader_cb cb = {
 		.ctx = t, .on_record = on_record, .on_error = on_reader_error,
 	};
-	t->reader_paused = false;
-	return ls_buffer_open_reader(t->p->buf, t->cfg->name, offset, &cb, &t->reader, err);
+	t->reader_paused = t->reader_stopped = false;
+	if (ls_buffer_open_reader(t->p->buf, t->cfg->name, offset, &cb, &t->reader, err) < 0)
+		return -1;
+	reader_sync(t);   /* a reader opened while paused (POST /pause) starts paused */
+	return 0;
 }
 
 static void on_committed(void *ctx, int64_t offset, const struct ls_pos *pos)
@@ -159,7 +181,7 @@ static void on_drained(void *ctx)
 	struct tgt *t = ctx;
 	if (t->reader && t->reader_paused) {
 		t->reader_paused = false;
-		ls_buffer_reader_resume(t->reader);
+		reader_sync(t);
 	}
 }
 
@@ -209,10 +231,13 @@ static void check_lead(struct ls_pipeline *p)
 	}
 }
 
+static void lag_cron(struct ls_pipeline *p);
+
 static void on_cron(uv_timer_t *h)
 {
 	struct ls_pipeline *p = h->data;
 	check_lead(p);
+	lag_cron(p);
 	if (p->state == P_STREAMING && p->restart_delay_ms > RESTART_MIN_MS &&
 	    uv_hrtime() - p->streaming_since_ns > RESTART_STABLE_NS)
 		p->restart_delay_ms = RESTART_MIN_MS;
@@ -242,6 +267,8 @@ static int start_targets(struct ls_pipeline *p, struct ls_err *err)
 	return 0;
 }
 
+static void on_read(void *ctx, const struct ls_pos *pos, int64_t time_us, bool commit);
+
 static int start_streaming(struct ls_pipeline *p, struct ls_err *err)
 {
 	p->state = P_STREAMING;
@@ -253,11 +280,15 @@ static int start_streaming(struct ls_pipeline *p, struct ls_err *err)
 		return 0;
 	struct ls_capture_opts co = {
 		.sops = p->sops, .source = p->src, .buffer = p->buf,
-		.on_error = on_capture_error, .ctx = p,
+		.on_error = on_capture_error, .on_read = on_read, .ctx = p,
 	};
-	if (ls_capture_new(p->loop, &co, &p->cap, err) < 0)
+	if (ls_capture_new(p->loop, &co, &p->cap, err) < 0 || ls_capture_start(p->cap, err) < 0)
 		return -1;
-	return ls_capture_start(p->cap, err);
+	struct ls_err herr;
+	/* Lag is worse without the heartbeat, but the data still flows. */
+	if (p->sops->heartbeat && p->sops->heartbeat(p->src, LAG_HEARTBEAT_MS, &herr) < 0)
+		ls_warn("source heartbeat not started: %s", herr.msg);
+	return 0;
 }
 
 /* ---- snapshot ---------------------------------------------------------------------------- */
@@ -515,7 +546,231 @@ int ls_pipeline_new(uv_loop_t *loop, const struct ls_config *cfg,
 
 const char *ls_pipeline_state(const struct ls_pipeline *p)
 {
-	return state_names[p->state];
+	return p->state == P_STREAMING && p->paused ? "paused" : state_names[p->state];
+}
+
+/* ---- lag, pause ------------------------------------------------------------------------------------ */
+
+/* The reader runs unless the apply queue is full or applying is paused. */
+static void reader_sync(struct tgt *t)
+{
+	bool stop = t->reader_paused || t->p->paused;
+	if (t->reader == NULL || stop == t->reader_stopped)
+		return;
+	t->reader_stopped = stop;
+	if (stop)
+		ls_buffer_reader_pause(t->reader);
+	else
+		ls_buffer_reader_resume(t->reader);
+}
+
+/* Remembers a position read and, for a commit, its time; false when the
+ * position is not new (resent, or a second target's reader). */
+static bool lag_read(struct ls_pipeline *p, const struct ls_pos *pos, int64_t time_us,
+		     bool commit)
+{
+	if (p->read_pos.known && pos->seq <= p->read_pos.seq)
+		return false;
+	ls_lag_pos_set(&p->read_pos, pos);
+	if (commit && p->ring == NULL)
+		p->ring = ls_lag_ring_new(0, 0);
+	if (commit && p->ring != NULL)
+		ls_lag_ring_add(p->ring, pos->seq, time_us);
+	return true;
+}
+
+/* Capture read a commit (time = its commit time) or the source reported
+ * itself idle (time = the source's clock at that keepalive). */
+static void on_read(void *ctx, const struct ls_pos *pos, int64_t time_us, bool commit)
+{
+	struct ls_pipeline *p = ctx;
+	lag_read(p, pos, time_us, commit);
+	if (!commit)
+		ls_lag_clock_update(&p->rec_clock, time_us, uv_hrtime());
+}
+
+/* A process without the source learns commits and source times from the
+ * records its readers get; the newest record's source time stands in for
+ * the source's clock, so lag reads low (a lower bound) while readers are
+ * behind. */
+static void lag_record(struct ls_pipeline *p, const void *bytes, size_t len)
+{
+	struct ls_codec_record r;
+	if (ls_codec_decode_header(bytes, len, &r, NULL) < 0)
+		return;   /* the apply thread reports bad records */
+	bool commit = r.type == LS_CODEC_TXN && (r.flags & LS_CODEC_LAST);
+	if ((commit || r.type == LS_CODEC_POSITION) && lag_read(p, &r.pos, r.time_us, commit))
+		ls_lag_clock_update(&p->rec_clock, r.time_us, uv_hrtime());
+}
+
+/* What the target committed: its checkpoint, then each commit (including
+ * POSITION records of an idle source). */
+static void target_applied(struct tgt *t, struct ls_lag_target *out)
+{
+	struct ls_apply_stats as;
+	ls_apply_stats(t->apply, &as);
+	struct ls_pos best = { .seq = as.committed_seq };
+	snprintf(best.text, sizeof best.text, "%s", as.committed_pos);
+	bool known = as.committed_offset >= 0 || as.committed_seq > 0;
+	if (t->committed_offset >= 0 && t->committed_pos.seq > best.seq) {
+		best = t->committed_pos;
+		known = true;
+	}
+	if (known)
+		ls_lag_pos_set(&out->applied, &best);
+	out->committed_offset = t->committed_offset;
+	out->txns_applied = as.txns;
+	out->changes_applied = as.changes;
+	out->buffer_lag_records = t->reader ? ls_buffer_reader_lag(t->reader) : -1;
+}
+
+static void lag_source(struct ls_pipeline *p, struct ls_lag_report *r)
+{
+	struct ls_source_lag sl;
+	memset(&sl, 0, sizeof sl);
+	if (p->src && p->sops->lag_sample)
+		p->sops->lag_sample(p->src, &sl);
+	if (p->rec_clock.known) {
+		r->clock = p->rec_clock;
+		r->clock_from = p->src ? "keepalive" : "records";
+	}
+	if (sl.now_known) {
+		/* keepalives read the same clock; the newer sample wins */
+		ls_lag_pos_set(&r->source, &sl.now);
+		ls_lag_clock_update(&r->clock, sl.now_time_us, sl.taken_ns);
+		r->clock_from = "heartbeat";
+	}
+	if (sl.slot_known) {
+		struct ls_lag_slot *s = &r->slot;
+		s->known = true;
+		snprintf(s->name, sizeof s->name, "%s", sl.slot);
+		snprintf(s->wal_status, sizeof s->wal_status, "%s", sl.wal_status);
+		s->safe_wal_size = sl.safe_wal_size;
+		s->max_keep_size = sl.max_keep_size;
+		s->retained_bytes = sl.retained_bytes;
+	}
+	if (p->cap == NULL)
+		return;
+	struct ls_capture_stats cs;
+	ls_capture_stats(p->cap, &cs);
+	r->txns_captured = cs.txns;
+	r->changes_captured = cs.changes;
+	r->records_appended = cs.records;
+	r->bytes_appended = cs.bytes;
+	if (cs.durable_ack) {
+		struct ls_pos d = { .seq = cs.durable_ack };
+		if (strcmp(p->sops->engine, "postgres") == 0)
+			ls_lsn_format(d.seq, d.text, sizeof d.text);
+		else
+			snprintf(d.text, sizeof d.text, "%llu", (unsigned long long)d.seq);
+		ls_lag_pos_set(&r->durable, &d);
+	}
+}
+
+/* An empty report sized for the current targets and tables (they change
+ * across restarts). */
+static struct ls_lag_report *lag_report_reset(struct ls_pipeline *p)
+{
+	int ntables = p->src ? p->tables.n : 0;
+	struct ls_lag_report *r = p->report;
+	if (r == NULL || r->ntargets != p->ntgts || r->ntables != ntables) {
+		ls_lag_report_free(r);
+		p->report = r = ls_lag_report_new(p->ntgts, ntables);
+		return r;
+	}
+	struct ls_lag_target *tg = r->targets;
+	struct ls_lag_table *tb = r->tables;
+	memset(tg, 0, (size_t)r->ntargets * sizeof *tg);
+	memset(tb, 0, (size_t)r->ntables * sizeof *tb);
+	memset(r, 0, sizeof *r);
+	r->targets = tg;
+	r->tables = tb;
+	r->ntargets = p->ntgts;
+	r->ntables = ntables;
+	return r;
+}
+
+const struct ls_lag_report *ls_pipeline_lag(struct ls_pipeline *p)
+{
+	struct ls_lag_report *r = lag_report_reset(p);
+	if (r == NULL)
+		return NULL;
+	snprintf(r->pipeline, sizeof r->pipeline, "%s", p->cfg->name ? p->cfg->name : "");
+	snprintf(r->state, sizeof r->state, "%s", ls_pipeline_state(p));
+	r->paused = p->paused;
+	r->read = p->read_pos;
+	lag_source(p, r);
+	for (int i = 0; i < p->ntgts; i++) {
+		snprintf(r->targets[i].name, sizeof r->targets[i].name, "%s", p->tgts[i].cfg->name);
+		if (p->tgts[i].apply)
+			target_applied(&p->tgts[i], &r->targets[i]);
+	}
+	for (int i = 0; i < r->ntables && p->sops->snapshot_progress; i++) {
+		struct ls_source_progress pr;
+		if (p->sops->snapshot_progress(p->src, i, &pr) < 0)
+			continue;
+		struct ls_lag_table *t = &r->tables[i];
+		snprintf(t->name, sizeof t->name, "%s.%s", pr.schema, pr.name);
+		snprintf(t->state, sizeof t->state, "%s", pr.state);
+		t->rows = pr.rows;
+		t->est_rows = pr.est_rows;
+	}
+	r->snapshot_seconds = (p->snapshot_ns ? p->snapshot_ns : p->snapshot_started_ns ?
+			       uv_hrtime() - p->snapshot_started_ns : 0) / 1e9;
+	ls_lag_compute(r, p->ring, uv_hrtime());
+	ls_lag_slot_check(&r->slot);
+	return r;
+}
+
+/* Forgets commit times every target has applied; once a second, says in
+ * the log when the slot starts or stops being at risk. */
+static void lag_cron(struct ls_pipeline *p)
+{
+	if (p->ring != NULL && p->cfg->ntargets == 0)
+		ls_lag_ring_release(p->ring, UINT64_MAX);   /* applied elsewhere */
+	else if (p->ring != NULL && p->state == P_STREAMING && p->ntgts > 0) {
+		uint64_t min = UINT64_MAX;
+		for (int i = 0; i < p->ntgts; i++) {
+			struct ls_lag_target t;
+			memset(&t, 0, sizeof t);
+			target_applied(&p->tgts[i], &t);
+			uint64_t seq = t.applied.known ? t.applied.seq : 0;
+			if (seq < min)
+				min = seq;
+		}
+		ls_lag_ring_release(p->ring, min);
+	}
+	if (++p->lag_ticks % (1000 / CRON_MS) != 0 || p->src == NULL)
+		return;
+	const struct ls_lag_report *r = ls_pipeline_lag(p);
+	if (r == NULL || r->slot.warning == p->slot_warned)
+		return;
+	p->slot_warned = r->slot.warning;
+	if (r->slot.warning)
+		ls_warn("%s", r->slot.warning_text);
+	else
+		ls_notice("replication slot %s: WAL retention back to safe levels", r->slot.name);
+}
+
+int ls_pipeline_pause(struct ls_pipeline *p, bool pause)
+{
+	if (p->paused != pause)
+		ls_notice(pause ? "applying paused on every target; capture continues into the buffer"
+			  : "applying resumed");
+	p->paused = pause;
+	for (int i = 0; i < p->ntgts; i++)
+		reader_sync(&p->tgts[i]);
+	return 0;
+}
+
+static const struct ls_lag_report *lag_report_cb(void *data)
+{
+	return ls_pipeline_lag(data);
+}
+
+static int lag_pause_cb(void *data, bool pause)
+{
+	return ls_pipeline_pause(data, pause);
 }
 
 /* ---- status ---------------------------------------------------------------------------------------- */
@@ -613,13 +868,30 @@ static void status_cb(struct ls_json *j, void *data)
 	status_capture(p, j);
 	status_targets(p, j);
 	ls_drift_status(p->drift, j);
+	const struct ls_lag_report *r = ls_pipeline_lag(p);
+	if (r != NULL)
+		ls_lag_status_json(r, j);
 }
 
 int ls_pipeline_register(struct ls_pipeline *p, struct ls_control *ctl)
 {
 	if (ls_drift_register(p->drift, ctl) < 0)
 		return -1;
-	return ls_control_status_provider(ctl, status_cb, p);
+	p->lagprov.report = lag_report_cb;
+	p->lagprov.pause = lag_pause_cb;
+	p->lagprov.data = p;
+	if (p->metrics == NULL && (p->metrics = ls_metrics_set_new()) == NULL)
+		return -1;
+	if (ls_control_status_provider(ctl, status_cb, p) < 0 ||
+	    ls_lag_register(ctl, p->metrics, &p->lagprov) < 0 ||
+	    ls_metrics_set_route(p->metrics, ctl) < 0)
+		return -1;
+	return 0;
+}
+
+struct ls_metrics_set *ls_pipeline_metrics(struct ls_pipeline *p)
+{
+	return p->metrics;
 }
 
 /* ---- teardown, restart, close ------------------------------------------------------------ */
@@ -725,6 +997,9 @@ static void close_done(struct closer *c)
 		return;
 	void (*cb)(void *) = c->cb;
 	void *arg = c->arg;
+	ls_lag_ring_free(c->p->ring);
+	ls_lag_report_free(c->p->report);
+	ls_metrics_set_free(c->p->metrics);
 	free(c->p);
 	free(c);
 	if (cb)

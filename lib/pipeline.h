@@ -55,13 +55,31 @@ int ls_pipeline_new(uv_loop_t *loop, const struct ls_config *cfg,
 		    struct ls_pipeline **out, struct ls_err *err)
 	__attribute__((warn_unused_result));
 
-/* Registers GET /status members and routes on ctl. */
+/* Registers GET /status members and routes on ctl: GET /lag, GET /metrics,
+ * POST /pause, POST /resume (lib/lag.h). */
 int ls_pipeline_register(struct ls_pipeline *p, struct ls_control *ctl);
 
 int ls_pipeline_start(struct ls_pipeline *p, struct ls_err *err)
 	__attribute__((warn_unused_result));
 
-/* "starting" "snapshot" "streaming" "stopping" "failed" */
+/* Lag (lib/lag.h): the report, refreshed now; borrowed, valid until the
+ * next call.  NULL out of memory. */
+struct ls_lag_report;
+const struct ls_lag_report *ls_pipeline_lag(struct ls_pipeline *p);
+
+/* POST /pause and /resume: while paused, every target's buffer reader is
+ * held (what its apply queue already holds is still applied); the source
+ * keeps capturing into the buffer until the buffer's window is full.  A
+ * pause survives pipeline restarts.  Returns 0. */
+int ls_pipeline_pause(struct ls_pipeline *p, bool pause);
+
+/* The providers of GET /metrics (lib/metrics.h), for components that add
+ * their own families; valid after ls_pipeline_register. */
+struct ls_metrics_set;
+struct ls_metrics_set *ls_pipeline_metrics(struct ls_pipeline *p);
+
+/* "starting" "snapshot" "streaming" "paused" (streaming, applying paused)
+ * "stopping" "failed" "restarting" */
 const char *ls_pipeline_state(const struct ls_pipeline *p);
 
 /* Closes everything; cb(arg) runs from the loop once all is released. */

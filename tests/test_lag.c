@@ -230,10 +230,15 @@ START_TEST(lag_compute_table)
 		{ 5000, 4000, 500, 5000, 1000, 4500, 5.0 },
 		/* target between the commits */
 		{ 5000, 4000, 1500, 5000, 1000, 3500, 4.0 },
-		/* stale sample below what was read: source raised to read */
-		{ 1000, 2500, 2000, 2500, 0, 500, 0.0 },
+		/* stale sample below what was read: source raised to read; every
+		 * commit read is applied, so the target is as far as the read */
+		{ 1000, 2500, 2000, 2500, 0, 0, 0.0 },
 		/* no sample at all: read stands in */
-		{ 0, 2500, 2000, 2500, 0, 500, 0.0 },
+		{ 0, 2500, 2000, 2500, 0, 0, 0.0 },
+		/* caught up with what was read, the source wrote more since */
+		{ 2900, 2500, 2000, 2900, 400, 400, 0.0 },
+		/* applied the first commit only */
+		{ 2900, 2500, 1000, 2900, 400, 1900, 4.0 },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct ls_lag_report *r = ls_lag_report_new(1, 0);
