@@ -18,6 +18,7 @@
 #define REPAIR_BATCH 200               /* keys per repair marker */
 #define REPAIR_MAX_KEYS 100000         /* differing keys kept per table for repair */
 #define MAX_TARGETS 32                 /* mask width */
+#define COUNT_MS 5000                  /* change counters sampled this often */
 
 /* ==== buffer and netstrings ================================================ */
 
@@ -497,6 +498,8 @@ struct tab {
 	struct keylist keys;               /* every differing key, all targets */
 	char *error;
 	char pos[LS_POS_TEXT_MAX];         /* latest marker position answered */
+	bool have_count0;                  /* change counter when the walk began */
+	uint64_t count0;
 	/* the work in flight */
 	uv_work_t work;
 	char wkind;
@@ -534,6 +537,8 @@ struct report {
 	char *error;
 	struct ls_drift_tally *tally;      /* one per target */
 	struct keylist keys;               /* every differing key (capped), for repair */
+	bool have_count0, have_now;        /* change counter at check start, lately */
+	uint64_t count0, now;
 };
 
 struct dhook {
@@ -570,7 +575,14 @@ struct ls_drift {
 	char *last_filter;
 	uint64_t completed;
 	uv_async_t async;
-	uv_timer_t pump_timer, sched_timer;
+	uv_timer_t pump_timer, sched_timer, count_timer;
+	/* change counters: one work at a time on a connection of its own */
+	uv_work_t count_work;
+	bool count_busy;
+	struct ls_drift_conn *cconn;
+	struct tset *count_ts;
+	uint64_t *count_vals;
+	bool *count_ok;
 	pthread_mutex_t mu;
 	struct answer *answers, **answers_tail;   /* under mu */
 	bool closing;
@@ -802,6 +814,16 @@ static struct report *report_for(struct ls_drift *d, const char *table)
 	return r;
 }
 
+/* Source changes since each table's latest check began (known ones). */
+static uint64_t unverified(const struct ls_drift *d)
+{
+	uint64_t n = 0;
+	for (int i = 0; i < d->nreps; i++)
+		if (d->reps[i].have_count0 && d->reps[i].have_now && d->reps[i].now > d->reps[i].count0)
+			n += d->reps[i].now - d->reps[i].count0;
+	return n;
+}
+
 uint64_t ls_drift_rows(const struct ls_drift *d)
 {
 	uint64_t n = 0;
@@ -899,6 +921,8 @@ static void tab_done(struct ls_drift *d, struct tab *t)
 	snprintf(r->pos, sizeof r->pos, "%s", t->pos);
 	free(r->error);
 	r->error = xstrdup(t->error);
+	r->have_count0 = r->have_now = t->have_count0;
+	r->count0 = r->now = t->count0;
 	keylist_free(&r->keys);
 	r->keys = t->keys;
 	memset(&t->keys, 0, sizeof t->keys);
@@ -972,6 +996,9 @@ static void work_run(uv_work_t *w)
 	switch (t->wkind) {
 	case LS_DRIFT_CHUNK: {
 		uint64_t rows = 0;
+		struct ls_err e;
+		if (t->wm.chunk == 0 && d->sops->change_count)
+			t->have_count0 = d->sops->change_count(t->conn, rel, &t->count0, &e) == 0;
 		t->wrc = d->sops->chunk(t->conn, rel, &t->wm, d->cfg->drift.chunk_rows > 0 ?
 					d->cfg->drift.chunk_rows : 10000, &t->whi, &rows,
 					t->wchunk->src_hash, &t->werr);
@@ -1477,6 +1504,68 @@ static void abandon_check(struct ls_drift *d, const char *why)
 	reap_dying(d);
 }
 
+/* ---- change counters (work thread, then loop) ---- */
+
+static void count_run(uv_work_t *w)
+{
+	struct ls_drift *d = w->data;
+	struct ls_err err;
+	if (d->cconn == NULL && d->sops->open(d->cfg, &d->cconn, &err) < 0)
+		return;
+	for (int i = 0; i < d->count_ts->n; i++)
+		d->count_ok[i] = d->sops->change_count(d->cconn, d->count_ts->rels[i],
+						       &d->count_vals[i], &err) == 0;
+}
+
+static void count_done(uv_work_t *w, int status)
+{
+	struct ls_drift *d = w->data;
+	d->count_busy = false;
+	for (int i = 0; status == 0 && i < d->count_ts->n; i++) {
+		if (!d->count_ok[i])
+			continue;
+		for (int k = 0; k < d->nreps; k++)
+			if (strcmp(d->reps[k].table, d->count_ts->names[i]) == 0) {
+				d->reps[k].now = d->count_vals[i];
+				d->reps[k].have_now = true;
+			}
+	}
+	tset_unref(d->count_ts);
+	d->count_ts = NULL;
+	free(d->count_vals);
+	free(d->count_ok);
+	d->count_vals = NULL;
+	d->count_ok = NULL;
+	if (d->closing)
+		pump(d);
+}
+
+static void on_count_timer(uv_timer_t *h)
+{
+	struct ls_drift *d = h->data;
+	if (d->count_busy || !d->started || d->ts == NULL || d->nreps == 0 ||
+	    d->sops == NULL || d->sops->change_count == NULL)
+		return;
+	d->count_vals = calloc((size_t)d->ts->n + 1, sizeof *d->count_vals);
+	d->count_ok = calloc((size_t)d->ts->n + 1, sizeof *d->count_ok);
+	if (d->count_vals == NULL || d->count_ok == NULL) {
+		free(d->count_vals);
+		free(d->count_ok);
+		d->count_vals = NULL;
+		d->count_ok = NULL;
+		return;
+	}
+	d->count_ts = d->ts;
+	d->ts->refs++;
+	d->count_work.data = d;
+	if (uv_queue_work(d->loop, &d->count_work, count_run, count_done) == 0) {
+		d->count_busy = true;
+		return;
+	}
+	tset_unref(d->count_ts);
+	d->count_ts = NULL;
+}
+
 static void on_sched_timer(uv_timer_t *h)
 {
 	struct ls_drift *d = h->data;
@@ -1498,6 +1587,8 @@ void ls_drift_start(struct ls_drift *d, const struct ls_source_tables *tables)
 	tset_unref(d->ts);
 	d->ts = ts;
 	d->started = true;
+	if (d->sops != NULL && d->sops->change_count != NULL)
+		uv_timer_start(&d->count_timer, on_count_timer, COUNT_MS, COUNT_MS);
 	int64_t iv = d->cfg->drift.interval_s;
 	if (iv > 0 && d->sops != NULL && d->ntargets > 0)
 		uv_timer_start(&d->sched_timer, on_sched_timer, (uint64_t)iv * 1000,
@@ -1510,6 +1601,7 @@ void ls_drift_stop(struct ls_drift *d)
 		return;
 	d->started = false;
 	uv_timer_stop(&d->sched_timer);
+	uv_timer_stop(&d->count_timer);
 	uv_timer_stop(&d->pump_timer);
 	abandon_check(d, "the pipeline stopped");
 }
@@ -1555,7 +1647,8 @@ int ls_drift_new(uv_loop_t *loop, const struct ls_drift_opts *o, struct ls_drift
 	uv_async_init(loop, &d->async, on_async);
 	uv_timer_init(loop, &d->pump_timer);
 	uv_timer_init(loop, &d->sched_timer);
-	d->async.data = d->pump_timer.data = d->sched_timer.data = d;
+	uv_timer_init(loop, &d->count_timer);
+	d->async.data = d->pump_timer.data = d->sched_timer.data = d->count_timer.data = d;
 	*out = d;
 	return 0;
 }
@@ -1602,9 +1695,13 @@ static void on_handle_closed(uv_handle_t *h)
 /* Closing: once no work runs any more, the handles go, then d. */
 static void close_finish(struct ls_drift *d)
 {
-	if (d->ndying > 0 || d->closing_handles > 0)
+	if (d->ndying > 0 || d->count_busy || d->closing_handles > 0)
 		return;
-	d->closing_handles = 3;
+	if (d->cconn)
+		d->sops->close(d->cconn);
+	d->cconn = NULL;
+	d->closing_handles = 4;
+	uv_close((uv_handle_t *)&d->count_timer, on_handle_closed);
 	uv_close((uv_handle_t *)&d->async, on_handle_closed);
 	uv_close((uv_handle_t *)&d->pump_timer, on_handle_closed);
 	uv_close((uv_handle_t *)&d->sched_timer, on_handle_closed);
@@ -1726,6 +1823,11 @@ static void json_tables(struct ls_drift *d, struct ls_json *j)
 			iso_time(j, "checked_at", r->checked_at);
 			ls_json_kv_string(j, "position", r->pos[0] ? r->pos : NULL);
 			ls_json_kv_string(j, "error", r->error);
+			ls_json_key(j, "changes_since_check");
+			if (r->have_count0 && r->have_now)
+				ls_json_uint(j, r->now > r->count0 ? r->now - r->count0 : 0);
+			else
+				ls_json_null(j);
 			json_tally(j, &r->tally[k]);
 			ls_json_object_end(j);
 		}
@@ -1741,6 +1843,7 @@ void ls_drift_status(struct ls_drift *d, struct ls_json *j)
 	ls_json_object_begin(j);
 	ls_json_kv_string(j, "state", d->check ? "running" : "idle");
 	ls_json_kv_uint(j, "checks_completed", d->completed);
+	ls_json_kv_uint(j, "changes_since_check", unverified(d));
 	ls_json_kv_int(j, "interval_s", d->cfg->drift.interval_s);
 	ls_json_kv_int(j, "chunk_rows", d->cfg->drift.chunk_rows);
 	json_last(d, j);
@@ -1760,6 +1863,7 @@ static int handle_get(const struct ls_control_request *req, struct ls_control_re
 	ls_json_kv_string(j, "state", d->check ? "running" : "idle");
 	ls_json_kv_bool(j, "available", d->sops != NULL && d->ntargets > 0);
 	ls_json_kv_uint(j, "checks_completed", d->completed);
+	ls_json_kv_uint(j, "changes_since_check", unverified(d));
 	json_running(d, j);
 	json_last(d, j);
 	json_tables(d, j);

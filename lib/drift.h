@@ -37,6 +37,10 @@
  *   - the engine (struct ls_drift): on the loop, plus a hook that runs on
  *     each target's apply thread (ls_drift_apply_hook).
  *
+ * Unverified: per table, the rows changed on the source since its last
+ * check started (the source's change counter, sampled off the loop every
+ * few seconds), so the report says how much is unverified right now.
+ *
  * Control: GET /drift (report), POST /drift/check[?table=schema.name]
  * [&rate=N] and POST /drift/repair (admin).  GET /status gains drift_rows,
  * drift_clean and a "drift" object.
@@ -223,6 +227,12 @@ struct ls_drift_source_ops {
 	int (*repair)(struct ls_drift_conn *c, const struct ls_relation *rel,
 		      struct ls_drift_marker *m, const char *const *keys, size_t nkeys,
 		      struct ls_err *err);
+	/* Optional (may be NULL): a count of the table's row changes that only
+	 * grows (may lag the truth by a second or so).  Sampled when a table's
+	 * check starts and every few seconds after, it tells how much changed
+	 * since the table was last verified. */
+	int (*change_count)(struct ls_drift_conn *c, const struct ls_relation *rel,
+			    uint64_t *n, struct ls_err *err);
 };
 
 /* ---- the engine --------------------------------------------------------------------- */

@@ -250,6 +250,21 @@ static int ctl_drift(const char *args, json_t **out)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+static bool t2_unverified(void *ctx)
+{
+	long long *want = ctx;
+	json_t *j = ls_testd_get(d, "/drift");
+	bool ok = false;
+	size_t i;
+	json_t *t;
+	json_array_foreach(json_object_get(j, "tables"), i, t)
+		if (strcmp(json_string_value(json_object_get(t, "table")), "public.t2") == 0)
+			ok = num(t, "changes_since_check") == *want &&
+			     num(j, "changes_since_check") == *want;
+	json_decref(j);
+	return ok;
+}
+
 /* ---- tests ------------------------------------------------------------------------------- */
 
 START_TEST(drift_finds_exact_rows_and_repair_fixes_them)
@@ -310,8 +325,18 @@ START_TEST(drift_finds_exact_rows_and_repair_fixes_them)
 	ck_assert_msg(rc == 0, "lockstepctl drift --repair exited %d, want 0; log:\n%s", rc,
 		      ls_testd_log_tail(d));
 	assert_clean(out, total_rows());
+	ck_assert_int_eq(num(table_entry(out, "public.t2"), "changes_since_check"), 0);
 	json_decref(out);
 	ck_assert(converged(NULL));
+
+	/* what changed since the check is reported as unverified */
+	ls_testpg_exec(src, "shop", "UPDATE t2 SET v = v + 1 WHERE b = 1");
+	char *n = ls_testpg_query1(src, "shop", "SELECT count(*) FROM t2 WHERE b = 1");
+	long long want = atoll(n);
+	free(n);
+	ck_assert_int_gt(want, 0);
+	ck_assert_msg(ls_test_wait_until(t2_unverified, &want, 30000),
+		      "t2's changes since the check were not reported");
 }
 END_TEST
 
