@@ -497,6 +497,7 @@ struct tab {
 	struct ls_drift_tally *tally;      /* one per target */
 	struct keylist keys;               /* every differing key, all targets */
 	char *error;
+	const char *skipped;               /* why the table is not checked (static) */
 	char pos[LS_POS_TEXT_MAX];         /* latest marker position answered */
 	bool have_count0;                  /* change counter when the walk began */
 	uint64_t count0;
@@ -535,6 +536,7 @@ struct report {
 	uint32_t check;
 	char pos[LS_POS_TEXT_MAX];
 	char *error;
+	const char *skipped;               /* static text, or NULL */
 	struct ls_drift_tally *tally;      /* one per target */
 	struct keylist keys;               /* every differing key (capped), for repair */
 	bool have_count0, have_now;        /* change counter at check start, lately */
@@ -921,6 +923,7 @@ static void tab_done(struct ls_drift *d, struct tab *t)
 	snprintf(r->pos, sizeof r->pos, "%s", t->pos);
 	free(r->error);
 	r->error = xstrdup(t->error);
+	r->skipped = t->skipped;
 	r->have_count0 = r->have_now = t->have_count0;
 	r->count0 = r->now = t->count0;
 	keylist_free(&r->keys);
@@ -934,7 +937,9 @@ static void tab_done(struct ls_drift *d, struct tab *t)
 	uint64_t rows = 0;
 	for (int k = 0; k < d->ntargets; k++)
 		rows += ls_drift_tally_rows(&r->tally[k]);
-	if (t->error)
+	if (t->skipped)
+		ls_info("drift check %u: %s skipped: %s", c->id, r->table, t->skipped);
+	else if (t->error)
 		ls_warn("drift check %u: %s: %s", c->id, r->table, t->error);
 	else if (rows)
 		ls_warn("drift check %u: %s: %" PRIu64 " row(s) differ", c->id, r->table, rows);
@@ -1360,9 +1365,15 @@ static void pump(struct ls_drift *d)
 		uv_timer_start(&d->pump_timer, on_pump_timer, wait, 0);
 }
 
-static bool has_key(const struct ls_relation *r)
+/* Why rel cannot be walked in key order, or NULL.  A REPLICA IDENTITY
+ * FULL table without a primary key has every column flagged: rows may
+ * repeat and some types cannot be ordered. */
+static const char *unkeyed(const struct ls_relation *r)
 {
-	return ls_relation_nkeys(r) > 0;
+	unsigned nk = ls_relation_nkeys(r);
+	if (nk == 0 || (r->replident == LS_REPLIDENT_FULL && nk == r->ncols && r->ncols > 1))
+		return "no primary key: rows cannot be ordered into chunks";
+	return NULL;
 }
 
 static struct check *check_new(struct ls_drift *d, const char *table, double rate,
@@ -1396,10 +1407,8 @@ static struct check *check_new(struct ls_drift *d, const char *table, double rat
 			ls_err_set(err, false, "out of memory");
 			return NULL;
 		}
-		if (!has_key(d->ts->rels[i])) {
-			tab_fail(t, "no primary key: rows cannot be ordered into chunks");
+		if ((t->skipped = unkeyed(d->ts->rels[i])) != NULL)
 			ls_drift_cursor_advance(&t->cur, NULL);
-		}
 	}
 	if (table && c->ntabs == 0) {
 		check_free(d, c);
@@ -1823,6 +1832,7 @@ static void json_tables(struct ls_drift *d, struct ls_json *j)
 			iso_time(j, "checked_at", r->checked_at);
 			ls_json_kv_string(j, "position", r->pos[0] ? r->pos : NULL);
 			ls_json_kv_string(j, "error", r->error);
+			ls_json_kv_string(j, "skipped", r->skipped);
 			ls_json_key(j, "changes_since_check");
 			if (r->have_count0 && r->have_now)
 				ls_json_uint(j, r->now > r->count0 ? r->now - r->count0 : 0);
