@@ -334,6 +334,9 @@ START_TEST(lag_wait_converged_exit_codes)
 {
 	struct ls_testd *d = start(false, NULL);
 	char out[8192], args[512];
+	/* converged includes "the latest drift check found no drift" */
+	int st = ls_testd_post(d, "/drift/check");
+	ck_assert_msg(st >= 200 && st < 300, "POST /drift/check: %d", st);
 	snprintf(args, sizeof args, "--socket %s wait --converged --timeout 60", ls_testd_socket(d));
 	ck_assert_msg(ctl(out, sizeof out, args) == 0, "caught up, wait said: %s", out);
 
