@@ -583,6 +583,10 @@ void ls_lag_summary(const struct ls_lag_report *r, const char *extra, char *buf,
 	}
 	if (n >= 0 && (size_t)n < size)
 		n += snprintf(buf + n, size - (size_t)n, "; source lag %s", src);
+	if (r->drift_known && n >= 0 && (size_t)n < size)
+		n += r->drift_rows ? snprintf(buf + n, size - (size_t)n, "; drift %llu row(s)",
+					      (unsigned long long)r->drift_rows)
+				   : snprintf(buf + n, size - (size_t)n, "; drift clean");
 	if (r->slot.warning && n >= 0 && (size_t)n < size)
 		n += snprintf(buf + n, size - (size_t)n, "; WARNING %s", r->slot.warning_text);
 	if (extra != NULL && extra[0] && n >= 0 && (size_t)n < size)

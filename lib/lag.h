@@ -154,6 +154,8 @@ struct ls_lag_report {
 	int ntables;
 	struct ls_lag_table *tables;   /* ntables, owned by the report */
 	double snapshot_seconds;
+	bool drift_known;              /* a drift check found the targets clean, or drift */
+	uint64_t drift_rows;           /* rows differing at the latest check */
 	/* computed by ls_lag_compute */
 	uint64_t now_ns;
 	bool source_lag_known;
@@ -182,8 +184,9 @@ void ls_lag_report_json(const struct ls_lag_report *r, struct ls_json *j);
 void ls_lag_status_json(const struct ls_lag_report *r, struct ls_json *j);
 /* The lockstep_* families of GET /metrics. */
 void ls_lag_report_metrics(const struct ls_lag_report *r, struct ls_metrics *m);
-/* One line for systemd's STATUS=: "streaming, apply lag 0.2 s (new 0.2 s),
- * source lag 0 B".  extra (may be NULL) is appended after a comma. */
+/* One line for systemd's STATUS=: "streaming; apply lag 0.2 s (new 0.2 s);
+ * source lag 0 B; drift clean".  extra (may be NULL) is appended after a
+ * semicolon. */
 void ls_lag_summary(const struct ls_lag_report *r, const char *extra, char *buf,
 		    size_t size);
 

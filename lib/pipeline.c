@@ -717,6 +717,8 @@ const struct ls_lag_report *ls_pipeline_lag(struct ls_pipeline *p)
 	}
 	r->snapshot_seconds = (p->snapshot_ns ? p->snapshot_ns : p->snapshot_started_ns ?
 			       uv_hrtime() - p->snapshot_started_ns : 0) / 1e9;
+	r->drift_rows = ls_drift_rows(p->drift);
+	r->drift_known = r->drift_rows > 0 || ls_drift_clean(p->drift);
 	ls_lag_compute(r, p->ring, uv_hrtime());
 	ls_lag_slot_check(&r->slot);
 	return r;

@@ -430,12 +430,15 @@ START_TEST(lag_summary_is_one_line)
 	ls_lag_ring_add(ring, 4500, 8 * SEC);
 	struct ls_lag_report *r = sample_report(ring);
 	r->paused = true;
+	r->drift_known = true;
+	r->drift_rows = 3;
 	char buf[512];
 	ls_lag_summary(r, "drift clean", buf, sizeof buf);
 	ck_assert_ptr_null(strchr(buf, '\n'));
 	ck_assert_msg(strstr(buf, "streaming (paused); apply lag 2.0 s") == buf, "%s", buf);
 	ck_assert_msg(strstr(buf, "new 2.0 s") != NULL, "%s", buf);
 	ck_assert_msg(strstr(buf, "source lag 1000 B") != NULL, "%s", buf);
+	ck_assert_msg(strstr(buf, "; drift 3 row(s)") != NULL, "%s", buf);
 	ck_assert_msg(strstr(buf, "WARNING replication slot") != NULL, "%s", buf);
 	ck_assert_msg(strstr(buf, "; drift clean") != NULL, "%s", buf);
 	char tiny[16];
