@@ -117,18 +117,21 @@ START_TEST(lag_ring_release_forgets_applied)
 }
 END_TEST
 
-/* A million commits at 1 kHz into 256 buckets: memory stays bounded and the
+/* 300,000 commits at 1 kHz into 256 buckets: memory stays bounded and the
  * answer is never younger than the truth, and older by at most the current
  * granularity (about 2 x backlog / capacity). */
 START_TEST(lag_ring_stays_bounded_under_high_rates)
 {
 	const size_t cap = 256;
 	struct ls_lag_ring *r = ls_lag_ring_new(cap, 10 * MS);
-	const int n = 1000000;
+	const int n = 300000;
+	size_t max_len = 0;
 	for (int i = 1; i <= n; i++) {
 		ls_lag_ring_add(r, (uint64_t)i, (int64_t)i * MS);
-		ck_assert_uint_le(ls_lag_ring_len(r), cap);
+		if (ls_lag_ring_len(r) > max_len)
+			max_len = ls_lag_ring_len(r);
 	}
+	ck_assert_uint_le(max_len, cap);
 	int64_t gran = ls_lag_ring_granularity(r);
 	int64_t backlog = (int64_t)n * MS;
 	ck_assert_int_le(gran, 4 * backlog / (int64_t)cap);
