@@ -883,10 +883,9 @@ static const struct command commands[] = {
 	{"pause", cmd_pause, "[--json]", "Stop applying on every target (capture continues)."},
 	{"resume", cmd_resume, "[--json]", "Resume applying after pause."},
 	{"watch", cmd_watch, "[--interval S] [--count N] [--json]",
-	 "Live view of positions, lag and snapshot progress."},
+	 "Live view: positions, lag, snapshot progress."},
 	{"wait", cmd_wait, "--converged [--max-lag-seconds S] [--timeout T] [--json]",
-	 "Exit 0 once every target applied up to the source position sampled now "
-	 "(and lag <= S, drift clean); 1 on timeout."},
+	 "Targets caught up with the source (lag <= S, drift clean)."},
 };
 
 static void usage(FILE *f)
@@ -894,9 +893,12 @@ static void usage(FILE *f)
 	fprintf(f, "usage: lockstepctl [--socket PATH | --config FILE] COMMAND [ARGS]\n"
 		   "       lockstepctl --version\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-		char left[64];
+		char left[96];
 		snprintf(left, sizeof left, "%s %s", commands[i].name, commands[i].args);
-		fprintf(f, "  %-22s %s\n", left, commands[i].help);
+		if (strlen(left) > 22)   /* long arguments: help on its own line */
+			fprintf(f, "  %s\n  %-22s %s\n", left, "", commands[i].help);
+		else
+			fprintf(f, "  %-22s %s\n", left, commands[i].help);
 	}
 	fprintf(f, "\nThe socket defaults to the config's [control] socket, else "
 		   "$LOCKSTEP_SOCKET.\nExit: 0 ok, 1 the answer is no, 2 error.\n");
