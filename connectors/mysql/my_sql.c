@@ -447,6 +447,24 @@ bool ls_mysql_type_safe(const char *type)
 	return depth == 0 && type[0] != '\0';
 }
 
+/* A MySQL source's binary and BIT columns: text values (from its snapshot's
+ * pg-text rows) become bytes, written as X'..' literals. */
+static void my_bytes(const char *type, struct ls_mysql_coltype *out)
+{
+	static const char *const bytes[] = { "binary", "varbinary", "tinyblob", "blob",
+		"mediumblob", "longblob" };
+	size_t n = strspn(type, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
+	for (size_t i = 0; i < sizeof bytes / sizeof bytes[0]; i++)
+		if (strlen(bytes[i]) == n && strncasecmp(type, bytes[i], n) == 0) {
+			out->conv = LS_MYCONV_MYBYTES;
+			out->binary = true;
+		}
+	if (n == 3 && strncasecmp(type, "bit", 3) == 0) {
+		out->conv = LS_MYCONV_MYBIT;
+		out->binary = true;
+	}
+}
+
 static const struct pgmap *pg_lookup(const char *shape)
 {
 	for (size_t i = 0; i < sizeof pg_types / sizeof pg_types[0]; i++)
@@ -544,6 +562,7 @@ int ls_mysql_coltype(const struct ls_column *c, bool key, struct ls_mysql_coltyp
 	} else if (tp.ndims == 0 && is_my_type(type) && ls_mysql_type_safe(type) &&
 		   strlen(type) < sizeof out->sql) {
 		snprintf(out->sql, sizeof out->sql, "%s", type);
+		my_bytes(type, out);
 	} else {
 		return ls_err_set(err, false, "type %s is not supported by the MySQL target",
 				  type[0] ? type : "(none)");
@@ -710,6 +729,30 @@ static int conv_bytea(const char *in, size_t len, struct ls_mysql_buf *out, stru
 	}
 	out->len += (len - 2) / 2;
 	out->data[out->len] = '\0';
+	return 0;
+}
+
+/* The unsigned decimal a BIT column's value is (up to 64 bits) as its
+ * big-endian bytes without leading zero bytes (MySQL's BIT store takes a
+ * binary string; 0 is one zero byte). */
+static int conv_bit(const char *in, size_t len, struct ls_mysql_buf *out, struct ls_err *err)
+{
+	uint64_t v = 0;
+	if (len == 0 || len > 20)
+		return ls_err_set(err, false, "bad BIT value \"%.*s\"", (int)(len > 24 ? 24 : len),
+				  in);
+	for (size_t i = 0; i < len; i++) {
+		unsigned d = (unsigned char)in[i] - '0';
+		if (d > 9 || v > (UINT64_MAX - d) / 10)
+			return ls_err_set(err, false, "bad BIT value \"%.*s\"", (int)len, in);
+		v = v * 10 + d;
+	}
+	char b[8];
+	int n = 0;
+	for (int sh = 56; sh >= 0; sh -= 8)
+		if (n > 0 || (v >> sh) & 0xff || sh == 0)
+			b[n++] = (char)((v >> sh) & 0xff);
+	ls_mysql_putn(out, b, (size_t)n);
 	return 0;
 }
 
@@ -885,6 +928,10 @@ int ls_mysql_convert(uint8_t conv, uint8_t elem, const char *in, size_t len,
 		return conv_bytea(in, len, out, err);
 	case LS_MYCONV_ARRAY:
 		return conv_array(elem, in, len, out, err);
+	case LS_MYCONV_MYBYTES:
+		return conv_bytea(in, len, out, err);
+	case LS_MYCONV_MYBIT:
+		return conv_bit(in, len, out, err);
 	default:
 		break;
 	}

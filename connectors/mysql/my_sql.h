@@ -120,6 +120,10 @@ enum ls_mysql_conv {
 	LS_MYCONV_TIMESTAMPTZ,     /* "2024-01-02 03:04:05.1+05:30" -> UTC text */
 	LS_MYCONV_BYTEA,           /* "\x0a1b" -> bytes (binary) */
 	LS_MYCONV_ARRAY,           /* "{1,NULL,\"a b\"}" -> JSON array text */
+	/* MySQL-typed columns of a MySQL source, for text values (snapshot
+	 * rows in pg-text; streamed binary values arrive as bytes already): */
+	LS_MYCONV_MYBYTES,         /* binary/blob: "\x0a1b" (bytea hex) -> bytes */
+	LS_MYCONV_MYBIT,           /* bit: "5" (the number) -> bytes 0x05 */
 };
 
 /* Array element rendering for LS_MYCONV_ARRAY. */

@@ -6,11 +6,13 @@
 
 #include "connectors/postgres/pg_copy.h"
 #include "connectors/postgres/pg_drift.h"
+#include "connectors/postgres/pg_mysqltypes.h"
 #include "connectors/postgres/pg_target.h"
 
 struct ls_target {
 	struct ls_pgtarget *pg;
 	struct ls_drift_conn *drift;  /* drift checks' own connection, apply thread */
+	struct ls_pgmy *my;           /* MySQL-typed relations, apply thread */
 	/* fixed at open: copy sessions read them from other threads */
 	struct ls_pgcopy_opts copy;   /* strings owned */
 	_Atomic uint64_t copy_rows;
@@ -19,6 +21,8 @@ struct ls_target {
 struct ls_target_copy {
 	struct ls_target *t;
 	struct ls_pgcopy *c;
+	struct ls_pgmy_copy *my;
+	const struct ls_relation *rel;   /* the table's mapped relation */
 };
 
 static void tgt_free(struct ls_target *t)
@@ -27,6 +31,7 @@ static void tgt_free(struct ls_target *t)
 		return;
 	ls_pgtarget_free(t->pg);
 	ls_pgdrift_close(t->drift);
+	ls_pgmy_free(t->my);
 	free((char *)t->copy.pipeline);
 	free((char *)t->copy.target);
 	free((char *)t->copy.conninfo);
@@ -43,7 +48,8 @@ static int tgt_open(const struct ls_target_opts *o, struct ls_target **out, stru
 	t->copy.pipeline = strdup(o->pipeline ? o->pipeline : "");
 	t->copy.target = strdup(cfg->name ? cfg->name : "");
 	t->copy.conninfo = strdup(cfg->conninfo ? cfg->conninfo : "");
-	if (!t->copy.pipeline || !t->copy.target || !t->copy.conninfo) {
+	t->my = ls_pgmy_new();
+	if (!t->copy.pipeline || !t->copy.target || !t->copy.conninfo || !t->my) {
 		tgt_free(t);
 		return ls_err_set(err, false, "out of memory");
 	}
@@ -71,9 +77,12 @@ static void tgt_checkpoint(const struct ls_target *t, struct ls_target_ckpt *out
 	memcpy(out->source_pos, c.source_pos, sizeof out->source_pos);
 }
 
+/* MySQL-typed relations and values are mapped first (pg_mysqltypes.h). */
 static int tgt_relation(struct ls_target *t, const struct ls_relation *rel, struct ls_err *err)
 {
-	return ls_pgtarget_relation(t->pg, rel, err);
+	const struct ls_relation *pr = ls_pgmy_map(t->my, rel, err);
+	return pr ? ls_pgtarget_relation(t->pg, pr, err) : ls_err_prefix(err, "target %s",
+									  t->copy.target);
 }
 
 static int tgt_begin(struct ls_target *t, const struct ls_txn *txn, struct ls_err *err)
@@ -84,7 +93,11 @@ static int tgt_begin(struct ls_target *t, const struct ls_txn *txn, struct ls_er
 static int tgt_change(struct ls_target *t, const struct ls_relation *rel,
 		      const struct ls_change *ch, struct ls_err *err)
 {
-	return ls_pgtarget_change(t->pg, rel, ch, err);
+	const struct ls_relation *pr = rel ? ls_pgmy_map(t->my, rel, err) : NULL;
+	const struct ls_change *pc = ch;
+	if ((rel && pr == NULL) || ls_pgmy_change(t->my, rel, ch, &pc, err) < 0)
+		return ls_err_prefix(err, "target %s", t->copy.target);
+	return ls_pgtarget_change(t->pg, pr, pc, err);
 }
 
 static int tgt_abort_txn(struct ls_target *t, struct ls_err *err)
@@ -133,7 +146,7 @@ static int tgt_snapshot_state(struct ls_target *t, const char *schema, const cha
 static int tgt_prepare_table(struct ls_target *t, const struct ls_relation *rel,
 			     struct ls_err *err)
 {
-	return ls_pgtarget_relation(t->pg, rel, err);
+	return tgt_relation(t, rel, err);
 }
 
 static int tgt_copy_open(struct ls_target *t, struct ls_target_copy **out, struct ls_err *err)
@@ -143,7 +156,13 @@ static int tgt_copy_open(struct ls_target *t, struct ls_target_copy **out, struc
 	if (c == NULL)
 		return ls_err_set(err, false, "out of memory");
 	c->t = t;
+	c->my = ls_pgmy_copy_new();
+	if (c->my == NULL) {
+		free(c);
+		return ls_err_set(err, false, "out of memory");
+	}
 	if (ls_pgcopy_open(&t->copy, &c->c, err) < 0) {
+		ls_pgmy_copy_free(c->my);
 		free(c);
 		return -1;
 	}
@@ -154,19 +173,31 @@ static int tgt_copy_open(struct ls_target *t, struct ls_target_copy **out, struc
 static int tgt_copy_table_begin(struct ls_target_copy *c, const struct ls_relation *rel,
 				struct ls_err *err)
 {
-	return ls_pgcopy_table_begin(c->c, rel, err);
+	if (ls_pgmy_copy_begin(c->my, rel, &c->rel, err) < 0)
+		return ls_err_prefix(err, "target %s", c->t->copy.target);
+	return ls_pgcopy_table_begin(c->c, c->rel, err);
 }
 
 static int tgt_copy_data(struct ls_target_copy *c, const char *data, size_t len,
 			 struct ls_err *err)
 {
-	return ls_pgcopy_data(c->c, data, len, err);
+	const char *out;
+	size_t n;
+	if (ls_pgmy_copy_data(c->my, data, len, &out, &n, err) < 0)
+		return ls_err_prefix(err, "target %s", c->t->copy.target);
+	return n ? ls_pgcopy_data(c->c, out, n, err) : 0;
 }
 
 static int tgt_copy_table_end(struct ls_target_copy *c, const struct ls_relation *rel,
 			      uint64_t rows, uint64_t copied_at_seq, struct ls_err *err)
 {
-	if (ls_pgcopy_table_end(c->c, rel, rows, copied_at_seq, err) < 0)
+	const char *out;
+	size_t n;
+	if (ls_pgmy_copy_end(c->my, &out, &n, err) < 0)
+		return ls_err_prefix(err, "target %s", c->t->copy.target);
+	if (n && ls_pgcopy_data(c->c, out, n, err) < 0)
+		return -1;
+	if (ls_pgcopy_table_end(c->c, c->rel ? c->rel : rel, rows, copied_at_seq, err) < 0)
 		return -1;
 	atomic_fetch_add(&c->t->copy_rows, rows);
 	return 0;
@@ -177,6 +208,7 @@ static void tgt_copy_close(struct ls_target_copy *c)
 	if (c == NULL)
 		return;
 	ls_pgcopy_close(c->c);
+	ls_pgmy_copy_free(c->my);
 	free(c);
 }
 
