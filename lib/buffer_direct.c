@@ -78,7 +78,6 @@ static int pump_durable(struct direct *d)
 	while (can_pop(d)) {
 		struct entry *e = at(d, 0);
 		uint64_t seq = e->seq;
-		ls_buffer_window_release(&d->win, e->len);
 		d->head = (d->head + 1) % d->cap;
 		d->count--;
 		d->ndelivered--;
@@ -102,6 +101,12 @@ static int pump_deliver(struct direct *d)
 		void *bytes = e->bytes;
 		e->bytes = NULL;
 		d->ndelivered++;
+		/* The window bounds what this buffer holds: once the reader has a
+		 * record, its bytes are the target's to bound (its apply queue).
+		 * Counting it until the ack instead would deadlock on a source
+		 * transaction larger than the window, which the target cannot
+		 * commit before it has seen all of it. */
+		ls_buffer_window_release(&d->win, e->len);
 		d->reader.cb.on_record(d->reader.cb.ctx, off, bytes, e->len);
 		free(bytes);
 		if (d->closing)
@@ -122,6 +127,23 @@ static void pump_cb(uv_idle_t *h)
 	}
 	if (!can_pop(d) && !can_deliver(d))
 		uv_idle_stop(&d->pump);
+}
+
+/* Delivered records wait in the ring (without their bytes) until acked, so
+ * the ring can outgrow the window: double it, keeping the order. */
+static int grow_ring(struct direct *d)
+{
+	size_t cap = d->cap * 2;
+	struct entry *n = calloc(cap, sizeof *n);
+	if (n == NULL)
+		return -1;
+	for (size_t i = 0; i < d->count; i++)
+		n[i] = *at(d, i);
+	free(d->ring);
+	d->ring = n;
+	d->cap = cap;
+	d->head = 0;
+	return 0;
 }
 
 static int direct_open_producer(struct ls_buffer *b,
@@ -150,6 +172,11 @@ static int direct_append(struct ls_buffer *b, const void *rec, size_t len,
 	if (ls_buffer_window_admit(&d->win, len) == LS_BUFFER_FULL) {
 		free(copy);
 		return LS_BUFFER_FULL;
+	}
+	if (d->count == d->cap && grow_ring(d) < 0) {
+		ls_buffer_window_release(&d->win, len);
+		free(copy);
+		return ls_err_set(err, true, "direct buffer: out of memory");
 	}
 	if (len > 0)
 		memcpy(copy, rec, len);

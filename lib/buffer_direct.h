@@ -7,8 +7,9 @@
  *
  * Memory: a record's bytes are held from append until they have been passed
  * to on_record, then freed; the window (limits) counts a record from append
- * until its ack, so it bounds both the queue and what the target has taken
- * but not committed.
+ * until it is delivered.  What the target has taken but not committed is the
+ * target's to bound (lib/apply's queue); counting it here until the ack would
+ * deadlock on a transaction larger than the window.
  *
  * Offsets are a counter of this process: the first record delivered gets the
  * offset the reader opened at, the next one that plus one, and so on.  They

@@ -488,7 +488,7 @@ static int prepare_tables(struct ls_pipeline *p, struct ls_err *err)
 	return 0;
 }
 
-int ls_pipeline_start(struct ls_pipeline *p, struct ls_err *err)
+static int start_all(struct ls_pipeline *p, struct ls_err *err)
 {
 	p->state = P_STARTING;
 	if (!p->cron_started) {
@@ -517,6 +517,19 @@ int ls_pipeline_start(struct ls_pipeline *p, struct ls_err *err)
 	if (p->ntgts == 0)
 		return start_streaming(p, err);
 	return start_snapshot(p, err);
+}
+
+/* A server that is down at start is passing trouble: the pipeline retries
+ * (state "restarting", the error in /status) instead of failing the daemon.
+ * Only errors that a retry cannot fix (bad config, refused checks) fail. */
+int ls_pipeline_start(struct ls_pipeline *p, struct ls_err *err)
+{
+	if (start_all(p, err) == 0)
+		return 0;
+	if (!err->retryable)
+		return -1;
+	fail(p, err);
+	return 0;
 }
 
 int ls_pipeline_new(uv_loop_t *loop, const struct ls_config *cfg,
@@ -968,7 +981,7 @@ static void on_restart_timer(uv_timer_t *h)
 		return;
 	p->restarts++;
 	ls_notice("restarting the pipeline (restart %llu)", (unsigned long long)p->restarts);
-	if (ls_pipeline_start(p, &err) < 0) {
+	if (start_all(p, &err) < 0) {
 		/* It ran before, so a failing start is taken as passing trouble
 		 * (a server still down): try again, later each time. */
 		err.retryable = true;

@@ -59,6 +59,8 @@ int ls_pipeline_new(uv_loop_t *loop, const struct ls_config *cfg,
  * POST /pause, POST /resume (lib/lag.h). */
 int ls_pipeline_register(struct ls_pipeline *p, struct ls_control *ctl);
 
+/* Returns -1 only for errors a retry cannot fix; a retryable failure (a
+ * server down) leaves the pipeline retrying with backoff. */
 int ls_pipeline_start(struct ls_pipeline *p, struct ls_err *err)
 	__attribute__((warn_unused_result));
 

@@ -47,6 +47,13 @@ struct ls_testd *ls_testd_new(void)
 	snprintf(d->dir, sizeof d->dir, "/tmp/lstest-d-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(d->dir));
 	chmod(d->dir, 0755);
+	/* the server helpers sweep /tmp/lstest-* dirs whose owner is gone */
+	char pidf[192];
+	snprintf(pidf, sizeof pidf, "%s/lstest.pid", d->dir);
+	FILE *pf = fopen(pidf, "w");
+	ck_assert_ptr_nonnull(pf);
+	fprintf(pf, "%d\n", (int)getpid());
+	fclose(pf);
 	snprintf(d->conf, sizeof d->conf, "%s/lockstep.conf", d->dir);
 	snprintf(d->sock, sizeof d->sock, "%s/control.sock", d->dir);
 	snprintf(d->log, sizeof d->log, "%s/lockstepd.log", d->dir);
