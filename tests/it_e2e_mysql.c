@@ -264,7 +264,8 @@ static void wait_load(long more)
 
 /* ---- canonical checksums ---------------------------------------------------------------- */
 
-/* Each table's row as the same text on both engines: NULL as ~, decimals
+/* Each table's row as the same text on both engines (UTF-8 bytes, whatever
+ * the column's charset): NULL as ~, decimals
  * with their scale, timestamps as UTC with 6 fraction digits, bytes as
  * upper-case hex, booleans as 0/1. */
 static const char *const my_expr[] = {
@@ -289,8 +290,9 @@ static char *checksum(struct db *d, int t)
 	char sql[1024];
 	if (d->e == MY)
 		snprintf(sql, sizeof sql, "SET STATEMENT group_concat_max_len = 1073741824,"
-			 " time_zone = '+00:00' FOR SELECT CONCAT(COUNT(*), ':', IFNULL(MD5("
-			 "GROUP_CONCAT(%s ORDER BY id SEPARATOR '\\n')), '-')) FROM %s.%s",
+			 " time_zone = '+00:00' FOR SELECT CONCAT(COUNT(*), ':', IFNULL(MD5(CONVERT("
+			 "GROUP_CONCAT(%s ORDER BY id SEPARATOR '\\n') USING utf8mb4)), '-'))"
+			 " FROM %s.%s",
 			 my_expr[t], d->ns, tables[t]);
 	else
 		snprintf(sql, sizeof sql, "SELECT count(*) || ':' || coalesce(md5(string_agg(%s,"
@@ -388,14 +390,76 @@ static void setup_pg_my(void) { setup_engines(PG, MY); }
 
 /* ---- convergence under load --------------------------------------------------------------- */
 
+static void make_types_table(void);
+static void insert_types_row(int id, bool nulls);
+static char *my_types_checksum(struct db *d);
+
+static bool types_same(void *ctx)
+{
+	(void)ctx;
+	if (!db_has_table(&dst, "types"))
+		return false;
+	char *a = my_types_checksum(&src), *b = my_types_checksum(&dst);
+	bool eq = a && b && strcmp(a, b) == 0;
+	free(a);
+	free(b);
+	return eq;
+}
+
+static char *extra_sum(struct db *d)
+{
+	char *has = d->e == MY
+		? ls_testmy_query1(d->my, NULL, "SELECT COUNT(*) FROM information_schema.COLUMNS "
+				   "WHERE TABLE_SCHEMA = '%s' AND TABLE_NAME = 'items' AND "
+				   "COLUMN_NAME = 'extra'", d->ns)
+		: ls_testpg_query1(d->pg, "shop", "SELECT count(*) FROM pg_attribute WHERE "
+				   "attrelid = '%s.items'::regclass AND attname = 'extra'", d->ns);
+	bool yes = has && strcmp(has, "1") == 0;
+	free(has);
+	if (!yes)
+		return NULL;
+	char sql[200];
+	snprintf(sql, sizeof sql, "SELECT %s(COUNT(extra), ':', SUM(extra)) FROM %s.items",
+		 d->e == MY ? "CONCAT" : "concat", d->ns);
+	return db_query1(d, sql);
+}
+
+static bool extra_same(void *ctx)
+{
+	(void)ctx;
+	char *a = extra_sum(&src), *b = extra_sum(&dst);
+	bool eq = a && b && strcmp(a, b) == 0;
+	free(a);
+	free(b);
+	return eq;
+}
+
+/* DDL on the MariaDB source reaches the target with the next change. */
+static void source_ddl(struct ls_testd *d)
+{
+	ls_testmy_exec(src.my, "shop", "ALTER TABLE items ADD COLUMN extra INT NULL;"
+		       "UPDATE items SET extra = id");
+	ck_assert_msg(ls_test_wait_until(extra_same, NULL, 60000), "the new column did not "
+		      "reach the target; log:\n%s", ls_testd_log_tail(d));
+}
+
 static void run_converges(bool direct)
 {
+	bool my_my = src.e == MY && dst.e == MY;
+	if (my_my) {
+		make_types_table();
+		insert_types_row(1, false);      /* snapshot */
+	}
 	load_start();
 	wait_load(50);          /* the load runs before and during the snapshot */
 	struct ls_testd *d = ls_testd_new();
 	write_config(d, direct, NULL);
 	ls_testd_start(d);
 	ls_testd_wait_state(d, "streaming", 120000);
+	if (my_my) {
+		insert_types_row(2, false);      /* stream */
+		insert_types_row(3, true);
+	}
 	for (int i = 0; i < 20; i++) {
 		wait_load(50);
 		assert_consistent();
@@ -403,6 +467,11 @@ static void run_converges(bool direct)
 	load_stop();
 	assert_converged(d);
 	assert_consistent();
+	if (my_my)
+		ck_assert_msg(ls_test_wait_until(types_same, NULL, 60000), "types differ: source "
+			      "%s target %s", my_types_checksum(&src), my_types_checksum(&dst));
+	if (src.e == MY)
+		source_ddl(d);
 	json_t *st = ls_testd_get(d, "/status");
 	ck_assert_ptr_nonnull(st);
 	json_t *t0 = json_array_get(json_object_get(st, "targets"), 0);
@@ -433,7 +502,46 @@ END_TEST
 
 /* ---- kill -9 and a MariaDB restart ------------------------------------------------------------ */
 
-static void run_kills(bool direct, int kills, bool restart_source)
+static int64_t status_int(struct ls_testd *d, const char *obj, const char *key)
+{
+	json_t *st = ls_testd_get(d, "/status");
+	json_t *o = json_object_get(st, obj);
+	if (json_is_array(o))
+		o = json_array_get(o, 0);
+	int64_t v = json_integer_value(json_object_get(o, key));
+	json_decref(st);
+	return v;
+}
+
+struct progress {
+	struct ls_testd *d;
+	int64_t txns;
+};
+
+/* The source reconnected and the target applied transactions since. */
+static bool resumed(void *ctx)
+{
+	struct progress *p = ctx;
+	return status_int(p->d, "source", "reconnects") >= 1 &&
+	       status_int(p->d, "targets", "txns") > p->txns;
+}
+
+/* MariaDB restarts under the running daemon: the stream resumes by GTID. */
+static void restart_source(struct ls_testd *d)
+{
+	ls_testd_wait_state(d, "streaming", 120000);
+	wait_load(50);
+	ls_testmy_restart(src.my);
+	wait_load(50);
+	struct progress p = { d, status_int(d, "targets", "txns") };
+	ck_assert_msg(ls_test_wait_until(resumed, &p, 60000), "the stream did not resume after "
+		      "the source restart; log:\n%s", ls_testd_log_tail(d));
+}
+
+/* kill -9 at random moments counted in load transactions: every other run
+ * lets the daemon reach streaming first, so kills land in prepare,
+ * snapshot and stream alike. */
+static void run_kills(bool direct, int kills, bool restart)
 {
 	unsigned seed = (unsigned)time(NULL);
 	fprintf(stderr, "kill test seed %u\n", seed);
@@ -443,16 +551,11 @@ static void run_kills(bool direct, int kills, bool restart_source)
 	write_config(d, direct, NULL);
 	for (int k = 0; k < kills; k++) {
 		ls_testd_start(d);
-		wait_load(10 + (long)(rand_r(&seed) % 150));
-		if (restart_source && k == kills / 2) {
-			/* the daemon runs through it: the stream resumes by GTID */
+		if (k % 2)
 			ls_testd_wait_state(d, "streaming", 120000);
-			wait_load(50);
-			ls_testmy_restart(src.my);
-			wait_load(50);
-			ck_assert_msg(ls_testd_running(d, NULL), "lockstepd died with the "
-				      "source restart; log:\n%s", ls_testd_log_tail(d));
-		}
+		wait_load(10 + (long)(rand_r(&seed) % 150));
+		if (restart && k == kills / 2)
+			restart_source(d);
 		ls_testd_kill9(d);
 		assert_consistent();
 	}
@@ -560,6 +663,24 @@ static void make_types_table(void)
 			      types[i].mytype);
 	snprintf(sql + n, sizeof sql - (size_t)n, ")");
 	ls_testmy_exec(src.my, "shop", "%s", sql);
+}
+
+/* MariaDB on both sides: every column's text (bytes as hex), UTF-8. */
+static char *my_types_checksum(struct db *d)
+{
+	char sql[8192];
+	int n = snprintf(sql, sizeof sql, "SET STATEMENT time_zone = '+00:00' FOR SELECT "
+			 "MD5(CONVERT(GROUP_CONCAT(CONCAT_WS('|', id");
+	for (int i = 0; i < NTYPES; i++) {
+		bool bytes = strstr(types[i].mytype, "bin") || strstr(types[i].mytype, "blob") ||
+			     strstr(types[i].mytype, "bit");
+		n += snprintf(sql + n, sizeof sql - (size_t)n, ", IFNULL(%s%s%s, '~')",
+			      bytes ? "HEX(" : "CONVERT(", types[i].col,
+			      bytes ? ")" : " USING utf8mb4)");
+	}
+	snprintf(sql + n, sizeof sql - (size_t)n, ") ORDER BY id SEPARATOR '\\n') USING utf8mb4))"
+		 " FROM %s.types", d->ns);
+	return db_query1(d, sql);
 }
 
 static bool types_row_there(void *ctx)
