@@ -23,6 +23,12 @@
  * persisted at most every LS_MY_SOURCE_PERSIST_MS (on libuv's thread pool)
  * and always on close; after a crash the stream resumes from an older
  * saved point and the targets skip what they hold (seq <= checkpoint).
+ * Removing the state file is like dropping a PostgreSQL slot: the stream
+ * starts at the server's current position, so targets must copy again
+ * (clear their lockstep.snapshot rows) or changes in between are missed.
+ * The catalog is read at prepare and after DDL; resuming from a position
+ * older than a later DDL of a captured table fails with "the binlog and
+ * the catalog disagree" (no schema history is kept).
  *
  * snapshot: tables the sink has not copied are copied each in its own
  * consistent snapshot (my_snapshot.h), copied_at_seq = that snapshot's
