@@ -866,6 +866,161 @@ static int cmd_drift(struct ctl *c, int argc, char **argv)
 	return rc;
 }
 
+/* ---- cutover, rollback (lib/cutover.h's routes) ---------------------------------------- */
+
+static void print_step(json_t *st)
+{
+	printf("  %-13s %-8s %8.1f s  %s\n", jstr(st, "step", "?"), jstr(st, "state", "?"),
+	       json_number_value(json_object_get(st, "seconds")), jstr(st, "detail", ""));
+	fflush(stdout);
+}
+
+/* The end of a procedure: what happened, the report; exit 0 succeeded,
+ * 1 a check failed (the side that served before still serves), 2 error. */
+static int print_outcome(json_t *pr, bool as_json, json_t *doc)
+{
+	const char *outcome = jstr(pr, "outcome", "?");
+	if (as_json) {
+		json_dumpf(doc, stdout, JSON_COMPACT);
+		putchar('\n');
+	} else {
+		printf("%s %s", jstr(pr, "kind", "?"), outcome);
+		if (json_is_string(json_object_get(pr, "reason")))
+			printf(": %s", jstr(pr, "reason", ""));
+		putchar('\n');
+		json_t *w = json_object_get(pr, "write_unavailable_seconds");
+		if (json_is_number(w))
+			printf("writes were fenced for %.3f s\n", json_number_value(w));
+		if (json_is_string(json_object_get(pr, "plan")))
+			printf("plan:\n%s", jstr(pr, "plan", ""));
+		if (json_is_string(json_object_get(pr, "report")))
+			printf("report: %s (and .txt)\n", jstr(pr, "report", ""));
+	}
+	return strcmp(outcome, "succeeded") == 0 ? 0 : strcmp(outcome, "failed") == 0 ? EXIT_NO
+	       : EXIT_ERROR;
+}
+
+/* Follows procedure id on GET /cutover until it ends, printing each step
+ * as it finishes. */
+static int follow_procedure(struct ctl *c, long long id, bool as_json)
+{
+	size_t shown = 0;
+	for (;;) {
+		json_t *j = get_json(c, "/cutover", NULL);
+		if (j == NULL)
+			return EXIT_ERROR;
+		json_t *pr = json_object_get(j, "procedure");
+		if (!json_is_object(pr) || json_integer_value(json_object_get(pr, "id")) != id) {
+			json_decref(j);
+			die_msg("procedure %lld is gone from GET /cutover", id);
+			return EXIT_ERROR;
+		}
+		json_t *steps = json_object_get(pr, "steps");
+		bool running = strcmp(jstr(pr, "outcome", ""), "running") == 0;
+		for (; !as_json && shown < json_array_size(steps); shown++) {
+			json_t *st = json_array_get(steps, shown);
+			if (strcmp(jstr(st, "state", ""), "running") == 0)
+				break;
+			print_step(st);
+		}
+		if (!running) {
+			int rc = print_outcome(pr, as_json, j);
+			json_decref(j);
+			return rc;
+		}
+		json_decref(j);
+		sleep_s(0.3);
+	}
+}
+
+static int cutover_run(struct ctl *c, const char *cmd, int argc, char **argv)
+{
+	bool rollback = strcmp(cmd, "rollback") == 0, as_json = false;
+	char path[4096];
+	snprintf(path, sizeof path, "/%s?", cmd);
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *key = NULL;
+		if (strcmp(a, "--json") == 0) {
+			as_json = true;
+			continue;
+		}
+		if (strcmp(a, "--dry-run") == 0 && !rollback) {
+			strcat(path, "dry_run=1&");
+			continue;
+		}
+		if (strcmp(a, "--tables") == 0 && !rollback)
+			key = "tables";
+		else if (strcmp(a, "--app-role") == 0 && !rollback)
+			key = "app_role";
+		else if (strcmp(a, "--target") == 0 && !rollback)
+			key = "target";
+		else if (strcmp(a, "--max-lag-seconds") == 0)
+			key = "max_lag";
+		else if (strcmp(a, "--timeout") == 0)
+			key = "timeout";
+		if (key == NULL || i + 1 >= argc) {
+			die_msg("%s: %s '%s'", cmd, key ? "missing value for" : "unknown argument", a);
+			return EXIT_ERROR;
+		}
+		/* --app-role may repeat: the daemon takes a comma-separated list */
+		char *prev = strstr(path, "app_role=");
+		if (strcmp(key, "app_role") == 0 && prev != NULL) {
+			char tail[2048];
+			snprintf(tail, sizeof tail, "%s", strchr(prev, '&'));
+			*strchr(prev, '&') = '\0';
+			strcat(path, "%2C");
+			url_encode(path, sizeof path, argv[++i]);
+			strncat(path, tail, sizeof path - strlen(path) - 1);
+			continue;
+		}
+		strncat(path, key, sizeof path - strlen(path) - 1);
+		strncat(path, "=", sizeof path - strlen(path) - 1);
+		url_encode(path, sizeof path, argv[++i]);
+		strncat(path, "&", sizeof path - strlen(path) - 1);
+	}
+	path[strlen(path) - 1] = '\0';   /* the last '&' or the '?' */
+	struct reply r;
+	if (request(c, "POST", path, NULL, &r) < 0)
+		return EXIT_ERROR;
+	if (r.status != 202) {
+		report_http_error("POST", path, &r);
+		reply_free(&r);
+		return EXIT_ERROR;
+	}
+	json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+	long long id = json_is_integer(json_object_get(j, "id"))
+			       ? (long long)json_integer_value(json_object_get(j, "id")) : -1;
+	json_decref(j);
+	reply_free(&r);
+	if (id < 0) {
+		die_msg("POST %s: no procedure number in the answer", path);
+		return EXIT_ERROR;
+	}
+	if (!as_json)
+		printf("%s %lld started\n", cmd, id);
+	return follow_procedure(c, id, as_json);
+}
+
+static int cmd_cutover(struct ctl *c, int argc, char **argv)
+{
+	if (argc == 2 && strcmp(argv[1], "--status") == 0) {
+		struct reply raw;
+		json_t *j = get_json(c, "/cutover", &raw);
+		if (j == NULL)
+			return EXIT_ERROR;
+		print_body(&raw);
+		reply_free(&raw);
+		json_decref(j);
+		return 0;
+	}
+	return cutover_run(c, "cutover", argc, argv);
+}
+
+static int cmd_rollback(struct ctl *c, int argc, char **argv)
+{
+	return cutover_run(c, "rollback", argc, argv);
+}
+
 struct command {
 	const char *name;
 	int (*run)(struct ctl *c, int argc, char **argv);   /* argv[0] is the name */
@@ -886,6 +1041,12 @@ static const struct command commands[] = {
 	 "Live view: positions, lag, snapshot progress."},
 	{"wait", cmd_wait, "--converged [--max-lag-seconds S] [--timeout T] [--json]",
 	 "Targets caught up with the source (lag <= S, drift clean)."},
+	{"cutover", cmd_cutover, "[--tables P] [--app-role R]... [--max-lag-seconds S] "
+	 "[--target T] [--timeout S] [--dry-run] [--json] | --status",
+	 "Move the application to the new side step by step and follow it: exit 0 done, "
+	 "1 a check failed (the old side still serves), 2 error."},
+	{"rollback", cmd_rollback, "[--max-lag-seconds S] [--timeout S] [--json]",
+	 "Within the rollback window, the same the other way (exit codes as cutover)."},
 };
 
 static void usage(FILE *f)

@@ -20,7 +20,9 @@
 #include <uv.h>
 
 #include "config.h"
+#include "connectors/postgres/pg_cutover.h"
 #include "control.h"
+#include "cutover.h"
 #include "daemon/engines.h"
 #include "daemon/notify.h"
 #include "daemon/version.h"
@@ -34,6 +36,7 @@ struct daemon {
 	struct ls_config *cfg;
 	struct ls_control *ctl;
 	struct ls_pipeline *pipeline;
+	struct ls_cutover *cutover;        /* lockstepctl cutover / rollback */
 	char socket_path[4096];
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t watchdog;
@@ -149,6 +152,19 @@ static int start_components(struct daemon *d, struct ls_err *err)
 		return -1;
 	if (ls_pipeline_register(d->pipeline, d->ctl) < 0)
 		return ls_err_set(err, false, "out of memory registering control routes");
+	/* cutover: PostgreSQL to PostgreSQL, source and targets in this process */
+	const struct ls_config *c = d->cfg;
+	bool pg = c->source.present && c->source.type == LS_ENGINE_POSTGRES && c->ntargets > 0;
+	for (int i = 0; i < c->ntargets; i++)
+		pg = pg && c->targets[i].type == LS_ENGINE_POSTGRES;
+	struct ls_cutover_opts co = {
+		.cfg = c, .ops = pg ? &ls_pg_cutover_ops : NULL, .pipeline = d->pipeline,
+		.engines = &ls_daemon_engines,
+	};
+	if (ls_cutover_new(&d->loop, &co, &d->cutover, err) < 0)
+		return -1;
+	if (ls_cutover_register(d->cutover, d->ctl) < 0)
+		return ls_err_set(err, false, "out of memory registering control routes");
 	return 0;
 }
 
@@ -165,9 +181,21 @@ static void on_pipeline_closed(void *arg)
 	d->pipeline = NULL;
 }
 
+/* The cutover goes first: its reverse pipeline and any procedure step in
+ * flight use the forward pipeline. */
+static void on_cutover_closed(void *arg)
+{
+	struct daemon *d = arg;
+	d->cutover = NULL;
+	if (d->pipeline)
+		ls_pipeline_close(d->pipeline, on_pipeline_closed, d);
+}
+
 static void stop_components(struct daemon *d)
 {
-	if (d->pipeline)
+	if (d->cutover)
+		ls_cutover_close(d->cutover, on_cutover_closed, d);
+	else if (d->pipeline)
 		ls_pipeline_close(d->pipeline, on_pipeline_closed, d);
 }
 

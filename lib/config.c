@@ -26,10 +26,10 @@
 #define MASK "********"
 
 enum sec { SEC_PIPELINE, SEC_SOURCE, SEC_BUFFER, SEC_TARGET, SEC_CONTROL,
-	   SEC_DRIFT, SEC_LOG, SEC_COUNT };
+	   SEC_DRIFT, SEC_CUTOVER, SEC_LOG, SEC_COUNT };
 
 static const char *const sec_names[SEC_COUNT] = {
-	"pipeline", "source", "buffer", "target", "control", "drift", "log",
+	"pipeline", "source", "buffer", "target", "control", "drift", "cutover", "log",
 };
 
 enum ktype {
@@ -46,6 +46,7 @@ enum ktype {
 #define F_RELOAD   1u   /* SIGHUP may change it */
 #define F_SECRET   2u   /* file: / credential: accepted; never printed */
 #define F_REQUIRED 4u   /* must be set when its section is present */
+#define F_MULTI    8u   /* string that may repeat: the lines are joined by '\n' */
 
 struct enum_name {
 	const char *name;
@@ -97,6 +98,7 @@ static int check_level(const char *v, const char **why);
 #define TGT(f) offsetof(struct ls_config_target, f)
 #define CTL(f) offsetof(struct ls_config_control, f)
 #define DRF(f) offsetof(struct ls_config_drift, f)
+#define CUT(f) offsetof(struct ls_config_cutover, f)
 
 static const struct key keys[] = {
 	{ SEC_PIPELINE, "name", K_STRING, PIPE(name), NULL, F_REQUIRED,
@@ -122,6 +124,8 @@ static const struct key keys[] = {
 	  "lockstep_{name}", 0, .check = check_ident },
 	{ SEC_SOURCE, "server_id", K_U32, SRC(server_id), "0", 0,
 	  .min = 0, .max = UINT32_MAX },
+	{ SEC_SOURCE, "skip_origins", K_STRING, SRC(skip_origins), NULL, 0,
+	  .check = check_nonempty },
 
 	{ SEC_BUFFER, "type", K_ENUM, BUF(type), "kafka", 0,
 	  .names = buffer_names },
@@ -153,6 +157,29 @@ static const struct key keys[] = {
 	  .min = 0, .max = 366 * 86400 },
 	{ SEC_DRIFT, "chunk_rows", K_INT, DRF(chunk_rows), "10000", F_RELOAD,
 	  .min = 1, .max = 10000000 },
+
+	{ SEC_CUTOVER, "app_roles", K_STRING, CUT(app_roles), NULL, 0,
+	  .check = check_nonempty },
+	{ SEC_CUTOVER, "fence_hook", K_STRING, CUT(fence_hook), NULL, 0,
+	  .check = check_nonempty },
+	{ SEC_CUTOVER, "unfence_hook", K_STRING, CUT(unfence_hook), NULL, 0,
+	  .check = check_nonempty },
+	{ SEC_CUTOVER, "switch_hook", K_STRING, CUT(switch_hook), NULL, 0,
+	  .check = check_nonempty },
+	{ SEC_CUTOVER, "switch_back_hook", K_STRING, CUT(switch_back_hook), NULL,
+	  0, .check = check_nonempty },
+	{ SEC_CUTOVER, "check_command", K_STRING, CUT(check_command), NULL,
+	  F_MULTI, .check = check_nonempty },
+	{ SEC_CUTOVER, "sequences", K_STRING, CUT(sequences), NULL, 0,
+	  .check = check_nonempty },
+	{ SEC_CUTOVER, "max_lag_seconds", K_DURATION, CUT(max_lag_s), "5", 0,
+	  .min = 0, .max = 86400 },
+	{ SEC_CUTOVER, "rollback_window", K_DURATION, CUT(rollback_window_s),
+	  "1h", 0, .min = 0, .max = 366 * 86400 },
+	{ SEC_CUTOVER, "hook_timeout", K_DURATION, CUT(hook_timeout_s), "60s", 0,
+	  .min = 1, .max = 86400 },
+	{ SEC_CUTOVER, "settle", K_MSEC, CUT(settle_ms), "2000", 0,
+	  .min = 0, .max = 600000 },
 
 	{ SEC_LOG, "level", K_STRING, PIPE(log_level), "info", F_RELOAD,
 	  .check = check_level },
@@ -481,6 +508,8 @@ static void *section_base(struct ls_config *c, enum sec s, int target)
 		return &c->control;
 	case SEC_DRIFT:
 		return &c->drift;
+	case SEC_CUTOVER:
+		return &c->cutover;
 	case SEC_PIPELINE:
 	case SEC_LOG:
 	case SEC_COUNT:
@@ -615,7 +644,7 @@ static int enter_section(struct pctx *p, const char *inner)
 		return 0;
 	}
 	return fail(p, "[%s]: unknown section (expected pipeline, source, "
-		    "buffer, target NAME, control, drift or log)", inner);
+		    "buffer, target NAME, control, drift, cutover or log)", inner);
 }
 
 /* Looks at the line starting at p->pos before inih does: counts it, checks
@@ -807,6 +836,24 @@ static int set_kafka(struct pctx *p, const char *name, const char *value)
 	return 0;
 }
 
+/* A repeated F_MULTI key: its value joins the earlier ones on a new line. */
+static int add_line(struct pctx *p, const struct key *k, const char *name,
+		    const char *value)
+{
+	const char *why;
+	char **f = field(section_base(p->c, p->cur, p->cur_target), k);
+	if (k->check != NULL && k->check(value, &why) != 0)
+		return key_fail(p, name, "bad value '%.100s' (%s)", value, why);
+	size_t a = strlen(*f), b = strlen(value);
+	char *v = realloc(*f, a + b + 2);
+	if (v == NULL)
+		return key_fail(p, name, "out of memory");
+	v[a] = '\n';
+	memcpy(v + a + 1, value, b + 1);
+	*f = v;
+	return 0;
+}
+
 static int set_key(struct pctx *p, const char *name, const char *value)
 {
 	if (!p->in_section)
@@ -819,6 +866,8 @@ static int set_key(struct pctx *p, const char *name, const char *value)
 		return key_fail(p, name, "unknown key");
 	int *seen = &p->seen[p->cur == SEC_TARGET ? 1 + p->cur_target : 0]
 			    [k - keys];
+	if (*seen != 0 && (k->flags & F_MULTI))
+		return add_line(p, k, name, value);
 	if (*seen != 0)
 		return key_fail(p, name, "duplicate key (first set on line %d)",
 				*seen);
@@ -1169,10 +1218,14 @@ static void format_section(struct sbuf *b, const struct ls_config *c,
 		if (keys[i].sec != s)
 			continue;
 		const char *v = format_value(&keys[i], base, vbuf, vsize);
-		if (v == NULL)
+		if (v == NULL) {
 			sb_printf(b, "; %s is not set\n", keys[i].name);
-		else
-			sb_printf(b, "%s = %s\n", keys[i].name, v);
+			continue;
+		}
+		/* a repeated key: one line each */
+		for (size_t n; (n = strcspn(v, "\n")), v[n] != '\0'; v += n + 1)
+			sb_printf(b, "%s = %.*s\n", keys[i].name, (int)n, v);
+		sb_printf(b, "%s = %s\n", keys[i].name, v);
 	}
 	if (s != SEC_BUFFER)
 		return;

@@ -1,7 +1,8 @@
 /* config — one INI file per pipeline, parsed by a single table of keys.
  *
  * Sections: [pipeline] [source] [buffer] [target NAME]... [control] [drift]
- * [log].  The key table (config.c) gives each key its section, type, default,
+ * [cutover] [log].  A key marked "may repeat" takes every line it is set on
+ * (joined by newlines in the struct).  The key table (config.c) gives each key its section, type, default,
  * validator and whether SIGHUP may reload it; parse, `--check-config` and the
  * control plane's config view all walk that table.
  *
@@ -56,6 +57,10 @@ struct ls_config_source {
 	char *slot;                /* default lockstep_<pipeline name> */
 	char *publication;         /* default lockstep_<pipeline name> */
 	uint32_t server_id;        /* MySQL replica server id, default 0 = derive */
+	char *skip_origins;        /* comma-separated replication origins whose
+	                              transactions are not captured (PostgreSQL);
+	                              NULL = lockstep_<name>_rev, the reverse
+	                              apply of a cutover (lib/cutover.h) */
 };
 
 struct ls_config_buffer {
@@ -88,6 +93,21 @@ struct ls_config_drift {
 	int chunk_rows;            /* default 10000 */
 };
 
+/* [cutover] (lib/cutover.h) */
+struct ls_config_cutover {
+	char *app_roles;           /* comma-separated roles the fence applies to */
+	char *fence_hook;          /* command run instead of the built-in fence */
+	char *unfence_hook;        /* command lifting fence_hook's fence */
+	char *switch_hook;         /* command repointing the application */
+	char *switch_back_hook;    /* the same, back to the old side (rollback) */
+	char *check_command;       /* may repeat: one command per line, each must exit 0 */
+	char *sequences;           /* comma-separated extra sequences to carry */
+	int64_t max_lag_s;         /* max_lag_seconds, default 5 */
+	int64_t rollback_window_s; /* default 1h */
+	int64_t hook_timeout_s;    /* default 60s */
+	int settle_ms;             /* fence settle before the write check, 2000 */
+};
+
 struct ls_config {
 	char *path;                /* the file it came from (owned) */
 	char *name;                /* [pipeline] name, required: [a-z0-9_]{1,48} */
@@ -99,6 +119,7 @@ struct ls_config {
 	struct ls_config_target targets[LS_CONFIG_MAX_TARGETS];
 	struct ls_config_control control;
 	struct ls_config_drift drift;
+	struct ls_config_cutover cutover;
 };
 
 /* Parses path into a new config.  On failure returns -1, *out is NULL and err

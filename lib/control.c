@@ -117,6 +117,7 @@ struct conn {
 	struct ls_http_parser *parser;
 	char *out;                      /* response bytes being written (owned) */
 	bool admin, tcp, got_bytes, sent_continue;
+	long uid;                       /* peer uid, -1 unknown */
 	int open_handles;
 	struct conn *prev, *next;
 	char rbuf[READ_CHUNK];
@@ -588,7 +589,7 @@ static void dispatch(struct conn *c, const struct ls_http_request *r)
 		struct ls_control_request req = {
 			.method = r->method, .path = r->path, .query = r->query,
 			.body = r->body, .body_len = r->body_len,
-			.admin = c->admin, .tcp = c->tcp,
+			.admin = c->admin, .tcp = c->tcp, .uid = c->uid,
 		};
 		struct ls_err err = {0};
 		if (route->fn(&req, &resp, route->data, &err) < 0) {
@@ -655,9 +656,11 @@ static bool peer_is_admin(struct conn *c)
 	uv_os_fd_t fd;
 	struct ucred cred;
 	socklen_t len = sizeof cred;
+	c->uid = -1;
 	if (c->tcp || uv_fileno(&c->h.handle, &fd) < 0 ||
 	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
 		return false;
+	c->uid = (long)cred.uid;
 	return cred.uid == 0 || cred.uid == c->ctl->own_uid;
 }
 

@@ -56,6 +56,7 @@ struct ls_control_request {
 	const char *body;               /* NUL-terminated, "" when absent */
 	size_t body_len;
 	bool admin;                     /* the peer passed the admin check */
+	long uid;                       /* the unix peer's uid (SO_PEERCRED), -1 unknown */
 	bool tcp;                       /* came in over the TCP listener */
 };
 

@@ -826,6 +826,16 @@ static uint64_t unverified(const struct ls_drift *d)
 	return n;
 }
 
+void ls_drift_last(const struct ls_drift *d, struct ls_drift_last *out)
+{
+	memset(out, 0, sizeof *out);
+	out->known = d->have_last;
+	out->id = d->last_id;
+	out->clean = d->last_clean;
+	out->rows = d->last_rows;
+	snprintf(out->error, sizeof out->error, "%s", d->last_error ? d->last_error : "");
+}
+
 uint64_t ls_drift_rows(const struct ls_drift *d)
 {
 	uint64_t n = 0;

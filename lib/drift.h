@@ -272,6 +272,16 @@ int ls_drift_register(struct ls_drift *d, struct ls_control *ctl);
 /* GET /status members: drift_rows, drift_clean, drift {...}. */
 void ls_drift_status(struct ls_drift *d, struct ls_json *j);
 
+/* The latest completed check. */
+struct ls_drift_last {
+	bool known;                        /* a check has completed */
+	uint32_t id;
+	bool clean;                        /* no drift and no error */
+	uint64_t rows;                     /* rows differing */
+	char error[256];                   /* "" when none */
+};
+void ls_drift_last(const struct ls_drift *d, struct ls_drift_last *out);
+
 /* Rows found differing by the latest check of each table. */
 uint64_t ls_drift_rows(const struct ls_drift *d);
 /* True only when a check completed, found nothing and hit no error, and no

@@ -557,6 +557,16 @@ int ls_pipeline_new(uv_loop_t *loop, const struct ls_config *cfg,
 	return 0;
 }
 
+const struct ls_source_tables *ls_pipeline_tables(const struct ls_pipeline *p)
+{
+	return &p->tables;
+}
+
+struct ls_drift *ls_pipeline_drift(struct ls_pipeline *p)
+{
+	return p->drift;
+}
+
 const char *ls_pipeline_state(const struct ls_pipeline *p)
 {
 	return p->state == P_STREAMING && p->paused ? "paused" : state_names[p->state];

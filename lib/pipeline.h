@@ -80,6 +80,13 @@ int ls_pipeline_pause(struct ls_pipeline *p, bool pause);
 struct ls_metrics_set;
 struct ls_metrics_set *ls_pipeline_metrics(struct ls_pipeline *p);
 
+/* For cutover (lib/cutover.h): the tables the source captures (borrowed,
+ * valid while streaming; n is 0 before), and the drift engine (owned by the
+ * pipeline, valid until close). */
+const struct ls_source_tables *ls_pipeline_tables(const struct ls_pipeline *p);
+struct ls_drift;
+struct ls_drift *ls_pipeline_drift(struct ls_pipeline *p);
+
 /* "starting" "snapshot" "streaming" "paused" (streaming, applying paused)
  * "stopping" "failed" "restarting" */
 const char *ls_pipeline_state(const struct ls_pipeline *p);

@@ -176,7 +176,7 @@ END_TEST
 static const struct { const char *text; const char *msg; } errors[] = {
 	{ BASE "[sorce]\n",
 	  "t.conf:8: [sorce]: unknown section (expected pipeline, source, "
-	  "buffer, target NAME, control, drift or log)" },
+	  "buffer, target NAME, control, drift, cutover or log)" },
 	{ BASE "[source]\n",
 	  "t.conf:8: [source]: duplicate section (first on line 3)" },
 	{ "[pipeline]\nname = x\n[source]\ncolour = red\n",

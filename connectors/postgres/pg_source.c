@@ -41,6 +41,7 @@ struct ls_source {
 	uv_loop_t *loop;
 	/* configuration, owned copies */
 	char *conninfo, *include, *exclude, *slot, *publication;
+	char *skip_origins;            /* comma-separated origin names */
 	bool snapshot_never;
 	int workers;
 	int feedback_ms, base_ms, cap_ms;
@@ -77,6 +78,9 @@ struct ls_source {
 	struct ls_pgo *dec;
 	struct ls_arena arena;
 	bool in_txn;
+	bool begun;                    /* on_begin fired for the open txn */
+	bool skip_txn;                 /* the open txn came from a skipped origin */
+	uint64_t skipped_txns;         /* transactions of skipped origins */
 	struct ls_txn txn;
 	struct relent *map;
 	size_t map_cap, map_n;
@@ -159,10 +163,17 @@ static int pg_open(uv_loop_t *loop, const struct ls_config *cfg,
 	s->exclude = dup_or_null(c->exclude);
 	s->slot = strdup(c->slot ? c->slot : defname);
 	s->publication = strdup(c->publication ? c->publication : defname);
+	/* by default the reverse apply of a cutover (lib/cutover.h), so
+	 * rows it writes here are not sent back */
+	char defskip[96];
+	snprintf(defskip, sizeof defskip, "%s_rev", defname);
+	s->skip_origins = strdup(c->skip_origins ? c->skip_origins : defskip);
 	s->snapshot_never = c->snapshot == LS_SNAPSHOT_NEVER;
 	s->workers = c->snapshot_workers > 0 ? c->snapshot_workers : 2;
 	if (s->conninfo == NULL || s->include == NULL || s->slot == NULL ||
-	    s->publication == NULL || (c->exclude && s->exclude == NULL)) {
+	    s->publication == NULL || s->skip_origins == NULL ||
+	    (c->exclude && s->exclude == NULL)) {
+		free(s->skip_origins);
 		free(s->conninfo);
 		free(s->include);
 		free(s->exclude);
@@ -686,7 +697,7 @@ static int install_relation(struct ls_source *s, const struct ls_relation *dr,
 static void stream_fatal(struct ls_source *s, struct ls_err *err)
 {
 	s->state = ST_FAILED;
-	s->in_txn = false;
+	s->in_txn = s->skip_txn = false;
 	ls_pgstream_stop(s->stream);
 	ls_err_prefix(err, "postgres source (slot %s)", s->slot);
 	if (s->cb.on_error != NULL)
@@ -738,6 +749,33 @@ static int on_message(struct ls_source *s, const struct ls_pgo_event *ev)
 	return 0;
 }
 
+/* Whether origin name is one of the comma-separated skip_origins. */
+static bool origin_skipped(const struct ls_source *s, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = s->skip_origins; *p != '\0';) {
+		p += strspn(p, " ,");
+		size_t len = strcspn(p, ",");
+		size_t l = len;
+		while (l > 0 && p[l - 1] == ' ')
+			l--;
+		if (l == n && l > 0 && strncmp(p, name, n) == 0)
+			return true;
+		p += len;
+	}
+	return false;
+}
+
+/* Begin is reported once the transaction shows it is not from a skipped
+ * origin: pgoutput sends Origin right after Begin, before any change. */
+static void begin_now(struct ls_source *s)
+{
+	if (!s->begun) {
+		s->begun = true;
+		s->cb.on_begin(s->cb.ctx, &s->txn);
+	}
+}
+
 static int dispatch(struct ls_source *s, const struct ls_pgo_event *ev,
 	struct ls_err *err)
 {
@@ -746,16 +784,27 @@ static int dispatch(struct ls_source *s, const struct ls_pgo_event *ev,
 	if ((data || ev->kind == LS_PGO_COMMIT) && !s->in_txn)
 		return ls_err_set(err, false, "pgoutput '%c' outside a "
 			"transaction", ev->kind);
+	if (s->skip_txn && ev->kind == LS_PGO_COMMIT) {
+		/* nothing of it was passed on; the next keepalive acks it */
+		s->in_txn = s->skip_txn = false;
+		s->skipped_txns++;
+		return 0;
+	}
+	if (s->skip_txn && (data || ev->kind == LS_PGO_MESSAGE))
+		return 0;
+	if (s->in_txn && (data || ev->kind == LS_PGO_COMMIT ||
+	    ev->kind == LS_PGO_MESSAGE))
+		begin_now(s);
 	switch (ev->kind) {
 	case LS_PGO_BEGIN:
 		if (s->in_txn)
 			return ls_err_set(err, false, "pgoutput Begin inside a "
 				"transaction");
 		s->in_txn = true;
+		s->begun = s->skip_txn = false;
 		s->txn.xid = ev->xid;
 		lsn_pos(ev->u.begin.final_lsn, &s->txn.commit);
 		s->txn.commit_time_us = ev->u.begin.commit_time_us;
-		s->cb.on_begin(s->cb.ctx, &s->txn);
 		return 0;
 	case LS_PGO_COMMIT:
 		s->in_txn = false;
@@ -775,6 +824,11 @@ static int dispatch(struct ls_source *s, const struct ls_pgo_event *ev,
 	case LS_PGO_MESSAGE:
 		return on_message(s, ev);
 	case LS_PGO_ORIGIN:
+		if (s->in_txn && !s->begun && ev->u.origin.name &&
+		    origin_skipped(s, ev->u.origin.name)) {
+			s->skip_txn = true;
+			return 0;
+		}
 		ls_debug("postgres source: ignoring Origin \"%s\"",
 			ev->u.origin.name ? ev->u.origin.name : "");
 		return 0;
@@ -845,7 +899,7 @@ static void st_error(struct ls_pgstream *ps, const struct ls_err *e)
 		return;
 	}
 	ls_warn("postgres source: %s; reconnecting", e->msg);
-	s->in_txn = false;
+	s->in_txn = s->skip_txn = false;
 	ls_arena_reset(&s->arena);
 	s->state = ST_RECONNECTING;
 	if (s->cb.on_restart != NULL)
@@ -963,6 +1017,8 @@ static void pg_status(struct ls_source *s, struct ls_json *j)
 		st.server_wal_end - st.received : 0);
 	ls_json_kv_uint(j, "reconnects", st.reconnects);
 	ls_json_kv_uint(j, "messages", st.messages);
+	ls_json_kv_string(j, "skip_origins", s->skip_origins);
+	ls_json_kv_uint(j, "skipped_origin_txns", s->skipped_txns);
 }
 
 /* ---- close ---------------------------------------------------------------------- */
@@ -985,6 +1041,7 @@ static void free_source(struct ls_source *s)
 	free(s->exclude);
 	free(s->slot);
 	free(s->publication);
+	free(s->skip_origins);
 	free(s);
 }
 

@@ -26,7 +26,12 @@
  *               "lockstep" or "lockstep.*" and it is transactional; others are ignored
  *               (non-transactional ones have no commit to order them by)
  *   Commit   -> on_commit(txn, ack = the commit's end LSN)
- *   Origin, Type -> ignored (debug log)
+ *   Origin   -> a transaction from an origin in [source] skip_origins
+ *               (default lockstep_<pipeline>_rev: a cutover's reverse
+ *               apply, lib/cutover.h) is dropped whole: on_begin is held
+ *               back until Origin has had its chance, and nothing of the
+ *               transaction is passed on; the next keepalive acks it
+ *   Type     -> ignored (debug log)
  *   keepalive outside a transaction -> on_idle(wal end, server time)
  * Relations handed to on_change are the source's own copies of what the
  * stream's Relation messages said (valid until the next Relation message

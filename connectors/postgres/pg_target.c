@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "connectors/postgres/pg_sql.h"
+#include "log.h"
 
 /* Pipeline bookkeeping.  Every command sent in pipeline mode gets an entry in
  * a ring, in send order, so its result (which arrives in the same order) can
@@ -60,6 +61,7 @@ struct ls_pgtarget {
 	char *pipeline, *target, *conninfo;
 	PGconn *conn;
 	bool failed;
+	bool origin_warned;        /* said once that transactions go untagged */
 	bool in_group, in_txn;
 	struct trel *rels;
 	struct stmt *retired;      /* statements of relations changed by DDL */
@@ -440,6 +442,47 @@ static int read_checkpoint(struct ls_pgtarget *t, struct ls_err *err)
 	return 0;
 }
 
+/* Tags every transaction of this session with the replication origin
+ * lockstep_<pipeline>, so that a stream read from this database can skip
+ * what lockstep applied (a cutover's reverse direction, lib/cutover.h:
+ * no replication loop).  Needs superuser or EXECUTE on
+ * pg_replication_origin_create and pg_replication_origin_session_setup;
+ * without them the target still applies, untagged, and says so once.  An
+ * origin is held by one session at a time: after a reconnect the old
+ * backend may still hold it for a moment, so "in use" is retried briefly. */
+static void setup_origin(struct ls_pgtarget *t)
+{
+	char name[128], why[256] = "";
+	snprintf(name, sizeof name, "lockstep_%s", t->pipeline);
+	const char *v[1] = { name };
+	PGresult *r = PQexecParams(t->conn, "SELECT pg_replication_origin_create($1) WHERE NOT"
+				   " EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)",
+				   1, NULL, v, NULL, NULL, 0);
+	PQclear(r);
+	for (int i = 0; i < 50; i++) {
+		r = PQexecParams(t->conn, "SELECT pg_replication_origin_session_setup($1)", 1, NULL,
+				 v, NULL, NULL, 0);
+		bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+		const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+		bool busy = st && strcmp(st, "55006") == 0;
+		snprintf(why, sizeof why, "%s", PQresultErrorMessage(r));
+		PQclear(r);
+		if (ok)
+			return;
+		if (!busy)
+			break;
+		struct timespec ts = { 0, 100 * 1000000L };
+		nanosleep(&ts, NULL);   /* the old backend is exiting */
+	}
+	why[strcspn(why, "\n")] = '\0';
+	if (!t->origin_warned)
+		ls_warn("target %s: transactions are not tagged with replication origin %s (%s); "
+			"a cutover cannot replicate back without a loop: grant the role EXECUTE on "
+			"pg_replication_origin_create and pg_replication_origin_session_setup",
+			t->target, name, why);
+	t->origin_warned = true;
+}
+
 /* Connects, sets the session up for exact text input, makes sure the
  * checkpoint row exists, reads it and enters pipeline mode. */
 static int connect_target(struct ls_pgtarget *t, struct ls_err *err)
@@ -459,6 +502,7 @@ static int connect_target(struct ls_pgtarget *t, struct ls_err *err)
 	 * target (the source already enforced them).  Needs superuser; without
 	 * it triggers stay on. */
 	PQclear(PQexec(t->conn, "SET session_replication_role = replica"));
+	setup_origin(t);
 	const char *k[2] = { t->pipeline, t->target };
 	if (exec_sync(t, CKPT_DDL, 0, NULL, NULL, err) ||
 	    exec_sync(t, "INSERT INTO lockstep.checkpoint (pipeline, target) VALUES ($1, $2)"

@@ -34,6 +34,12 @@
  * admin shutdown) or the input itself is bad (a data error naming table,
  * column and key; DDL under ddl=stop; an incompatible table).
  * ls_pgtarget_sqlstate() gives the server's SQLSTATE of the last error.
+ *
+ * Replication origin: the session is tagged with origin lockstep_<pipeline>
+ * (created when missing), so streams read from the target can skip what
+ * lockstep applied (cutover's reverse direction; lib/cutover.h).  Needs
+ * superuser or EXECUTE on pg_replication_origin_create/_session_setup;
+ * without it a warning says so once and applying goes on untagged.
  */
 #ifndef LS_PG_TARGET_H
 #define LS_PG_TARGET_H

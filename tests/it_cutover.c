@@ -1,0 +1,666 @@
+/* Cutover and rollback through the real lockstepd, PostgreSQL -> direct
+ * buffer -> PostgreSQL, with an application load that writes as its own
+ * role ("app") and retries on failure:
+ *  - under the load, `lockstepctl cutover --tables public.orders` fences
+ *    the old side (the load gets permission errors), drains, carries the
+ *    sequence, verifies, runs the switch hook (it creates a flag file the
+ *    load watches; the load then writes to the new side, serial keys and
+ *    all) and starts the reverse pipeline; the report gives the fenced
+ *    window; the new side holds every row; public.items keeps replicating;
+ *    no replication loop in either direction (row changes applied counted
+ *    exactly); `lockstepctl rollback` brings every row written on the new
+ *    side back and the load back to the old side;
+ *  - a failed check at each kind of step stops the procedure with the old
+ *    side serving and nothing lost: lag too high (target paused), drift (a
+ *    direct write on the target), a write after the fence (a superuser
+ *    session keeps writing), a hook that exits non-zero; the report says
+ *    why.  A dry run changes nothing. */
+#include <check.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tests/helpers/testd.h"
+#include "tests/helpers/testsrv.h"
+
+static struct ls_testpg *src, *dst;
+static struct ls_testd *d;
+
+static const char SCHEMA[] =
+	"CREATE ROLE app LOGIN;"
+	"CREATE TABLE orders (id serial PRIMARY KEY, v text, n int);"
+	"CREATE TABLE items (id int PRIMARY KEY, v text);"
+	"GRANT SELECT, INSERT, UPDATE, DELETE ON orders, items TO app;"
+	"GRANT USAGE ON SEQUENCE orders_id_seq TO app;";
+
+static void setup(void)
+{
+	src = ls_testpg_start(NULL);
+	dst = ls_testpg_start(NULL);
+	ls_testpg_exec(src, "postgres", "CREATE DATABASE shop");
+	ls_testpg_exec(dst, "postgres", "CREATE DATABASE shop");
+	ls_testpg_exec(src, "shop", "%s", SCHEMA);
+	ls_testpg_exec(dst, "shop", "%s", SCHEMA);   /* the new side's schema, made by the operator */
+	ls_testpg_exec(src, "shop",
+		"INSERT INTO orders (v, n) SELECT 'seed', g FROM generate_series(1, 200) g;"
+		"INSERT INTO items SELECT g, 'i' || g FROM generate_series(1, 50) g;");
+}
+
+static void teardown(void)
+{
+	if (d)
+		ls_testd_stop(d, 30000);
+	ls_testd_free(d);
+	d = NULL;
+	ls_testpg_stop(dst);
+	ls_testpg_stop(src);
+}
+
+static void start_daemon(const char *switch_hook)
+{
+	char conf[4096];
+	snprintf(conf, sizeof conf,
+		 "[pipeline]\nname = shop\nstate_dir = @DIR@\n\n"
+		 "[source]\ntype = postgres\nconninfo = %s\ntables = public.*\n\n"
+		 "[buffer]\ntype = direct\n\n"
+		 "[target new]\ntype = postgres\nconninfo = %s\ncreate_tables = true\nbatch_ms = 20\n\n"
+		 "[control]\nsocket = @DIR@/control.sock\n\n"
+		 "[drift]\ninterval = 0\nchunk_rows = 100\n\n"
+		 "[cutover]\napp_roles = app\nswitch_hook = %s\n"
+		 "switch_back_hook = rm -f @DIR@/switched\n"
+		 "check_command = test -d @DIR@\ncheck_command = true\n"
+		 "max_lag_seconds = 5\nsettle = 500\nrollback_window = 1h\n\n"
+		 "[log]\nlevel = info\n",
+		 ls_testpg_conninfo(src, "shop"), ls_testpg_conninfo(dst, "shop"), switch_hook);
+	d = ls_testd_new();
+	ls_testd_config(d, conf);
+	ls_testd_start(d);
+	ls_testd_wait_state(d, "streaming", 120000);
+}
+
+/* ---- the application's load ---------------------------------------------------------- */
+
+struct load {
+	pthread_t thread;
+	atomic_bool stop;
+	atomic_long ok_old, ok_new, failures, dups;
+	char flag[1024];
+	pthread_mutex_t mu;
+	long *ids;                     /* every id the load saw committed */
+	size_t n, cap;
+	double max_gap;                /* longest time without a commit, s */
+	char err[256];
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static PGconn *app_connect(struct ls_testpg *pg)
+{
+	char ci[512];
+	snprintf(ci, sizeof ci, "%s user=app", ls_testpg_conninfo(pg, "shop"));
+	PGconn *c = PQconnectdb(ci);
+	if (PQstatus(c) == CONNECTION_OK)
+		return c;
+	PQfinish(c);
+	return NULL;
+}
+
+/* Inserts one order at a time on the side the flag file points to; a
+ * failure (fenced, session ended) is retried, a unique violation counted. */
+static void *load_main(void *arg)
+{
+	struct load *l = arg;
+	PGconn *c = NULL;
+	bool on_new = false;
+	double last = now_s();
+	while (!atomic_load(&l->stop)) {
+		bool want_new = access(l->flag, F_OK) == 0;
+		if (c == NULL || PQstatus(c) != CONNECTION_OK || want_new != on_new) {
+			PQfinish(c);
+			on_new = want_new;
+			c = app_connect(on_new ? dst : src);
+			if (c == NULL) {
+				struct timespec ts = { 0, 5 * 1000000L };
+				nanosleep(&ts, NULL);   /* retry backoff, not a test wait */
+				continue;
+			}
+		}
+		PGresult *r = PQexec(c, "INSERT INTO orders (v, n) VALUES ('load', 1) RETURNING id");
+		if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+			long id = atol(PQgetvalue(r, 0, 0));
+			double t = now_s();
+			pthread_mutex_lock(&l->mu);
+			if (t - last > l->max_gap)
+				l->max_gap = t - last;
+			last = t;
+			if (l->n == l->cap) {
+				l->cap = l->cap ? l->cap * 2 : 1024;
+				l->ids = realloc(l->ids, l->cap * sizeof *l->ids);
+			}
+			if (l->ids)
+				l->ids[l->n++] = id;
+			pthread_mutex_unlock(&l->mu);
+			atomic_fetch_add(on_new ? &l->ok_new : &l->ok_old, 1);
+		} else {
+			const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+			if (st && strcmp(st, "23505") == 0)
+				atomic_fetch_add(&l->dups, 1);
+			atomic_fetch_add(&l->failures, 1);
+			struct timespec ts = { 0, 2 * 1000000L };
+			nanosleep(&ts, NULL);   /* retry backoff */
+		}
+		PQclear(r);
+	}
+	PQfinish(c);
+	return NULL;
+}
+
+static void load_start(struct load *l)
+{
+	memset(l, 0, sizeof *l);
+	pthread_mutex_init(&l->mu, NULL);
+	snprintf(l->flag, sizeof l->flag, "%s/switched", ls_testd_dir(d));
+	ck_assert_int_eq(pthread_create(&l->thread, NULL, load_main, l), 0);
+}
+
+static void load_stop(struct load *l)
+{
+	atomic_store(&l->stop, true);
+	pthread_join(l->thread, NULL);
+	ck_assert_msg(l->err[0] == '\0', "%s", l->err);
+}
+
+struct progress {
+	struct load *l;
+	long want;
+	bool on_new;
+};
+
+static bool load_progressed(void *ctx)
+{
+	struct progress *p = ctx;
+	return atomic_load(p->on_new ? &p->l->ok_new : &p->l->ok_old) >= p->want;
+}
+
+static void wait_load(struct load *l, bool on_new, long more)
+{
+	struct progress p = { l, atomic_load(on_new ? &l->ok_new : &l->ok_old) + more, on_new };
+	ck_assert_msg(ls_test_wait_until(load_progressed, &p, 60000),
+		      "the load made no progress on the %s side; log:\n%s", on_new ? "new" : "old",
+		      ls_testd_log_tail(d));
+}
+
+/* Every id the load saw committed is on pg. */
+static void assert_has_all(struct load *l, struct ls_testpg *pg, const char *side)
+{
+	pthread_mutex_lock(&l->mu);
+	size_t n = l->n, size = n * 21 + 16, o = 0;
+	char *arr = malloc(size);
+	o += (size_t)snprintf(arr, size, "{");
+	for (size_t i = 0; i < n; i++)
+		o += (size_t)snprintf(arr + o, size - o, "%s%ld", i ? "," : "", l->ids[i]);
+	snprintf(arr + o, size - o, "}");
+	pthread_mutex_unlock(&l->mu);
+	char *got = ls_testpg_query1(pg, "shop",
+		"SELECT count(DISTINCT id) FROM orders WHERE id = ANY('%s'::int[])", arr);
+	free(arr);
+	ck_assert_msg(got && atol(got) == (long)n, "the %s side holds %s of the %zu rows the "
+		      "load committed", side, got ? got : "?", n);
+	free(got);
+}
+
+/* ---- comparing and positions ---------------------------------------------------------------- */
+
+static char *checksum(struct ls_testpg *pg, const char *table, const char *where)
+{
+	return ls_testpg_query1(pg, "shop",
+		"SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY id)), '-')"
+		" FROM %s t WHERE %s", table, where);
+}
+
+struct same {
+	const char *table, *where;
+};
+
+static bool sides_equal(void *ctx)
+{
+	struct same *s = ctx;
+	char *a = checksum(src, s->table, s->where), *b = checksum(dst, s->table, s->where);
+	bool eq = a && b && strcmp(a, b) == 0;
+	free(a);
+	free(b);
+	return eq;
+}
+
+static void assert_equal(const char *table, const char *where)
+{
+	struct same s = { table, where };
+	if (!ls_test_wait_until(sides_equal, &s, 60000)) {
+		char *a = checksum(src, table, where), *b = checksum(dst, table, where);
+		ck_abort_msg("%s (%s) differs: old %s new %s; log:\n%s", table, where, a, b,
+			     ls_testd_log_tail(d));
+	}
+}
+
+static long long num(json_t *o, const char *key)
+{
+	return (long long)json_integer_value(json_object_get(o, key));
+}
+
+static long qlong(struct ls_testpg *pg, const char *sql)
+{
+	char *s = ls_testpg_query1(pg, "shop", "%s", sql);
+	long v = s ? atol(s) : -1;
+	free(s);
+	return v;
+}
+
+/* lockstepctl ARGS: exit code and the JSON it printed (--json). */
+static int ctl(const char *args, json_t **out)
+{
+	char cmd[2048];
+	snprintf(cmd, sizeof cmd, "'%s' --socket '%s' %s", ls_test_build_path("lockstepctl"),
+		 ls_testd_socket(d), args);
+	FILE *f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	static char buf[1 << 20];
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	buf[n] = '\0';
+	int st = pclose(f);
+	if (out)
+		*out = json_loads(buf, 0, NULL);
+	if (out && *out == NULL)
+		fprintf(stderr, "lockstepctl printed: %s\n", buf);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static json_t *proc_of(json_t *doc)
+{
+	json_t *p = json_object_get(doc, "procedure");
+	ck_assert_msg(json_is_object(p), "no procedure in %s", json_dumps(doc, JSON_COMPACT));
+	return p;
+}
+
+static json_t *step_of(json_t *pr, const char *name)
+{
+	size_t i;
+	json_t *s, *found = NULL;
+	json_array_foreach(json_object_get(pr, "steps"), i, s)
+		if (strcmp(json_string_value(json_object_get(s, "step")), name) == 0)
+			found = s;
+	return found;
+}
+
+static const char *sval(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	return s ? s : "";
+}
+
+/* The report files exist and name the outcome. */
+static void assert_report(json_t *pr)
+{
+	const char *path = sval(pr, "report");
+	ck_assert_msg(path[0] != '\0', "no report path");
+	FILE *f = fopen(path, "r");
+	ck_assert_msg(f != NULL, "report %s missing", path);
+	fclose(f);
+	char txt[1100];
+	snprintf(txt, sizeof txt, "%.*s.txt", (int)(strlen(path) - 5), path);
+	f = fopen(txt, "r");
+	ck_assert_msg(f != NULL, "report %s missing", txt);
+	char line[2048] = "";
+	ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+	fclose(f);
+	ck_assert_msg(strstr(line, sval(pr, "outcome")) != NULL, "report text says: %s", line);
+}
+
+/* The old side serves: the application can write there. */
+static void assert_old_serves(struct load *l)
+{
+	wait_load(l, false, 20);
+	ck_assert_msg(access(l->flag, F_OK) != 0, "the switch flag exists");
+	PGconn *c = app_connect(src);
+	ck_assert_ptr_nonnull(c);
+	PGresult *r = PQexec(c, "INSERT INTO orders (v, n) VALUES ('after', 2)");
+	ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "the app cannot write to the old "
+		      "side: %s", PQresultErrorMessage(r));
+	PQclear(r);
+	PQfinish(c);
+}
+
+/* After a failed procedure: nothing lost, the target catches up. */
+static void assert_nothing_lost(struct load *l)
+{
+	load_stop(l);
+	assert_has_all(l, src, "old");
+	assert_equal("orders", "true");
+	assert_has_all(l, dst, "new");
+	ck_assert_int_eq(atomic_load(&l->dups), 0);
+}
+
+/* ---- reverse-pipeline counters --------------------------------------------------------------- */
+
+static long long rev_applied_changes(void)
+{
+	json_t *j = ls_testd_get(d, "/cutover");
+	long long n = num(json_object_get(j, "reverse"), "changes_applied");
+	json_decref(j);
+	return n;
+}
+
+static long long fwd_applied_changes(void)
+{
+	json_t *j = ls_testd_get(d, "/status");
+	long long n = num(json_array_get(json_object_get(j, "targets"), 0), "changes");
+	json_decref(j);
+	return n;
+}
+
+struct drained {
+	bool reverse;
+	long long lsn;                 /* the position to have applied, numeric */
+};
+
+static bool pipe_drained(void *ctx)
+{
+	struct drained *w = ctx;
+	json_t *j = ls_testd_get(d, w->reverse ? "/cutover" : "/lag");
+	long long seq = w->reverse
+		? num(json_object_get(j, "reverse"), "applied_seq")
+		: num(json_object_get(json_array_get(json_object_get(j, "targets"), 0), "applied"), "seq");
+	json_decref(j);
+	return seq >= w->lsn;
+}
+
+/* Waits until the forward (or reverse) target applied its source's
+ * current position. */
+static void wait_drained(bool reverse)
+{
+	struct drained w = { reverse, qlong(reverse ? dst : src,
+					    "SELECT pg_current_wal_lsn() - '0/0'") };
+	ck_assert_msg(ls_test_wait_until(pipe_drained, &w, 60000), "the %s pipeline did not "
+		      "drain; log:\n%s", reverse ? "reverse" : "forward", ls_testd_log_tail(d));
+}
+
+struct count_want {
+	bool reverse;
+	long long want;
+};
+
+static bool applied_reached(void *ctx)
+{
+	struct count_want *w = ctx;
+	return (w->reverse ? rev_applied_changes() : fwd_applied_changes()) >= w->want;
+}
+
+/* ---- tests ------------------------------------------------------------------------------------ */
+
+START_TEST(cutover_and_rollback_under_load)
+{
+	start_daemon("touch @DIR@/switched");
+	struct load l;
+	load_start(&l);
+	wait_load(&l, false, 100);
+
+	/* a dry run changes nothing */
+	json_t *doc = NULL;
+	int rc = ctl("cutover --dry-run --tables public.orders --json", &doc);
+	json_t *pr = proc_of(doc);
+	ck_assert_msg(rc == 0, "dry run exited %d: %s", rc, sval(pr, "reason"));
+	ck_assert(json_is_true(json_object_get(pr, "dry_run")));
+	ck_assert(json_is_false(json_object_get(json_object_get(pr, "fence"), "applied")));
+	ck_assert(strstr(sval(pr, "plan"), "public.orders_id_seq") != NULL);
+	ck_assert_str_eq(sval(doc, "phase"), "idle");
+	json_decref(doc);
+	wait_load(&l, false, 20);
+
+	rc = ctl("cutover --tables public.orders --json --timeout 60", &doc);
+	pr = proc_of(doc);
+	ck_assert_msg(rc == 0, "cutover exited %d: %s; log:\n%s", rc, sval(pr, "reason"),
+		      ls_testd_log_tail(d));
+	ck_assert_str_eq(sval(pr, "outcome"), "succeeded");
+	ck_assert_str_eq(sval(doc, "phase"), "cut_over");
+	const char *names[] = { "ready", "fence", "drain", "sequences", "verify", "switch", "reverse" };
+	for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+		json_t *s = step_of(pr, names[i]);
+		ck_assert_msg(s && strcmp(sval(s, "state"), "ok") == 0, "step %s: %s", names[i],
+			      s ? sval(s, "detail") : "missing");
+	}
+	double window = json_number_value(json_object_get(pr, "write_unavailable_seconds"));
+	ck_assert_msg(window > 0 && window < 60, "fenced window %.3f s", window);
+	ck_assert_int_eq(json_array_size(json_object_get(pr, "tables")), 1);
+	json_t *seq = json_array_get(json_object_get(pr, "sequences"), 0);
+	ck_assert_str_eq(sval(seq, "name"), "public.orders_id_seq");
+	ck_assert(json_is_true(json_object_get(seq, "carried")));
+	assert_report(pr);
+	json_decref(doc);
+
+	/* the load goes on against the new side, serial keys without collisions */
+	wait_load(&l, true, 100);
+	ck_assert_int_eq(atomic_load(&l.dups), 0);
+	ck_assert_int_gt(atomic_load(&l.failures), 0);   /* it did hit the fence */
+	fprintf(stderr, "cutover: writes fenced %.3f s (reported), longest gap seen by the load "
+		"%.3f s\n", window, l.max_gap);
+	long max_old = qlong(src, "SELECT max(id) FROM orders");
+	char where[64];
+	snprintf(where, sizeof where, "id <= %ld", max_old);
+	assert_equal("orders", where);   /* the new side has every row of the old */
+
+	/* the rest keeps replicating forward */
+	ls_testpg_exec(src, "shop", "UPDATE items SET v = 'changed' WHERE id <= 10");
+	assert_equal("items", "true");
+
+	/* no loop: forward-applied rows are not sent back, reverse-applied
+	 * rows are not sent forward */
+	load_stop(&l);
+	wait_drained(true);
+	wait_drained(false);
+	assert_equal("orders", "true");   /* the reverse brought the new side's rows back */
+	long long r0 = rev_applied_changes(), f0 = fwd_applied_changes();
+	for (int i = 1; i <= 20; i++)     /* a superuser on the old side: not fenced */
+		ls_testpg_exec(src, "shop", "INSERT INTO orders VALUES (%d, 'su-old', 0)", 1000000 + i);
+	struct count_want fw = { false, f0 + 20 };
+	ck_assert(ls_test_wait_until(applied_reached, &fw, 60000));
+	for (int i = 1; i <= 15; i++)
+		ls_testpg_exec(dst, "shop", "INSERT INTO orders VALUES (%d, 'su-new', 0)", 2000000 + i);
+	struct count_want rw = { true, r0 + 15 };
+	ck_assert(ls_test_wait_until(applied_reached, &rw, 60000));
+	wait_drained(true);
+	wait_drained(false);
+	wait_drained(true);
+	ck_assert_int_eq(rev_applied_changes() - r0, 15);
+	ck_assert_int_eq(fwd_applied_changes() - f0, 20);
+	assert_equal("orders", "true");
+	json_t *st = ls_testd_get(d, "/status");
+	ck_assert_int_ge(num(json_object_get(st, "source"), "skipped_origin_txns"), 1);
+	ck_assert_str_eq(sval(st, "pipeline_state"), "streaming");
+	json_decref(st);
+
+	/* more writes on the new side, then back */
+	load_start(&l);
+	wait_load(&l, true, 100);
+	rc = ctl("rollback --json --timeout 60", &doc);
+	pr = proc_of(doc);
+	ck_assert_msg(rc == 0, "rollback exited %d: %s; log:\n%s", rc, sval(pr, "reason"),
+		      ls_testd_log_tail(d));
+	ck_assert_str_eq(sval(doc, "phase"), "rolled_back");
+	ck_assert(json_is_null(json_object_get(doc, "reverse")));
+	assert_report(pr);
+	json_decref(doc);
+	wait_load(&l, false, 100);       /* back on the old side */
+	load_stop(&l);
+	assert_has_all(&l, src, "old");   /* every row written on the new side too */
+	ck_assert_int_eq(atomic_load(&l.dups), 0);
+	assert_equal("orders", "true");   /* forward again: the new side follows */
+	assert_has_all(&l, dst, "new");
+	/* the reverse slot and publication are gone */
+	ck_assert_int_eq(qlong(dst, "SELECT count(*) FROM pg_replication_slots"), 0);
+	ck_assert_int_eq(qlong(dst, "SELECT count(*) FROM pg_publication"), 0);
+	free(l.ids);
+}
+END_TEST
+
+START_TEST(cutover_stops_when_lag_is_too_high)
+{
+	start_daemon("touch @DIR@/switched");
+	struct load l;
+	load_start(&l);
+	wait_load(&l, false, 50);
+	ck_assert_int_eq(ls_testd_post(d, "/pause"), 200);
+	wait_load(&l, false, 200);
+	json_t *doc = NULL;
+	int rc = ctl("cutover --max-lag-seconds 0.5 --timeout 3 --json", &doc);
+	json_t *pr = proc_of(doc);
+	ck_assert_msg(rc == 1, "cutover exited %d, want 1: %s", rc, sval(pr, "reason"));
+	ck_assert_str_eq(sval(pr, "outcome"), "failed");
+	ck_assert_msg(strncmp(sval(pr, "reason"), "ready:", 6) == 0, "reason: %s", sval(pr, "reason"));
+	ck_assert(json_is_false(json_object_get(json_object_get(pr, "fence"), "applied")));
+	assert_report(pr);
+	json_decref(doc);
+	assert_old_serves(&l);
+	ck_assert_int_eq(ls_testd_post(d, "/resume"), 200);
+	assert_nothing_lost(&l);
+	free(l.ids);
+}
+END_TEST
+
+START_TEST(cutover_stops_on_drift)
+{
+	start_daemon("touch @DIR@/switched");
+	struct load l;
+	load_start(&l);
+	wait_load(&l, false, 50);
+	ls_testpg_exec(dst, "shop", "UPDATE items SET v = 'behind lockstep''s back' WHERE id = 7");
+	json_t *doc = NULL;
+	int rc = ctl("cutover --json", &doc);
+	json_t *pr = proc_of(doc);
+	ck_assert_msg(rc == 1, "cutover exited %d, want 1: %s", rc, sval(pr, "reason"));
+	ck_assert_msg(strstr(sval(pr, "reason"), "drift") != NULL, "reason: %s", sval(pr, "reason"));
+	ck_assert(json_is_false(json_object_get(json_object_get(pr, "fence"), "applied")));
+	json_t *dr = json_array_get(json_object_get(pr, "drift"), 0);
+	ck_assert_int_eq(num(dr, "drift_rows"), 1);
+	assert_report(pr);
+	json_decref(doc);
+	assert_old_serves(&l);
+	ls_testpg_exec(dst, "shop", "UPDATE items SET v = 'i7' WHERE id = 7");
+	assert_nothing_lost(&l);
+	free(l.ids);
+}
+END_TEST
+
+struct su_writer {
+	pthread_t thread;
+	atomic_bool stop;
+	atomic_long n;
+};
+
+static void *su_main(void *arg)
+{
+	struct su_writer *w = arg;
+	PGconn *c = PQconnectdb(ls_testpg_conninfo(src, "shop"));
+	for (int i = 1; !atomic_load(&w->stop) && PQstatus(c) == CONNECTION_OK; i++) {
+		char sql[128];
+		snprintf(sql, sizeof sql, "INSERT INTO items VALUES (%d, 'su')", 500000 + i);
+		PQclear(PQexec(c, sql));
+		atomic_fetch_add(&w->n, 1);
+		struct timespec ts = { 0, 20 * 1000000L };
+		nanosleep(&ts, NULL);   /* a steady trickle of writes */
+	}
+	PQfinish(c);
+	return NULL;
+}
+
+START_TEST(cutover_stops_on_a_write_after_the_fence)
+{
+	start_daemon("touch @DIR@/switched");
+	struct load l;
+	load_start(&l);
+	wait_load(&l, false, 50);
+	struct su_writer w;
+	memset(&w, 0, sizeof w);
+	ck_assert_int_eq(pthread_create(&w.thread, NULL, su_main, &w), 0);
+	json_t *doc = NULL;
+	int rc = ctl("cutover --json", &doc);
+	atomic_store(&w.stop, true);
+	pthread_join(w.thread, NULL);
+	json_t *pr = proc_of(doc);
+	ck_assert_msg(rc == 1, "cutover exited %d, want 1: %s", rc, sval(pr, "reason"));
+	ck_assert_msg(strncmp(sval(pr, "reason"), "fence:", 6) == 0 &&
+		      strstr(sval(pr, "reason"), "after the fence") != NULL, "reason: %s",
+		      sval(pr, "reason"));
+	json_t *fence = json_object_get(pr, "fence");
+	ck_assert(json_is_true(json_object_get(fence, "applied")));
+	ck_assert(json_is_true(json_object_get(fence, "lifted")));
+	ck_assert_str_eq(sval(step_of(pr, "unfence"), "state"), "ok");
+	assert_report(pr);
+	json_decref(doc);
+	ck_assert_int_gt(atomic_load(&w.n), 0);
+	assert_old_serves(&l);
+	assert_equal("items", "true");
+	assert_nothing_lost(&l);
+	free(l.ids);
+}
+END_TEST
+
+START_TEST(cutover_stops_when_a_hook_fails)
+{
+	start_daemon("echo repointing failed; exit 3");
+	struct load l;
+	load_start(&l);
+	wait_load(&l, false, 50);
+	json_t *doc = NULL;
+	int rc = ctl("cutover --json", &doc);
+	json_t *pr = proc_of(doc);
+	ck_assert_msg(rc == 1, "cutover exited %d, want 1: %s", rc, sval(pr, "reason"));
+	ck_assert_msg(strstr(sval(pr, "reason"), "switch_hook exited 3: repointing failed") != NULL,
+		      "reason: %s", sval(pr, "reason"));
+	ck_assert(json_is_true(json_object_get(json_object_get(pr, "fence"), "lifted")));
+	ck_assert_str_eq(sval(doc, "phase"), "idle");
+	ck_assert_msg(json_number_value(json_object_get(pr, "write_unavailable_seconds")) > 0,
+		      "no fenced window reported");
+	assert_report(pr);
+	json_decref(doc);
+	/* nothing was left on the new side for a reverse direction */
+	ck_assert_int_eq(qlong(dst, "SELECT count(*) FROM pg_replication_slots"), 0);
+	assert_old_serves(&l);
+	assert_nothing_lost(&l);
+	free(l.ids);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("cutover");
+	const struct { const char *name; const TTest *fn; } cases[] = {
+		{ "cutover_rollback", cutover_and_rollback_under_load },
+		{ "lag", cutover_stops_when_lag_is_too_high },
+		{ "drift", cutover_stops_on_drift },
+		{ "write_after_fence", cutover_stops_on_a_write_after_the_fence },
+		{ "hook", cutover_stops_when_a_hook_fails },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		TCase *tc = tcase_create(cases[i].name);
+		tcase_add_checked_fixture(tc, setup, teardown);
+		tcase_set_timeout(tc, 600);
+		tcase_add_test(tc, cases[i].fn);
+		suite_add_tcase(s, tc);
+	}
+	SRunner *r = srunner_create(s);
+	srunner_run_all(r, CK_NORMAL);
+	int failed = srunner_ntests_failed(r);
+	srunner_free(r);
+	return failed ? 1 : 0;
+}
