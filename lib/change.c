@@ -103,6 +103,7 @@ void ls_relation_free(struct ls_relation *r)
 	for (uint16_t i = 0; i < r->ncols; i++) {
 		free(r->cols[i].name);
 		free(r->cols[i].type_name);
+		free(r->cols[i].fill);
 	}
 	free(r->cols);
 	free(r->schema);
@@ -131,8 +132,10 @@ struct ls_relation *ls_relation_dup(const struct ls_relation *r)
 		d->cols[i] = r->cols[i];
 		d->cols[i].name = NULL;
 		d->cols[i].type_name = NULL;
+		d->cols[i].fill = NULL;
 		rc |= dup_str(&d->cols[i].name, r->cols[i].name);
 		rc |= dup_str(&d->cols[i].type_name, r->cols[i].type_name);
+		rc |= dup_str(&d->cols[i].fill, r->cols[i].fill);
 	}
 	if (rc) {
 		ls_relation_free(d);
@@ -165,7 +168,7 @@ bool ls_relation_equal(const struct ls_relation *a, const struct ls_relation *b)
 		const struct ls_column *x = &a->cols[i], *y = &b->cols[i];
 		if (x->type_oid != y->type_oid || x->typmod != y->typmod ||
 		    x->flags != y->flags || !str_eq(x->name, y->name) ||
-		    !str_eq(x->type_name, y->type_name))
+		    !str_eq(x->type_name, y->type_name) || !str_eq(x->fill, y->fill))
 			return false;
 	}
 	return true;

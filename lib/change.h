@@ -61,6 +61,11 @@ struct ls_column {
 	uint32_t type_oid;         /* PostgreSQL type OID, MySQL column type code */
 	int32_t typmod;            /* PostgreSQL typmod, -1 when none */
 	uint8_t flags;             /* LS_COL_* */
+	/* Owned, NULL when none: the text value that rows existing when this
+	 * column was added got without any row change being logged (PostgreSQL
+	 * stores it as attmissingval); a target adding the column fills its
+	 * existing rows with it. */
+	char *fill;
 };
 
 enum ls_replident {
@@ -85,7 +90,7 @@ struct ls_relation *ls_relation_new(uint16_t ncols);
 struct ls_relation *ls_relation_dup(const struct ls_relation *r);
 void ls_relation_free(struct ls_relation *r);   /* NULL is a no-op */
 /* True when a and b describe the same table shape (id, names, replica
- * identity, columns with names, types, typmods and key flags). */
+ * identity, columns with names, types, typmods, key flags and fills). */
 bool ls_relation_equal(const struct ls_relation *a, const struct ls_relation *b);
 /* Number of key columns. */
 unsigned ls_relation_nkeys(const struct ls_relation *r);

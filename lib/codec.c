@@ -242,7 +242,10 @@ static int encode_relation(struct ls_codec_buf *b, const struct ls_relation *r)
 	for (uint16_t i = 0; i < r->ncols && rc == 0; i++) {
 		const struct ls_column *c = &r->cols[i];
 		rc |= put_str(b, c->name) | put_str(b, c->type_name) |
-		      put_varint(b, c->type_oid) | put_zz(b, c->typmod) | put_u8(b, c->flags);
+		      put_varint(b, c->type_oid) | put_zz(b, c->typmod) | put_u8(b, c->flags) |
+		      put_u8(b, c->fill != NULL);
+		if (c->fill)
+			rc |= put_str(b, c->fill);
 	}
 	return rc;
 }
@@ -687,7 +690,7 @@ int ls_codec_decode_header(const void *buf, size_t len, struct ls_codec_record *
 
 /* Minimum encoded sizes, for rd_count. */
 #define MIN_REL 5                  /* id, schema, name, replident, ncols */
-#define MIN_COL 5                  /* name, type_name, oid, typmod, flags */
+#define MIN_COL 6                  /* name, type_name, oid, typmod, flags, has fill */
 #define MIN_CHANGE 2               /* op + one byte (MESSAGE: prefix, data are 2) */
 
 static int rd_relation(struct rd *r, struct ls_relation *rel)
@@ -710,14 +713,20 @@ static int rd_relation(struct rd *r, struct ls_relation *rel)
 	for (uint32_t i = 0; i < ncols; i++) {
 		struct ls_column *c = &rel->cols[i];
 		int64_t typmod;
+		uint8_t has_fill = 0;
 		if (rd_dup(r, &c->name, NULL, true, "column name") < 0 ||
 		    rd_dup(r, &c->type_name, NULL, true, "column type name") < 0 ||
 		    rd_u32(r, &c->type_oid, "column type id") < 0 ||
-		    rd_zz(r, &typmod, "column typmod") < 0 || rd_u8(r, &c->flags, "column flags") < 0)
+		    rd_zz(r, &typmod, "column typmod") < 0 || rd_u8(r, &c->flags, "column flags") < 0 ||
+		    rd_u8(r, &has_fill, "column fill marker") < 0)
 			return -1;
 		if (typmod < INT32_MIN || typmod > INT32_MAX)
 			return rd_fail(r, "column typmod %" PRId64 " out of range", typmod);
 		c->typmod = (int32_t)typmod;
+		if (has_fill > 1)
+			return rd_fail(r, "column %s: bad fill marker 0x%02x", c->name, has_fill);
+		if (has_fill && rd_dup(r, &c->fill, NULL, true, "column fill value") < 0)
+			return -1;
 	}
 	return 0;
 }

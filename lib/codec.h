@@ -12,6 +12,10 @@
  *   type 'P' POSITION:   seq, str text, zz source time
  *   type 'M' MARKER:     seq, str text, zz source time, str prefix, str payload
  *
+ *   relation:  id, str schema, str name, u8 replica identity, ncols, columns
+ *   column:    str name, str type name, type id, zz typmod, u8 flags,
+ *              u8 has fill (0 or 1), [str fill when 1]
+ *
  * A TXN chunk carries the full definition of every relation its changes
  * reference; a change names its relation(s) by index into that table, so a
  * relation whose definition changes inside one transaction (ALTER TABLE then

@@ -14,9 +14,15 @@
  * on tick() when old, on flush()); a source transaction is never split.
  *
  * A source transaction that begin() opened may be abandoned with abort_txn():
- * its changes are rolled back (savepoint) and the rest of the open group is
- * kept.  The pipeline does this when the buffer holds a partial transaction
- * (the producer crashed mid-transaction and the source re-sent it whole).
+ * its changes are rolled back and the rest of the open group is kept.  The
+ * pipeline does this when the buffer holds a partial transaction (the
+ * producer crashed mid-transaction and the source re-sent it whole), which
+ * is rare, so a target need not prepare for it on every transaction (a
+ * savepoint each costs PostgreSQL an XID and a round trip): abort_txn may
+ * instead roll back the whole open group and fail with a retryable error.
+ * The pipeline then calls reset() and replays from the checkpoint; a target
+ * that failed so must be able to abandon that same transaction on the
+ * replay (PostgreSQL: savepoints from reset() until the next commit).
  *
  * Snapshot: a table's copy is one target transaction on a copy session:
  * copy_table_begin (truncate the target table, start COPY), copy_data*,

@@ -207,6 +207,37 @@ static void abort_ok(struct ls_target *t)
 	ck_assert_msg(ops->abort_txn(t, &err) == 0, "abort_txn: %s", err.msg);
 }
 
+static void reset_ok(struct ls_target *t)
+{
+	struct ls_err err = { 0 };
+	ck_assert_msg(ops->reset(t, &err) == 0, "reset: %s", err.msg);
+}
+
+/* Abandoning a transaction in a group without savepoints (the normal
+ * mode) rolls the whole group back with a retryable error; the pipeline
+ * then resets and replays. */
+static void abort_fails_retryably(struct ls_target *t)
+{
+	struct ls_err err = { 0 };
+	ck_assert_int_lt(ops->abort_txn(t, &err), 0);
+	ck_assert_msg(err.retryable, "not retryable: %s", err.msg);
+	ck_assert_ptr_nonnull(strstr(err.msg, "savepoint"));
+	struct ls_txn x = txn(99);
+	ck_assert_int_lt(ops->begin(t, &x, &err), 0);   /* failed until reset */
+}
+
+/* Abandons the open transaction: pass 0 (normal mode) fails retryably and
+ * resets, pass 1 (savepoint mode after the reset) succeeds. */
+static void abort_in_pass(struct ls_target *t, int pass)
+{
+	if (pass == 0) {
+		abort_fails_retryably(t);
+		reset_ok(t);
+	} else {
+		abort_ok(t);
+	}
+}
+
 static void flush_ok(struct ls_target *t)
 {
 	struct ls_err err = { 0 };
@@ -326,20 +357,25 @@ START_TEST(pgtgt_prepare_table_creates_or_checks)
 }
 END_TEST
 
-/* Txn A applied, B abandoned midway, C applied: one commit holds A and C. */
+/* Txn A applied, B abandoned midway, C applied.  The first time the abort
+ * takes the whole group with it (no savepoints); replayed after the reset,
+ * B goes alone and one commit holds A and C. */
 START_TEST(pgtgt_abort_txn_keeps_rest_of_group)
 {
 	struct ls_target *t = open_target();
 	struct ls_relation *r = mkrel(1, "g", "id:integer:k|v:text");
-	begin_ok(t, 10);
-	change_ok(t, r, ins(r, "1", "A"));
-	change_ok(t, r, ins(r, "2", "A"));
-	end_ok(t, 10);
-	begin_ok(t, 11);
-	change_ok(t, r, ins(r, "3", "B"));
-	change_ok(t, r, upd(r, "1", "B"));
-	change_ok(t, r, del(r, "2", NULL));
-	abort_ok(t);
+	for (int pass = 0; pass < 2; pass++) {
+		begin_ok(t, 10);
+		change_ok(t, r, ins(r, "1", "A"));
+		change_ok(t, r, ins(r, "2", "A"));
+		end_ok(t, 10);
+		begin_ok(t, 11);
+		change_ok(t, r, ins(r, "3", "B"));
+		change_ok(t, r, upd(r, "1", "B"));
+		change_ok(t, r, del(r, "2", NULL));
+		abort_in_pass(t, pass);
+	}
+	ck_assert_int_eq(commits.calls, 0);
 	begin_ok(t, 12);
 	change_ok(t, r, ins(r, "4", "C"));
 	end_ok(t, 12);
@@ -353,6 +389,17 @@ START_TEST(pgtgt_abort_txn_keeps_rest_of_group)
 	ck_assert_uint_eq(st.txns, 2);
 	ck_assert_uint_eq(st.rows, 3);
 	ck_assert_uint_eq(st.commits, 1);
+
+	/* savepoint mode ended with that commit: the next group has none */
+	begin_ok(t, 13);
+	change_ok(t, r, ins(r, "5", "D"));
+	end_ok(t, 13);
+	begin_ok(t, 14);
+	change_ok(t, r, ins(r, "6", "E"));
+	abort_fails_retryably(t);
+	reset_ok(t);
+	ckpt_is(t, 12);
+	ck_q1("0", "SELECT count(*) FROM app.g WHERE id >= 5");
 	ops->free(t);
 	ls_relation_free(r);
 }
@@ -388,12 +435,14 @@ START_TEST(pgtgt_abort_txn_drops_its_error_and_copy)
 {
 	struct ls_target *t = open_target();
 	struct ls_relation *r = mkrel(1, "g", "id:integer:k|v:text");
-	begin_ok(t, 30);
-	change_ok(t, r, ins(r, "1", "A"));
-	end_ok(t, 30);
-	begin_ok(t, 31);
-	change_ok(t, r, ins(r, "1", "dup"));   /* fails on the server */
-	abort_ok(t);
+	for (int pass = 0; pass < 2; pass++) {
+		begin_ok(t, 30);
+		change_ok(t, r, ins(r, "1", "A"));
+		end_ok(t, 30);
+		begin_ok(t, 31);
+		change_ok(t, r, ins(r, "1", "dup"));   /* fails on the server */
+		abort_in_pass(t, pass);
+	}
 	begin_ok(t, 32);
 	char id[16];
 	for (int i = 0; i < 500; i++) {       /* long run: goes through COPY */
@@ -425,14 +474,16 @@ START_TEST(pgtgt_abort_txn_undoes_its_ddl)
 	struct ls_relation *v1 = mkrel(1, "g", "id:integer:k|v:text");
 	struct ls_relation *v2 = mkrel(1, "g", "id:integer:k|v:text|extra:integer");
 	struct ls_relation *n = mkrel(2, "fresh", "id:integer:k");
-	begin_ok(t, 40);
-	change_ok(t, v1, ins(v1, "1", "A"));
-	end_ok(t, 40);
-	/* partial B: ALTER TABLE, a new table, rows */
-	begin_ok(t, 41);
-	change_ok(t, v2, ins(v2, "2", "B", "7"));
-	change_ok(t, n, ins(n, "1"));
-	abort_ok(t);
+	for (int pass = 0; pass < 2; pass++) {
+		begin_ok(t, 40);
+		change_ok(t, v1, ins(v1, "1", "A"));
+		end_ok(t, 40);
+		/* partial B: ALTER TABLE, a new table, rows */
+		begin_ok(t, 41);
+		change_ok(t, v2, ins(v2, "2", "B", "7"));
+		change_ok(t, n, ins(n, "1"));
+		abort_in_pass(t, pass);
+	}
 	/* the same transaction again, whole */
 	begin_ok(t, 41);
 	change_ok(t, v2, ins(v2, "2", "B", "7"));
@@ -452,12 +503,14 @@ START_TEST(pgtgt_abort_txn_undoes_its_ddl)
 	/* abandoned DDL leaves the table as it was */
 	t = open_target();
 	struct ls_relation *v3 = mkrel(1, "g", "id:integer:k|v:text|extra:integer|more:text");
-	begin_ok(t, 50);
-	change_ok(t, v2, ins(v2, "5", "D", "1"));
-	end_ok(t, 50);
-	begin_ok(t, 51);
-	change_ok(t, v3, ins(v3, "6", "E", "2", "x"));
-	abort_ok(t);
+	for (int pass = 0; pass < 2; pass++) {
+		begin_ok(t, 50);
+		change_ok(t, v2, ins(v2, "5", "D", "1"));
+		end_ok(t, 50);
+		begin_ok(t, 51);
+		change_ok(t, v3, ins(v3, "6", "E", "2", "x"));
+		abort_in_pass(t, pass);
+	}
 	begin_ok(t, 52);
 	change_ok(t, v2, ins(v2, "7", "F", "3"));
 	end_ok(t, 52);
@@ -471,6 +524,49 @@ START_TEST(pgtgt_abort_txn_undoes_its_ddl)
 	ls_relation_free(v2);
 	ls_relation_free(v3);
 	ls_relation_free(n);
+}
+END_TEST
+
+/* A column added with a fill (PostgreSQL's attmissingval on the source)
+ * gets it in the rows already there, by DDL or when the target table lacks
+ * it at first sight; the target keeps no default. */
+START_TEST(pgtgt_added_column_fills_existing_rows)
+{
+	struct ls_target *t = open_target();
+	struct ls_relation *v1 = mkrel(1, "f", "id:integer:k|v:text");
+	struct ls_relation *v2 = mkrel(1, "f", "id:integer:k|v:text|n:integer|s:text");
+	struct ls_relation *v3 = mkrel(1, "f", "id:integer:k|v:text|n:integer|s:text|d:date");
+	v2->cols[2].fill = strdup("7");
+	v2->cols[3].fill = strdup("it's \\ here");
+	v3->cols[2].fill = strdup("7");
+	v3->cols[3].fill = strdup("it's \\ here");
+	v3->cols[4].fill = strdup("2021-01-31");
+	begin_ok(t, 60);
+	change_ok(t, v1, ins(v1, "1", "a"));
+	change_ok(t, v1, ins(v1, "2", "b"));
+	end_ok(t, 60);
+	flush_ok(t);
+	begin_ok(t, 61);
+	change_ok(t, v2, ins(v2, "3", "c", "8", NULL));
+	end_ok(t, 61);
+	flush_ok(t);
+	ck_q1("1:7:it's \\ here,2:7:it's \\ here,3:8:-",
+	      "SELECT string_agg(id||':'||n||':'||coalesce(s, '-'), ',' ORDER BY id) FROM app.f");
+	ops->free(t);
+
+	/* a new instance meets v3 while the table lacks d */
+	t = open_target();
+	begin_ok(t, 62);
+	change_ok(t, v3, ins(v3, "4", "d", "9", "x", "2022-02-28"));
+	end_ok(t, 62);
+	flush_ok(t);
+	ck_q1("1:2021-01-31,2:2021-01-31,3:2021-01-31,4:2022-02-28",
+	      "SELECT string_agg(id||':'||to_char(d, 'YYYY-MM-DD'), ',' ORDER BY id) FROM app.f");
+	ck_q1("0", "SELECT count(*) FROM pg_attrdef WHERE adrelid = 'app.f'::regclass");
+	ops->free(t);
+	ls_relation_free(v1);
+	ls_relation_free(v2);
+	ls_relation_free(v3);
 }
 END_TEST
 
@@ -719,6 +815,7 @@ int main(void)
 	tcase_add_test(tc, pgtgt_abort_first_txn_of_group);
 	tcase_add_test(tc, pgtgt_abort_txn_drops_its_error_and_copy);
 	tcase_add_test(tc, pgtgt_abort_txn_undoes_its_ddl);
+	tcase_add_test(tc, pgtgt_added_column_fills_existing_rows);
 	tcase_add_test(tc, pgtgt_copy_two_sessions_concurrently);
 	tcase_add_test(tc, pgtgt_copy_closed_midway_leaves_nothing);
 	tcase_add_test(tc, pgtgt_copy_failures_record_nothing);

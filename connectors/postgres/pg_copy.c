@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "connectors/postgres/pg_session.h"
 #include "connectors/postgres/pg_sql.h"
 #include "connectors/postgres/pg_target.h"
 
@@ -119,9 +120,8 @@ void ls_pgcopy_close(struct ls_pgcopy *c)
 static int setup_session(struct ls_pgcopy *c, struct ls_err *err)
 {
 	PQsetNoticeProcessor(c->conn, quiet_notice, NULL);
-	if (run(c, "SET DateStyle = ISO; SET IntervalStyle = postgres;"
-		"SET client_encoding = UTF8; SET standard_conforming_strings = on",
-		0, NULL, PGRES_COMMAND_OK, "session setup", NULL, err) < 0)
+	if (run(c, ls_pgsession_sql, 0, NULL, PGRES_COMMAND_OK, "session setup", NULL,
+		err) < 0)
 		return -1;
 	PQclear(PQexec(c->conn, "SET session_replication_role = replica"));
 	return 0;

@@ -10,9 +10,9 @@
  * first because a re-copy must replace whatever is there.
  *
  * Input data is PostgreSQL COPY text format, columns in the relation's
- * order (what the source's COPY TO produced).  The session reads it with
- * client_encoding UTF8, DateStyle ISO and IntervalStyle postgres, so the
- * source's COPY must be produced with the same settings.
+ * order (what the source's COPY TO produced).  The session reads it under
+ * pg_session.h's settings (UTF8, DateStyle ISO, MDY, IntervalStyle
+ * postgres, ...), so the source's COPY must be produced under the same.
  *
  * lockstep.snapshot must exist (pg_target creates it with the checkpoint
  * table).  Sessions are independent: several may run at once, each on its

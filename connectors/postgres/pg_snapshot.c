@@ -8,6 +8,8 @@
 
 #include <libpq-fe.h>
 
+#include "connectors/postgres/pg_session.h"
+
 #define CHUNK_BYTES (256 * 1024)
 
 struct table_state {
@@ -72,6 +74,9 @@ static int pq_fail(PGconn *c, PGresult *r, const char *what,
 	snprintf(m, sizeof m, "%s", r != NULL && PQresultErrorMessage(r)[0] ?
 		PQresultErrorMessage(r) : PQerrorMessage(c));
 	m[strcspn(m, "\n")] = '\0';
+	if (t == NULL)
+		return ls_err_set(err, PQstatus(c) == CONNECTION_BAD,
+			"snapshot worker: %s: %s", what, m);
 	return ls_err_set(err, PQstatus(c) == CONNECTION_BAD,
 		"snapshot copy of %s.%s: %s: %s", t->schema, t->name, what, m);
 }
@@ -235,6 +240,11 @@ static void *worker_main(void *arg)
 		m[strcspn(m, "\n")] = '\0';
 		ls_err_set(&err, true, "snapshot worker %d: connecting to %s:%s: %s",
 			w->id, PQhost(w->conn), PQport(w->conn), m);
+		fail(s, &err);
+	} else if (exec_ok(w->conn, ls_pgsession_sql, PGRES_COMMAND_OK,
+			   "session setup", NULL, &err) < 0) {
+		/* COPY TO writes what the target's COPY FROM reads only under
+		 * these settings, whatever the source database's defaults */
 		fail(s, &err);
 	}
 	int ti;

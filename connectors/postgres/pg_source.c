@@ -10,6 +10,7 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "connectors/postgres/pg_session.h"
 #include "connectors/postgres/pg_setup.h"
 #include "connectors/postgres/pg_snapshot.h"
 #include "connectors/postgres/pg_stream.h"
@@ -261,6 +262,8 @@ static int build_relations(struct ls_source *s, struct ls_err *err)
 	return 0;
 }
 
+static int load_fills(struct ls_source *s, struct ls_err *err);
+
 static int pg_prepare(struct ls_source *s, struct ls_source_tables *tables,
 	struct ls_err *err)
 {
@@ -273,6 +276,8 @@ static int pg_prepare(struct ls_source *s, struct ls_source_tables *tables,
 	}
 	if (rc == 0)
 		rc = build_relations(s, err);
+	if (rc == 0)
+		rc = load_fills(s, err);
 	if (rc == 0 && (s->dec = ls_pgo_new(1)) == NULL)
 		rc = ls_err_set(err, false, "postgres source: out of memory");
 	if (rc < 0) {
@@ -617,18 +622,39 @@ static bool has_key(const struct ls_pg_table *t)
 	return false;
 }
 
+/* The catalog connection, (re)connected when needed, with the session
+ * settings values are read under (default values are read as text). */
+static PGconn *cat_conn(struct ls_source *s, struct ls_err *err)
+{
+	if (s->cat != NULL && PQstatus(s->cat) != CONNECTION_OK) {
+		PQfinish(s->cat);
+		s->cat = NULL;
+	}
+	if (s->cat != NULL)
+		return s->cat;
+	if ((s->cat = connect_pg(s->conninfo, false, err)) == NULL)
+		return NULL;
+	PGresult *r = PQexec(s->cat, ls_pgsession_sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		char m[300];
+		ls_err_set(err, PQstatus(s->cat) != CONNECTION_OK, "catalog "
+			"session setup: %s", pq_msg(s->cat, r, m, sizeof m));
+		PQclear(r);
+		PQfinish(s->cat);
+		s->cat = NULL;
+		return NULL;
+	}
+	PQclear(r);
+	return s->cat;
+}
+
 /* format_type(oid, typmod) on the catalog connection.  This blocks the
  * loop: it only runs for columns the prepared tables do not describe (DDL
  * after start).  Returns a malloc'd name or NULL with err set. */
 static char *lookup_type(struct ls_source *s, uint32_t oid, int32_t typmod,
 	struct ls_err *err)
 {
-	if (s->cat != NULL && PQstatus(s->cat) != CONNECTION_OK) {
-		PQfinish(s->cat);
-		s->cat = NULL;
-	}
-	if (s->cat == NULL && (s->cat = connect_pg(s->conninfo, false, err)) ==
-	    NULL) {
+	if (cat_conn(s, err) == NULL) {
 		ls_err_prefix(err, "type name lookup");
 		return NULL;
 	}
@@ -650,9 +676,200 @@ static char *lookup_type(struct ls_source *s, uint32_t oid, int32_t typmod,
 	return name;
 }
 
+/* ---- stream: what rows existing when a column was added got --------------- */
+
+/* One column's value in the rows that existed when it was added.
+ * atthasmissing/attmissingval is PostgreSQL's own record of it (a
+ * non-volatile default added without rewriting the table); a later rewrite
+ * clears that record, and then a default made of constants and built-in
+ * immutable functions is evaluated instead.  A volatile default (random(),
+ * nextval) or an identity column made PostgreSQL rewrite the table with a
+ * value per row.  Columns: has missing, missing value, default expression,
+ * volatile, evaluable. */
+static const char FILL_SQL[] =
+	"SELECT a.atthasmissing, (a.attmissingval::text::text[])[1],"
+	" pg_get_expr(d.adbin, d.adrelid),"
+	" a.attidentity <> '' OR d.adbin::text ~ '\\{NEXTVALUEEXPR '"
+	"  OR EXISTS (SELECT 1 FROM regexp_matches(d.adbin::text,"
+	"   ':(?:funcid|opfuncid) ([0-9]+)', 'g') m JOIN pg_proc p"
+	"   ON p.oid = m[1]::oid WHERE p.provolatile = 'v'),"
+	" d.adbin IS NOT NULL"
+	"  AND d.adbin::text !~ '\\{(SQLVALUEFUNCTION|NEXTVALUEEXPR|PARAM|SUBLINK|VAR) '"
+	"  AND NOT EXISTS (SELECT 1 FROM regexp_matches(d.adbin::text,"
+	"   ':(?:funcid|opfuncid) ([0-9]+)', 'g') m JOIN pg_proc p"
+	"   ON p.oid = m[1]::oid WHERE p.provolatile <> 'i' OR p.oid >= 16384)"
+	" FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid"
+	"  AND d.adnum = a.attnum"
+	" WHERE a.attrelid = $1::oid AND a.attname = $2 AND a.attnum > 0"
+	" AND NOT a.attisdropped AND a.attgenerated = ''";
+
+static void warn_fill(const struct ls_relation *r, const char *col,
+	const char *expr, const char *why)
+{
+	ls_warn("postgres source: table %s.%s column %s was added%s%s: %s; the "
+		"change stream does not carry the values the table's existing rows "
+		"got, so the target cannot fill them in: `lockstepctl drift --check` "
+		"finds those rows and `lockstepctl drift --repair` fixes them",
+		r->schema, r->name, col, expr ? " with DEFAULT " : "",
+		expr ? expr : "", why);
+}
+
+/* Evaluates a default made of constants and built-in immutable functions
+ * (checked by FILL_SQL) as text; malloc'd, NULL when that fails. */
+static char *eval_default(PGconn *k, const char *expr)
+{
+	size_t n = strlen(expr) + 32;
+	char *sql = malloc(n), *v = NULL;
+	if (sql == NULL)
+		return NULL;
+	snprintf(sql, n, "SELECT (%s)::text", expr);
+	PGresult *r = PQexec(k, sql);
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+	    !PQgetisnull(r, 0, 0))
+		v = strdup(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	free(sql);
+	return v;
+}
+
+/* Interprets FILL_SQL's row for column c: sets c->fill or warns. */
+static void fill_from_row(PGconn *k, const struct ls_relation *r,
+	struct ls_column *c, PGresult *res)
+{
+	if (PQntuples(res) != 1)
+		return;                  /* dropped again, or generated */
+	const char *expr = PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2);
+	if (PQgetvalue(res, 0, 0)[0] == 't')
+		c->fill = strdup(PQgetvalue(res, 0, 1));
+	else if (PQgetvalue(res, 0, 3)[0] == 't')
+		warn_fill(r, c->name, expr, expr ? "a volatile default makes "
+			"PostgreSQL rewrite the table with a value per row" :
+			"an identity column makes PostgreSQL rewrite the table "
+			"with a value per row");
+	else if (expr == NULL)
+		return;                  /* no default: existing rows are NULL */
+	else if (PQgetvalue(res, 0, 4)[0] != 't' ||
+		 (c->fill = eval_default(k, expr)) == NULL)
+		warn_fill(r, c->name, expr, "the default is not a constant and "
+			"PostgreSQL no longer records the value existing rows got "
+			"(the table was rewritten)");
+}
+
+/* Sets the fill of column c of r, new since the relation's last
+ * definition, from the catalog.  Blocks the loop, like lookup_type (DDL
+ * only).  Not finding out is a warning, not an error: the stream goes on,
+ * and a drift check finds the rows. */
+static void lookup_fill(struct ls_source *s, const struct ls_relation *r,
+	struct ls_column *c)
+{
+	struct ls_err err = { 0 };
+	char oid[16], m[LS_ERR_MSG_MAX + 32];
+	PGconn *k = cat_conn(s, &err);
+	if (k == NULL) {
+		snprintf(m, sizeof m, "cannot read the catalog: %s", err.msg);
+		warn_fill(r, c->name, NULL, m);
+		return;
+	}
+	snprintf(oid, sizeof oid, "%u", r->id);
+	const char *params[2] = { oid, c->name };
+	/* pg_catalog only: pg_get_expr qualifies everything else, and an
+	 * evaluated default resolves only built-in names */
+	PGresult *res = PQexec(k, "BEGIN READ ONLY; SET LOCAL search_path = "
+		"pg_catalog");
+	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	PQclear(res);
+	res = ok ? PQexecParams(k, FILL_SQL, 2, NULL, params, NULL, NULL, 0) :
+		NULL;
+	if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK) {
+		fill_from_row(k, r, c, res);
+	} else {
+		snprintf(m, sizeof m, "cannot read the catalog: ");
+		size_t l = strlen(m);
+		pq_msg(k, res, m + l, sizeof m - l);
+		warn_fill(r, c->name, NULL, m);
+	}
+	PQclear(res);
+	PQclear(PQexec(k, "ROLLBACK"));
+}
+
+static const struct ls_column *find_col(const struct ls_relation *r,
+	const char *name)
+{
+	for (uint16_t i = 0; r != NULL && i < r->ncols; i++)
+		if (!strcmp(r->cols[i].name, name))
+			return &r->cols[i];
+	return NULL;
+}
+
+/* The fill of column c of r: kept from the relation's previous definition
+ * (or the prepared table's, at first sight) when the column is known
+ * there, looked up when it is new.  -1 when out of memory. */
+static int set_fill(struct ls_source *s, const struct ls_relation *r,
+	struct ls_column *c, const struct ls_relation *known)
+{
+	const struct ls_column *kc = find_col(known, c->name);
+	if (known != NULL && kc == NULL) {
+		lookup_fill(s, r, c);
+		return 0;
+	}
+	if (kc == NULL || kc->fill == NULL)
+		return 0;
+	c->fill = strdup(kc->fill);
+	return c->fill != NULL ? 0 : -1;
+}
+
+/* At prepare: the fills PostgreSQL records for the prepared tables'
+ * columns, so a column added before this start whose Relation message is
+ * still to come fills the target's rows too. */
+static int load_fills(struct ls_source *s, struct ls_err *err)
+{
+	char *oids = NULL, m[300];
+	size_t len = 0;
+	FILE *f = open_memstream(&oids, &len);
+	if (f == NULL)
+		return ls_err_set(err, false, "postgres source: out of memory");
+	fputc('{', f);
+	for (int i = 0; i < s->tables.n; i++)
+		fprintf(f, "%s%u", i ? "," : "", s->tables.t[i].oid);
+	fputc('}', f);
+	if (fclose(f) != 0) {
+		free(oids);
+		return ls_err_set(err, false, "postgres source: out of memory");
+	}
+	PGconn *k = cat_conn(s, err);
+	const char *params[1] = { oids };
+	PGresult *r = k == NULL ? NULL : PQexecParams(k, "SELECT a.attrelid,"
+		" a.attname, (a.attmissingval::text::text[])[1]"
+		" FROM pg_catalog.pg_attribute a WHERE a.attrelid ="
+		" ANY ($1::pg_catalog.oid[]) AND a.atthasmissing AND a.attnum > 0"
+		" AND NOT a.attisdropped", 1, NULL, params, NULL, NULL, 0);
+	free(oids);
+	if (k == NULL)
+		return ls_err_prefix(err, "postgres source: reading column fills");
+	int rc = 0;
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		rc = ls_err_set(err, PQstatus(k) != CONNECTION_OK, "postgres "
+			"source: reading column fills: %s", pq_msg(k, r, m,
+			sizeof m));
+	for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+		uint32_t oid = (uint32_t)strtoul(PQgetvalue(r, i, 0), NULL, 10);
+		for (int t = 0; t < s->tables.n; t++) {
+			struct ls_column *c = s->tables.t[t].oid != oid ? NULL :
+				(struct ls_column *)find_col(s->rels[t],
+				PQgetvalue(r, i, 1));
+			if (c != NULL && c->fill == NULL &&
+			    (c->fill = strdup(PQgetvalue(r, i, 2))) == NULL)
+				rc = ls_err_set(err, false, "postgres source: out "
+					"of memory");
+		}
+	}
+	PQclear(r);
+	return rc;
+}
+
 /* Makes the source's own copy of a Relation message's relation: type names
  * from the prepared table or the catalog; key flags of a FULL table with a
- * primary key from the prepared table. */
+ * primary key from the prepared table; fills (see set_fill). */
 static int install_relation(struct ls_source *s, const struct ls_relation *dr,
 	struct ls_err *err)
 {
@@ -661,6 +878,9 @@ static int install_relation(struct ls_source *s, const struct ls_relation *dr,
 		return ls_err_set(err, false, "relation %s.%s: out of memory",
 			dr->schema, dr->name);
 	const struct ls_pg_table *pt = prepared_table(s, r);
+	const struct ls_relation *prev = map_get(s, r->id);
+	if (prev == NULL && pt != NULL)
+		prev = s->rels[pt - s->tables.t];
 	bool keys_from_table = r->replident == LS_REPLIDENT_FULL && has_key(pt);
 	for (uint16_t i = 0; i < r->ncols; i++) {
 		struct ls_column *c = &r->cols[i];
@@ -682,6 +902,11 @@ static int install_relation(struct ls_source *s, const struct ls_relation *dr,
 		}
 		free(c->type_name);
 		c->type_name = name;
+		if (set_fill(s, r, c, prev) < 0) {
+			ls_relation_free(r);
+			return ls_err_set(err, false, "relation %s.%s: out of "
+				"memory", dr->schema, dr->name);
+		}
 	}
 	if (map_put(s, r) < 0) {
 		ls_relation_free(r);

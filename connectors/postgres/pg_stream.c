@@ -9,6 +9,7 @@
 #include <libpq-fe.h>
 
 #include "connectors/postgres/pg_setup.h"
+#include "connectors/postgres/pg_session.h"
 
 /* Seconds from the Unix epoch to PostgreSQL's (2000-01-01). */
 #define PG_EPOCH_OFFSET_S 946684800LL
@@ -649,13 +650,18 @@ static void on_poll(uv_poll_t *h, int status, int events)
 }
 
 /* Starts a non-blocking connection.  libpq may still resolve a host name
- * synchronously here; give hostaddr to avoid that. */
+ * synchronously here; give hostaddr to avoid that.  pgoutput writes values
+ * with the walsender's session settings: the startup options pin them
+ * (pg_session.h) whatever the database's defaults. */
 static int connect_now(struct ls_pgstream *s, struct ls_err *err)
 {
+	char *options = ls_pgsession_options(s->conninfo);
 	const char *keys[] = { "application_name", "dbname", "replication",
+		options ? "options" : NULL, NULL };
+	const char *vals[] = { "lockstep", s->conninfo, "database", options,
 		NULL };
-	const char *vals[] = { "lockstep", s->conninfo, "database", NULL };
 	s->conn = PQconnectStartParams(keys, vals, 1);
+	free(options);
 	if (s->conn == NULL)
 		return ls_err_set(err, false, "replication connection: out of "
 			"memory");

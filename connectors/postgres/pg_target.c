@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "connectors/postgres/pg_session.h"
 #include "connectors/postgres/pg_sql.h"
 #include "log.h"
 
@@ -77,9 +78,11 @@ struct ls_pgtarget {
 
 	/* the current source transaction: commands from txn_mark on are its
 	 * own; abort_txn ignores their errors (aborting) and rolls back to the
-	 * savepoint (txn_sp) or, when it opened the group, the whole group */
+	 * savepoint (txn_sp) or, when it opened the group (txn_opened), the
+	 * whole group.  Savepoints are taken only in savepoint mode (sp_mode):
+	 * from a reset until the next commit of source transactions. */
 	uint64_t txn_mark;
-	bool txn_sp, sp_held, aborting;
+	bool txn_sp, txn_opened, sp_held, aborting, sp_mode;
 	int txn_touched;           /* relations with saved state */
 	int base_rows, base_copy_rows, base_ddl;
 	int txn_missing;           /* drained results of its own; see process_head */
@@ -494,9 +497,7 @@ static int connect_target(struct ls_pgtarget *t, struct ls_err *err)
 	if (t->conn == NULL || PQstatus(t->conn) != CONNECTION_OK)
 		return conn_error(t, err, "cannot connect");
 	PQsetNoticeProcessor(t->conn, quiet_notice, NULL);
-	if (exec_sync(t, "SET DateStyle = ISO; SET IntervalStyle = postgres;"
-		      "SET client_encoding = UTF8; SET standard_conforming_strings = on", 0, NULL,
-		      NULL, err))
+	if (exec_sync(t, ls_pgsession_sql, 0, NULL, NULL, err))
 		return -1;
 	/* Like native logical replication: no user triggers or FK checks on the
 	 * target (the source already enforced them).  Needs superuser; without
@@ -587,10 +588,15 @@ void ls_pgtarget_free(struct ls_pgtarget *t)
 	free(t);
 }
 
+/* The replay that follows may hold a transaction cut short in the buffer:
+ * savepoints until the next commit let abort_txn drop it alone. */
 int ls_pgtarget_reset(struct ls_pgtarget *t, struct ls_err *err)
 {
 	fail(t);
-	return connect_target(t, err);
+	if (connect_target(t, err) < 0)
+		return -1;
+	t->sp_mode = true;
+	return 0;
 }
 
 void ls_pgtarget_checkpoint(const struct ls_pgtarget *t, struct ls_pgtarget_ckpt *out)
@@ -674,6 +680,7 @@ static int commit_group(struct ls_pgtarget *t, struct ls_err *err)
 	t->stats.ddl += (uint64_t)t->group_ddl;
 	if (t->group_txns == 0)
 		return 0;
+	t->sp_mode = false;   /* the checkpoint moved past the replayed group */
 	t->stats.txns += (uint64_t)t->group_txns;
 	t->ckpt.present = true;
 	t->ckpt.buffer_offset = t->group_offset;
@@ -686,13 +693,15 @@ static int commit_group(struct ls_pgtarget *t, struct ls_err *err)
 
 static void discard_saved(struct ls_pgtarget *t);
 
-/* In an open group a source transaction starts at a savepoint so that
- * abort_txn can drop it alone.  The previous one is released first (one
- * savepoint level, not one per transaction).  A COPY of an insert run ends
- * here: nothing else can be sent while it runs.  Cost on the server: each
- * savepoint that changes rows is a subtransaction with an XID of its own, so
- * a group uses one XID per source transaction, and past 64 of them readers
- * on the target consult pg_subtrans for this group's XIDs until it commits. */
+/* In savepoint mode a source transaction in an open group starts at a
+ * savepoint so that abort_txn can drop it alone.  The previous one is
+ * released first (one savepoint level, not one per transaction).  A COPY of
+ * an insert run ends here: nothing else can be sent while it runs.  That
+ * cost is why savepoints are the exception: each one that changes rows is a
+ * subtransaction with an XID of its own, past 64 of them readers on the
+ * target consult pg_subtrans until the group commits, the round trips halve
+ * the apply rate of small transactions, and COPY runs stop at every
+ * transaction boundary. */
 static int take_savepoint(struct ls_pgtarget *t, struct ls_err *err)
 {
 	if (end_copy(t, err) < 0)
@@ -716,8 +725,9 @@ int ls_pgtarget_begin(struct ls_pgtarget *t, const struct ls_txn *txn, struct ls
 	if (t->in_txn)
 		return ls_err_set(err, false, "target %s: begin inside a transaction", t->target);
 	discard_saved(t);
-	t->txn_sp = t->in_group;
-	if (t->in_group ? take_savepoint(t, err) < 0 : open_group(t, err) < 0)
+	t->txn_opened = !t->in_group;
+	t->txn_sp = t->in_group && t->sp_mode;
+	if (t->txn_opened ? open_group(t, err) < 0 : t->txn_sp && take_savepoint(t, err) < 0)
 		return -1;
 	t->txn_mark = t->nsent;
 	t->base_rows = t->group_rows;
@@ -790,13 +800,22 @@ static void unsave_rels(struct ls_pgtarget *t, bool restore);
  * or the whole group when the transaction opened it, and puts relation
  * state back as it was at the transaction's start.  Prepared statements
  * are dropped: some may have been skipped after an error, or name tables
- * the rollback removed. */
+ * the rollback removed.  Without a savepoint in a group it did not open,
+ * the whole group goes (the connection is dropped) and the error is
+ * retryable: reset() arms savepoint mode for the replay. */
 int ls_pgtarget_abort_txn(struct ls_pgtarget *t, struct ls_err *err)
 {
 	if (usable(t, err) < 0)
 		return -1;
 	if (!t->in_txn)
 		return ls_err_set(err, false, "target %s: abort outside a transaction", t->target);
+	if (!t->txn_sp && !t->txn_opened) {
+		unsave_rels(t, true);
+		fail(t);
+		return ls_err_set(err, true, "target %s: a source transaction was abandoned in a "
+				  "group without savepoints; the group is rolled back, to be "
+				  "replayed from the checkpoint with savepoints", t->target);
+	}
 	if (abandon_copy(t, err) < 0)
 		return -1;
 	t->aborting = true;
@@ -816,7 +835,7 @@ int ls_pgtarget_abort_txn(struct ls_pgtarget *t, struct ls_err *err)
 	t->run_rel = NULL;
 	t->run_len = 0;
 	t->txn_missing = 0;
-	if (!t->txn_sp) {
+	if (t->txn_opened) {
 		t->in_group = t->sp_held = false;
 		return 0;
 	}
@@ -995,9 +1014,9 @@ static int create_table(struct ls_pgtarget *t, struct trel *r, struct ls_err *er
 
 /* Compares the target table with r's definition; fills r->bytea/text_cmp.
  * Appends every mismatch to mism ("; "-separated) and counts the columns
- * missing on the target in *missing. */
+ * missing on the target in *missing, flagging them in miss (ncols entries). */
 static int compare_table(struct ls_pgtarget *t, struct trel *r, struct ls_pgsql_buf *mism,
-			 int *missing, struct ls_err *err)
+			 int *missing, bool *miss, struct ls_err *err)
 {
 	const char *v[1] = { r->qname };
 	if (want_sql(t, COLS_SQL, 1, v, err) < 0)
@@ -1014,6 +1033,7 @@ static int compare_table(struct ls_pgtarget *t, struct trel *r, struct ls_pgsql_
 			ls_pgsql_printf(mism, "%scolumn %s (%s) missing", sep, s->cols[i].name,
 					s->cols[i].type_name);
 			(*missing)++;
+			miss[i] = true;
 			continue;
 		}
 		const char *have = PQgetvalue(t->want, row, 1);
@@ -1041,15 +1061,49 @@ static int compare_table(struct ls_pgtarget *t, struct trel *r, struct ls_pgsql_
 	return 0;
 }
 
-/* Adds the columns missing on the target (ddl = apply resuming past a
- * source ADD COLUMN whose earlier definition it never saw). */
-static int add_missing(struct ls_pgtarget *t, struct trel *r, struct ls_err *err)
+/* Sends the ALTER TABLE of one DDL step.  A column added with a fill
+ * (the value PostgreSQL gave the source's existing rows without logging a
+ * change for them) gets it as a default while being added, so the target's
+ * existing rows get it too; the default is dropped right after, since every
+ * row the stream brings later carries its own value.  Both statements run
+ * in the open group. */
+static int send_ddl_step(struct ls_pgtarget *t, struct trel *r, const struct ls_relation *old,
+			 const struct ls_relation *rel, const struct ls_pgsql_ddl_step *st,
+			 struct ls_err *err)
+{
+	const char *fill = st->kind == LS_PGSQL_ADD_COLUMN ? rel->cols[st->new_col].fill : NULL;
+	ls_pgsql_buf_reset(&t->sql);
+	if (ls_pgsql_ddl_sql(&t->sql, old, rel, st, err) < 0)
+		return -1;
+	if (fill) {
+		ls_pgsql_put(&t->sql, " DEFAULT ");
+		ls_pgsql_literal(&t->sql, fill, strlen(fill));
+	}
+	if (send_ddl(t, r, 'A', err) < 0)
+		return -1;
+	if (fill == NULL)
+		return 0;
+	ls_pgsql_buf_reset(&t->sql);
+	ls_pgsql_put(&t->sql, "ALTER TABLE ");
+	ls_pgsql_qualified(&t->sql, rel->schema, rel->name);
+	ls_pgsql_put(&t->sql, " ALTER COLUMN ");
+	ls_pgsql_ident(&t->sql, rel->cols[st->new_col].name);
+	ls_pgsql_put(&t->sql, " DROP DEFAULT");
+	return send_ddl(t, r, 'A', err);
+}
+
+/* Adds the columns missing on the target, flagged in miss (ddl = apply
+ * resuming past a source ADD COLUMN whose earlier definition it never
+ * saw). */
+static int add_missing(struct ls_pgtarget *t, struct trel *r, const bool *miss,
+		       struct ls_err *err)
 {
 	const struct ls_relation *s = r->src;
 	for (int i = 0; i < s->ncols; i++) {
-		ls_pgsql_buf_reset(&t->sql);
+		if (!miss[i])
+			continue;
 		struct ls_pgsql_ddl_step st = { LS_PGSQL_ADD_COLUMN, -1, i };
-		if (ls_pgsql_ddl_sql(&t->sql, s, s, &st, err) < 0 || send_ddl(t, r, 'A', err) < 0)
+		if (send_ddl_step(t, r, s, s, &st, err) < 0)
 			return -1;
 	}
 	return 0;
@@ -1071,9 +1125,12 @@ static int check_table(struct ls_pgtarget *t, struct trel *r, struct ls_err *err
 				  "create_tables is off", t->target, s->schema, s->name);
 	if (!exists && create_table(t, r, err) < 0)
 		return -1;
+	bool *miss = calloc((size_t)s->ncols + 1, sizeof *miss);
+	if (miss == NULL)
+		return ls_err_set(err, false, "out of memory");
 	struct ls_pgsql_buf mism;
 	ls_pgsql_buf_init(&mism);
-	int missing, rc = compare_table(t, r, &mism, &missing, err);
+	int missing, rc = compare_table(t, r, &mism, &missing, miss, err);
 	if (rc == 0 && mism.len) {
 		/* only missing columns under ddl = apply: add them, compare again */
 		bool only_missing = missing > 0 && t->o.ddl == LS_DDL_APPLY &&
@@ -1081,9 +1138,9 @@ static int check_table(struct ls_pgtarget *t, struct trel *r, struct ls_err *err
 				    strstr(ls_pgsql_buf_str(&mism), "no primary key") == NULL;
 		if (only_missing) {
 			ls_pgsql_buf_reset(&mism);
-			rc = add_missing(t, r, err);
+			rc = add_missing(t, r, miss, err);
 			if (rc == 0)
-				rc = compare_table(t, r, &mism, &missing, err);
+				rc = compare_table(t, r, &mism, &missing, miss, err);
 		}
 		if (rc == 0 && mism.len)
 			rc = ls_err_set(err, false, "target %s: table %s.%s does not match the "
@@ -1091,6 +1148,7 @@ static int check_table(struct ls_pgtarget *t, struct trel *r, struct ls_err *err
 					ls_pgsql_buf_str(&mism));
 	}
 	ls_pgsql_buf_free(&mism);
+	free(miss);
 	if (rc == 0)
 		r->checked = true;
 	return rc;
@@ -1118,12 +1176,8 @@ static int apply_ddl(struct ls_pgtarget *t, struct trel *r, const struct ls_rela
 				t->target, rel->schema, rel->name, ls_pgsql_buf_str(&t->sql),
 				t->ckpt.present ? t->ckpt.source_pos : "none");
 	}
-	for (int i = 0; rc == 0 && i < n; i++) {
-		ls_pgsql_buf_reset(&t->sql);
-		rc = ls_pgsql_ddl_sql(&t->sql, old, rel, &steps[i], err);
-		if (rc == 0)
-			rc = send_ddl(t, r, 'A', err);
-	}
+	for (int i = 0; rc == 0 && i < n; i++)
+		rc = send_ddl_step(t, r, old, rel, &steps[i], err);
 	free(steps);
 	if (rc < 0)
 		return -1;

@@ -111,14 +111,21 @@ bool ls_pgtarget_applied(const struct ls_pgtarget *t, uint64_t seq);
  * every mismatch.  A changed definition of a known relation is DDL: under
  * ddl=apply the ALTER TABLE statements run in the open group before the
  * changes that follow; under ddl=stop it is an error naming the table and
- * the change.  A relation with no key and no REPLICA IDENTITY FULL is an
- * error.  May be called inside or outside a transaction. */
+ * the change.  A column added (by DDL, or to an existing table missing it
+ * under ddl=apply) that has a fill (ls_column.fill) gets it in the rows
+ * already there: ADD COLUMN ... DEFAULT fill, then DROP DEFAULT.  A relation
+ * with no key and no REPLICA IDENTITY FULL is an error.  May be called
+ * inside or outside a transaction. */
 int ls_pgtarget_relation(struct ls_pgtarget *t, const struct ls_relation *rel,
 			 struct ls_err *err) __attribute__((warn_unused_result));
 
-/* Starts a source transaction (opens a target group if none is open; in an
- * open group takes a savepoint, which also ends a running COPY of inserts,
- * so COPY runs do not span source transactions). */
+/* Starts a source transaction (opens a target group if none is open).  In
+ * an open group no savepoint is taken, so a COPY run of inserts may go on
+ * across source transactions, except in savepoint mode: from
+ * ls_pgtarget_reset() until the next commit of source transactions, each
+ * source transaction in an open group starts at a savepoint (which also
+ * ends a running COPY).  Savepoints cost an XID each, a round trip and the
+ * COPY run; they are needed only to abandon a transaction (abort_txn). */
 int ls_pgtarget_begin(struct ls_pgtarget *t, const struct ls_txn *txn,
 		      struct ls_err *err) __attribute__((warn_unused_result));
 /* Applies one change of the current source transaction.  rel (borrowed) is
@@ -129,11 +136,16 @@ int ls_pgtarget_begin(struct ls_pgtarget *t, const struct ls_txn *txn,
 int ls_pgtarget_change(struct ls_pgtarget *t, const struct ls_relation *rel,
 		       const struct ls_change *ch, struct ls_err *err)
 	__attribute__((warn_unused_result));
-/* Abandons the current source transaction: its changes are rolled back
- * (to the savepoint taken at its begin, or the whole group when it opened
- * the group) and the rest of the open group is kept.  Errors its own changes
- * caused are dropped with it; relation definitions and DDL it brought are
- * undone, so the same relations may be handed over again. */
+/* Abandons the current source transaction.  When it opened the group, or
+ * started at a savepoint (savepoint mode), its changes are rolled back and
+ * the rest of the open group is kept: errors its own changes caused are
+ * dropped with it; relation definitions and DDL it brought are undone, so
+ * the same relations may be handed over again.  Otherwise (a group without
+ * savepoints) the whole group is rolled back and it fails with a retryable
+ * error: the caller resets, which arms savepoint mode, and replays from the
+ * checkpoint, and the replay's abort_txn of the same transaction succeeds.
+ * Abandoning is rare (a producer crashed mid-transaction), so the common
+ * path pays nothing for it. */
 int ls_pgtarget_abort_txn(struct ls_pgtarget *t, struct ls_err *err)
 	__attribute__((warn_unused_result));
 /* Ends the source transaction; buffer_offset is its position in the buffer
@@ -158,7 +170,9 @@ int ls_pgtarget_snapshot_state(struct ls_pgtarget *t, const char *schema, const 
 	__attribute__((warn_unused_result));
 
 /* After a failure: reconnects (forgetting prepared statements and checked
- * tables, keeping relation definitions) and rereads the checkpoint. */
+ * tables, keeping relation definitions), rereads the checkpoint and arms
+ * savepoint mode until the next commit of source transactions (see
+ * ls_pgtarget_begin). */
 int ls_pgtarget_reset(struct ls_pgtarget *t, struct ls_err *err)
 	__attribute__((warn_unused_result));
 
