@@ -916,7 +916,11 @@ static int follow_procedure(struct ctl *c, long long id, bool as_json)
 			return EXIT_ERROR;
 		}
 		json_t *steps = json_object_get(pr, "steps");
-		bool running = strcmp(jstr(pr, "outcome", ""), "running") == 0;
+		/* "active" until the procedure has finished; the outcome may be
+		 * known before (a failed check, while the fence is lifted) */
+		json_t *active = json_object_get(pr, "active");
+		bool running = json_is_boolean(active) ? json_is_true(active)
+			       : strcmp(jstr(pr, "outcome", ""), "running") == 0;
 		for (; !as_json && shown < json_array_size(steps); shown++) {
 			json_t *st = json_array_get(steps, shown);
 			if (strcmp(jstr(st, "state", ""), "running") == 0)

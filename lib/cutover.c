@@ -69,6 +69,7 @@ struct jobout {
 
 struct proc {
 	int64_t id;
+	bool active;                   /* until finish(): outcome may be known earlier */
 	bool rollback, dry_run;
 	long uid;
 	char *tables_pat;
@@ -422,7 +423,7 @@ static void stop_proc(struct ls_cutover *c, bool error, const char *fmt, ...)
 	va_end(ap);
 	snprintf(pr->outcome, sizeof pr->outcome, "%s", error ? "error" : "failed");
 	struct step_rec *s = cur_step(pr);
-	snprintf(pr->reason, sizeof pr->reason, "%s: %s", step_names[s->id], s->detail);
+	snprintf(pr->reason, sizeof pr->reason, "%s: %.1000s", step_names[s->id], s->detail);
 	pr->step = S_UNFENCE;
 	pr->phase = 0;
 	advance(c);
@@ -821,7 +822,7 @@ static int drift_poll(struct ls_cutover *c, const char *when)
 			d = &d[pr->ndrifts++];
 			memset(d, 0, sizeof *d);
 			snprintf(d->when, sizeof d->when, "%s", when);
-			snprintf(d->table, sizeof d->table, "%s", r ? table : "(all)");
+			snprintf(d->table, sizeof d->table, "%.255s", r ? table : "(all)");
 			d->check = last.id;
 			d->clean = last.clean;
 			d->rows = last.rows;
@@ -1378,6 +1379,7 @@ static void proc_json(struct ls_cutover *c, struct proc *pr, struct ls_json *j)
 	ls_json_kv_int(j, "id", pr->id);
 	ls_json_kv_string(j, "kind", kind(pr));
 	ls_json_kv_bool(j, "dry_run", pr->dry_run);
+	ls_json_kv_bool(j, "active", pr->active);
 	ls_json_kv_string(j, "outcome", pr->outcome);
 	ls_json_kv_string(j, "reason", pr->reason[0] ? pr->reason : NULL);
 	ls_json_key(j, "requested_by_uid");
@@ -1601,6 +1603,7 @@ static void on_window(uv_timer_t *t);
 static void finish(struct ls_cutover *c)
 {
 	struct proc *pr = c->pr;
+	pr->active = false;
 	if (strcmp(pr->outcome, "running") == 0)
 		snprintf(pr->outcome, sizeof pr->outcome, "succeeded");
 	pr->finished_us = wall_us();
@@ -1699,7 +1702,7 @@ static void window_rev_closed(void *arg)
 static void on_window(uv_timer_t *t)
 {
 	struct ls_cutover *c = t->data;
-	if (c->phase != PH_CUT_OVER || (c->pr && strcmp(c->pr->outcome, "running") == 0))
+	if (c->phase != PH_CUT_OVER || (c->pr && c->pr->active))
 		return;
 	ls_notice("rollback window closed: the reverse pipeline %s_rev stops and its slot goes",
 		  c->cfg->name);
@@ -1787,7 +1790,7 @@ int64_t ls_cutover_start(struct ls_cutover *c, const struct ls_cutover_request *
 		return ls_err_set(err, false, "cutover is not available for this pipeline's engines "
 				  "(PostgreSQL to PostgreSQL only, with source and target in this "
 				  "daemon)");
-	if (c->pr && strcmp(c->pr->outcome, "running") == 0)
+	if (c->pr && c->pr->active)
 		return ls_err_set(err, true, "%s %" PRId64 " is running", kind(c->pr), c->pr->id);
 	if (!r->rollback && !r->dry_run && c->phase == PH_CUT_OVER)
 		return ls_err_set(err, false, "already cut over: roll back first, or wait for the "
@@ -1803,6 +1806,7 @@ int64_t ls_cutover_start(struct ls_cutover *c, const struct ls_cutover_request *
 	pr->max_lag_s = r->max_lag_s >= 0 ? r->max_lag_s : (double)c->cfg->cutover.max_lag_s;
 	pr->timeout_s = r->timeout_s > 0 ? r->timeout_s : 60;
 	snprintf(pr->outcome, sizeof pr->outcome, "running");
+	pr->active = true;
 	const char *roles = r->app_roles ? r->app_roles : c->cfg->cutover.app_roles;
 	int rc = 0;
 	if ((pr->nroles = ls_cutover_split(roles, ',', pr->roles, MAX_ROLES)) < 0 ||
@@ -1864,7 +1868,7 @@ int64_t ls_cutover_start(struct ls_cutover *c, const struct ls_cutover_request *
 
 const char *ls_cutover_phase(const struct ls_cutover *c)
 {
-	if (c->pr && strcmp(c->pr->outcome, "running") == 0)
+	if (c->pr && c->pr->active)
 		return phase_names[PH_RUNNING];
 	return phase_names[c->phase == PH_RUNNING ? PH_IDLE : c->phase];
 }
@@ -2195,7 +2199,8 @@ void ls_cutover_close(struct ls_cutover *c, void (*cb)(void *arg), void *arg)
 	c->close_arg = arg;
 	uv_timer_stop(&c->timer);
 	uv_timer_stop(&c->window);
-	if (c->pr && strcmp(c->pr->outcome, "running") == 0) {
+	if (c->pr && c->pr->active) {
+		c->pr->active = false;
 		snprintf(c->pr->outcome, sizeof c->pr->outcome, "error");
 		snprintf(c->pr->reason, sizeof c->pr->reason, "the daemon stopped during step %s%s",
 			 step_names[c->pr->step], c->pr->fenced && !c->pr->unfenced ?
