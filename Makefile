@@ -89,7 +89,7 @@ DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
   libuv1-dev libpq-dev libmariadb-dev librdkafka-dev check libinih-dev \
   libsystemd-dev libxxhash-dev libjansson-dev \
   postgresql-15 postgresql-client-15 mariadb-server mariadb-client kcat \
-  systemd procps gnuplot-nox sysbench
+  systemd procps gnuplot-nox sysbench jq bc
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -114,8 +114,8 @@ fuzzers: $(FUZZERS)
 fuzz: $(FUZZERS)
 	tests/run --build $(BUILD) --only fuzz --fuzz-seconds $${FUZZ_SECONDS:-60}
 
-demo: deps all
-	tests/demo.sh
+demo: deps all $(TOOLS)
+	bench/demo.sh
 
 bench: deps all tests
 	bench/run
