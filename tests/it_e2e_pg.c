@@ -22,10 +22,35 @@
 #define START_BALANCE 1000
 #define TOTAL (ACCOUNTS * START_BALANCE)
 
-static const char *const tables[] = { "accounts", "events", "items", "wide", "big" };
+static const char *const tables[] = { "accounts", "events", "items", "wide", "big", "types" };
 #define NTABLES (int)(sizeof tables / sizeof tables[0])
 
 static struct ls_testpg *src, *dst;
+/* Every type the source issue lists, with awkward values; the checksums
+ * compare the text PostgreSQL prints on both sides. */
+#define TYPES_USER \
+	"CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');" \
+	"CREATE DOMAIN posint AS integer CHECK (VALUE > 0);"
+#define TYPES_DDL TYPES_USER \
+	"CREATE TABLE types (id int PRIMARY KEY, i2 smallint, i4 integer, i8 bigint," \
+	"  n numeric, n2 numeric(10,2), t text, vc varchar(20), c char(3), b bytea, bo boolean," \
+	"  d date, tm time, tz timetz, ts timestamp(3), tstz timestamptz, iv interval, u uuid," \
+	"  j json, jb jsonb, ai integer[], at text[], e mood, dm posint, f4 real," \
+	"  f8 double precision);" \
+	""
+/* Two rows of awkward values with keys BASE and BASE + 1 (printf format). */
+#define TYPES_INSERT \
+	"INSERT INTO types VALUES (%d, 32767::smallint, -2147483648, 9223372036854775807," \
+	"    'NaN'::numeric, 12345678.91, E'multi \u00e9\u20ac tab\\t nl\\n cr\\r bs\\\\ q'''," \
+	"    'short', 'ab', '\\x00ff10'::bytea, true, '2024-02-29', '23:59:59.999999'," \
+	"    '12:00+05:30', '1999-12-31 23:59:59.123', '2000-01-01 00:00:00+00'," \
+	"    '1 year 2 mons 3 days 04:05:06.7', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'," \
+	"    '{\"a\": [1, 2.50, null]}', '{\"b\": {\"c\": \"x\"}}', '{1,NULL,3}'," \
+	"    '{\"x y\",NULL,\"\\\\\"}', 'happy', 42, 'Infinity', -1.5e-300)," \
+	"  (%d, NULL, NULL, NULL, NULL, NULL, '', NULL, NULL, ''::bytea," \
+	"    false, 'infinity', NULL, NULL, '-infinity', NULL, '-1 days', NULL, 'null', '[]'," \
+	"    '{}', '{}', 'sad', NULL, 'NaN', '-0')"
+
 static struct ls_testkafka *kafka;
 
 /* ---- schema and load --------------------------------------------------------- */
@@ -34,6 +59,9 @@ static void make_schema(void)
 {
 	ls_testpg_exec(src, "postgres", "CREATE DATABASE shop");
 	ls_testpg_exec(dst, "postgres", "CREATE DATABASE shop");
+	/* user-defined types must exist on the target (create_tables names a
+	 * missing one); everything else is created by lockstep */
+	ls_testpg_exec(dst, "shop", TYPES_USER);
 	ls_testpg_exec(src, "shop",
 		"CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);"
 		"INSERT INTO accounts SELECT g, %d FROM generate_series(1, %d) g;"
@@ -48,8 +76,10 @@ static void make_schema(void)
 		"CREATE TABLE wide (id int PRIMARY KEY, payload text, n int);"
 		"ALTER TABLE wide ALTER payload SET STORAGE EXTERNAL;"
 		"INSERT INTO wide SELECT g, repeat(md5(g::text), 200), 0 FROM generate_series(1, 50) g;"
-		"CREATE TABLE big (id int PRIMARY KEY, v text);",
+		"CREATE TABLE big (id int PRIMARY KEY, v text);"
+		TYPES_DDL,
 		START_BALANCE, ACCOUNTS);
+	ls_testpg_exec(src, "shop", TYPES_INSERT, 1, 2);
 }
 
 struct load {
@@ -313,6 +343,10 @@ static void run_converges(bool direct)
 		wait_load(&l, 50);
 		assert_consistent();
 	}
+	/* the same awkward values through the stream, and updated there */
+	ls_testpg_exec(src, "shop", TYPES_INSERT, 100, 101);
+	ls_testpg_exec(src, "shop", "UPDATE types SET t = t || ' changed', ai = ai || 4 WHERE id = 100");
+	ls_testpg_exec(src, "shop", "UPDATE types SET id = 200 WHERE id = 101");
 	load_stop(&l);
 	assert_converged(d);
 	assert_consistent();
