@@ -84,7 +84,8 @@ struct proc {
 	char outcome[12];              /* running succeeded failed error */
 	char reason[1024];
 	/* the slice */
-	const struct ls_relation **slice;
+	/* owned copies: the pipelines' own go when they restart or close */
+	struct ls_relation **slice;
 	int nslice;
 	bool slice_all;
 	char *slice_text;              /* "a.b,c.d" */
@@ -346,6 +347,8 @@ static void proc_free(struct ls_cutover *c, struct proc *pr)
 		free(pr->roles[i]);
 	for (int i = 0; i < pr->nchecks; i++)
 		free(pr->checks[i]);
+	for (int i = 0; pr->slice && i < pr->nslice; i++)
+		ls_relation_free(pr->slice[i]);
 	free(pr->slice);
 	free(pr->slice_text);
 	free(pr->undo);
@@ -1747,7 +1750,9 @@ static int set_slice(struct ls_cutover *c, struct proc *pr, struct ls_err *err)
 	for (int i = 0; i < n; i++) {
 		if (pr->tables_pat && !ls_cutover_match(pr->tables_pat, rels[i]->schema, rels[i]->name))
 			continue;
-		pr->slice[pr->nslice++] = rels[i];
+		if ((pr->slice[pr->nslice] = ls_relation_dup(rels[i])) == NULL)
+			return ls_err_set(err, false, "out of memory");
+		pr->nslice++;
 		size_t o = strlen(pr->slice_text);
 		snprintf(pr->slice_text + o, tlen - o, "%s%s.%s", o ? "," : "", rels[i]->schema,
 			 rels[i]->name);
@@ -1774,8 +1779,11 @@ static int rollback_from(struct ls_cutover *c, struct proc *pr, struct ls_err *e
 	pr->slice = calloc((size_t)n, sizeof *pr->slice);
 	if (pr->slice == NULL || (pr->slice_text = strdup(last->slice_text)) == NULL)
 		return ls_err_set(err, false, "out of memory");
-	for (int i = 0; i < n; i++)
-		pr->slice[pr->nslice++] = rels[i];
+	for (int i = 0; i < n; i++) {
+		if ((pr->slice[pr->nslice] = ls_relation_dup(rels[i])) == NULL)
+			return ls_err_set(err, false, "out of memory");
+		pr->nslice++;
+	}
 	pr->slice_all = true;   /* the reverse pipeline captures exactly the slice */
 	pr->tidx = last->tidx;
 	if (last->tables_pat && (pr->tables_pat = strdup(last->tables_pat)) == NULL)

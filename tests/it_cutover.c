@@ -167,9 +167,15 @@ static void *load_main(void *arg)
 	return NULL;
 }
 
+/* Starts the load; a restarted load keeps the ids it committed before. */
 static void load_start(struct load *l)
 {
+	long *ids = l->ids;
+	size_t n = l->n, cap = l->cap;
 	memset(l, 0, sizeof *l);
+	l->ids = ids;
+	l->n = n;
+	l->cap = cap;
 	pthread_mutex_init(&l->mu, NULL);
 	snprintf(l->flag, sizeof l->flag, "%s/switched", ls_testd_dir(d));
 	ck_assert_int_eq(pthread_create(&l->thread, NULL, load_main, l), 0);
@@ -411,7 +417,7 @@ static bool applied_reached(void *ctx)
 START_TEST(cutover_and_rollback_under_load)
 {
 	start_daemon("touch @DIR@/switched");
-	struct load l;
+	struct load l = { .ids = NULL };
 	load_start(&l);
 	wait_load(&l, false, 100);
 
@@ -516,7 +522,7 @@ END_TEST
 START_TEST(cutover_stops_when_lag_is_too_high)
 {
 	start_daemon("touch @DIR@/switched");
-	struct load l;
+	struct load l = { .ids = NULL };
 	load_start(&l);
 	wait_load(&l, false, 50);
 	ck_assert_int_eq(ls_testd_post(d, "/pause"), 200);
@@ -540,7 +546,7 @@ END_TEST
 START_TEST(cutover_stops_on_drift)
 {
 	start_daemon("touch @DIR@/switched");
-	struct load l;
+	struct load l = { .ids = NULL };
 	load_start(&l);
 	wait_load(&l, false, 50);
 	ls_testpg_exec(dst, "shop", "UPDATE items SET v = 'behind lockstep''s back' WHERE id = 7");
@@ -586,7 +592,7 @@ static void *su_main(void *arg)
 START_TEST(cutover_stops_on_a_write_after_the_fence)
 {
 	start_daemon("touch @DIR@/switched");
-	struct load l;
+	struct load l = { .ids = NULL };
 	load_start(&l);
 	wait_load(&l, false, 50);
 	struct su_writer w;
@@ -618,7 +624,7 @@ END_TEST
 START_TEST(cutover_stops_when_a_hook_fails)
 {
 	start_daemon("echo repointing failed; exit 3");
-	struct load l;
+	struct load l = { .ids = NULL };
 	load_start(&l);
 	wait_load(&l, false, 50);
 	json_t *doc = NULL;

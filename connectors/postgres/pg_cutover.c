@@ -249,8 +249,10 @@ static int pc_watch_stop(struct ls_cutover_conn *c, struct ls_err *err)
 {
 	if (c->watch[0] == '\0')
 		return 0;
-	const char *v[1] = { c->watch };
+	char name[sizeof c->watch];
+	memcpy(name, c->watch, sizeof name);
 	c->watch[0] = '\0';
+	const char *v[1] = { name };
 	return q(c, "dropping the write watch", "SELECT pg_drop_replication_slot($1)", 1, v, NULL,
 		 err);
 }
