@@ -273,7 +273,10 @@ static long qlong(struct ls_testpg *pg, const char *sql)
 	return v;
 }
 
-/* lockstepctl ARGS: exit code and the JSON it printed (--json). */
+static char ctl_out[1 << 20];
+
+/* lockstepctl ARGS: exit code and the JSON it printed (--json); the text
+ * stays in ctl_out. */
 static int ctl(const char *args, json_t **out)
 {
 	char cmd[2048];
@@ -281,8 +284,8 @@ static int ctl(const char *args, json_t **out)
 		 ls_testd_socket(d), args);
 	FILE *f = popen(cmd, "r");
 	ck_assert_ptr_nonnull(f);
-	static char buf[1 << 20];
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	char *buf = ctl_out;
+	size_t n = fread(buf, 1, sizeof ctl_out - 1, f);
 	buf[n] = '\0';
 	int st = pclose(f);
 	if (out)
@@ -560,6 +563,12 @@ START_TEST(cutover_stops_on_drift)
 	ck_assert_int_eq(num(dr, "drift_rows"), 1);
 	assert_report(pr);
 	json_decref(doc);
+	/* the human view: one line per step, the outcome, the report */
+	rc = ctl("cutover", NULL);
+	ck_assert_int_eq(rc, 1);
+	ck_assert_msg(strstr(ctl_out, "cutover 2 started\n  ready         failed") &&
+		      strstr(ctl_out, "cutover failed: ready: drift: 1 row(s) differ in the slice") &&
+		      strstr(ctl_out, "report: "), "lockstepctl printed:\n%s", ctl_out);
 	assert_old_serves(&l);
 	ls_testpg_exec(dst, "shop", "UPDATE items SET v = 'i7' WHERE id = 7");
 	assert_nothing_lost(&l);

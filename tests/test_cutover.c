@@ -750,6 +750,27 @@ START_TEST(cutover_then_rollback)
 }
 END_TEST
 
+START_TEST(cutover_rollback_window_closes)
+{
+	start_engine("rollback_window = 1s\n");
+	json_t *d = run(false, false, 5);
+	ck_assert_str_eq(sval(d, "phase"), "cut_over");
+	json_decref(d);
+	F.calls[0] = '\0';
+	/* the window's timer: the reverse pipeline stops and its slot goes */
+	for (int i = 0; i < 100000 && F.drops == 0; i++)
+		uv_run(&loop, UV_RUN_ONCE);
+	ck_assert_str_eq(ls_cutover_phase(cut), "idle");
+	ck_assert_int_eq(F.reverse_closes, 1);
+	ck_assert_str_eq(F.calls, "reverse_drop(new,lockstep_shop_rev)");
+	struct ls_cutover_request r = { .rollback = true, .max_lag_s = -1 };
+	struct ls_err err = {0};
+	ck_assert_int_lt(ls_cutover_start(cut, &r, &err), 0);
+	ck_assert_msg(strstr(err.msg, "no cutover to roll back"), "%s", err.msg);
+	stop_engine();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("cutover");
@@ -772,6 +793,7 @@ int main(void)
 	tcase_add_test(tc, cutover_missing_sequence_fails);
 	tcase_add_test(tc, cutover_dry_run_changes_nothing);
 	tcase_add_test(tc, cutover_then_rollback);
+	tcase_add_test(tc, cutover_rollback_window_closes);
 	suite_add_tcase(s, tc);
 	SRunner *r = srunner_create(s);
 	srunner_run_all(r, CK_NORMAL);
