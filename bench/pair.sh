@@ -28,8 +28,8 @@ LSD_NAME=
 
 pair_setup() {
 	local scale=$1
-	pg_start src
-	pg_start dst
+	pg_start src "synchronous_commit = on   # off delays logical decoding by up to wal_writer_delay"
+	pg_start dst "wal_retrieve_retry_interval = 100ms   # native: restart the apply worker promptly after ENABLE"
 	kafka_start 3
 	sql src postgres "CREATE DATABASE bench"
 	sql dst postgres "CREATE DATABASE bench"

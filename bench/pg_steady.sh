@@ -7,7 +7,7 @@
 # clock), and the CPU the
 # replication used (daemon or apply worker, plus the walsender).
 #
-#   SCALE=1 (load seconds = 20 x SCALE)  RUNS=3  OUT=dir for results
+#   SCALE=1 (load seconds = 15 x SCALE)  RUNS=3  OUT=dir for results
 set -u
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 SCALE=${SCALE:-1}
 RUNS=${RUNS:-3}
-DUR=$(awk -v s="$SCALE" 'BEGIN { d = int(20 * s + 0.5); print (d < 5) ? 5 : d }')
+DUR=$(awk -v s="$SCALE" 'BEGIN { d = int(15 * s + 0.5); print (d < 5) ? 5 : d }')
 MODES="none native direct kafka"
 ls_init pg_steady
 OUT=${OUT:-$LS_TMP/out}
