@@ -661,6 +661,8 @@ END_TEST
 static bool daemon_failed(void *ctx)
 {
 	json_t *st = ls_testd_get(ctx, "/status");
+	if (st == NULL && getenv("LS_TEST_DEBUG"))
+		fprintf(stderr, "no /status answer\n");
 	const char *s = st ? json_string_value(json_object_get(st, "pipeline_state")) : NULL;
 	bool failed = s && strcmp(s, "failed") == 0;
 	json_decref(st);
@@ -680,7 +682,7 @@ START_TEST(e2e_ddl_stop)
 	ls_testpg_exec(src, "shop", "INSERT INTO items (id, name) VALUES (90001, 'before')");
 	ls_testpg_exec(src, "shop", "ALTER TABLE items ADD COLUMN extra text");
 	ls_testpg_exec(src, "shop", "INSERT INTO items (id, name, extra) VALUES (90002, 'after', 'z')");
-	ck_assert_msg(ls_test_wait_until(daemon_failed, d, 60000),
+	ck_assert_msg(ls_test_wait_until(daemon_failed, d, 180000),
 		      "pipeline did not stop on DDL; log:\n%s", ls_testd_log_tail(d));
 	json_t *st = ls_testd_get(d, "/status");
 	const char *msg = json_string_value(json_object_get(st, "last_error"));
@@ -732,7 +734,7 @@ START_TEST(e2e_kafka_gap_is_an_error)
 		      ls_testd_log_tail(s));
 	free(lsn);
 	ls_testd_start(t);
-	ck_assert_msg(ls_test_wait_until(daemon_failed, t, 60000),
+	ck_assert_msg(ls_test_wait_until(daemon_failed, t, 180000),
 		      "apply half did not stop on the gap; log:\n%s", ls_testd_log_tail(t));
 	json_t *st = ls_testd_get(t, "/status");
 	const char *msg = json_string_value(json_object_get(st, "last_error"));

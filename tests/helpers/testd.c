@@ -235,6 +235,8 @@ json_t *ls_testd_get(struct ls_testd *d, const char *path)
 	char *body;
 	int st = request(d, "GET", path, &body);
 	if (st != 200) {
+		if (getenv("LS_TEST_DEBUG"))
+			fprintf(stderr, "testd: GET %s -> %d %s\n", path, st, body ? body : "");
 		free(body);
 		return NULL;
 	}
