@@ -260,6 +260,21 @@ static bool same_columns(const struct ls_relation *x, const struct ls_relation *
 	return true;
 }
 
+/* y has every column of x and more. */
+static bool adds_columns(const struct ls_relation *x, const struct ls_relation *y)
+{
+	if (y->ncols <= x->ncols)
+		return false;
+	for (uint16_t i = 0; i < x->ncols; i++) {
+		bool found = false;
+		for (uint16_t k = 0; k < y->ncols && !found; k++)
+			found = strcmp(x->cols[i].name, y->cols[k].name) == 0;
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
 int ls_apply_hook_change(struct ls_apply *a, const struct ls_relation *rel,
 			 const struct ls_change *ch, struct ls_err *err)
 {
@@ -268,8 +283,14 @@ int ls_apply_hook_change(struct ls_apply *a, const struct ls_relation *rel,
 		return ls_err_set(err, false, "target %s: out of memory", a->name);
 	if (e->def == NULL && see_relation(a, rel, err) == NULL)
 		return -1;
-	if (!same_columns(e->def, rel))
-		return 1;
+	if (!same_columns(e->def, rel)) {
+		/* columns added on the source that no change has carried yet
+		 * (a volatile default rewrites rows outside the stream) */
+		if (!adds_columns(e->def, rel))
+			return 1;
+		if (see_relation(a, rel, err) == NULL)
+			return -1;
+	}
 	a->st.changes++;
 	return a->ops->change(a->target, e->def, ch, err);
 }

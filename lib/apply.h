@@ -77,9 +77,11 @@ struct ls_apply_hook {
 
 /* From on_message only: applies ch (borrowed for the call) in the open
  * source transaction as if the source had sent it.  rel is handed to the
- * target first when the stream has not defined that relation id yet;
- * otherwise the stream's definition is used, and 1 is returned (nothing
- * applied) when its columns differ from rel's by name or number. */
+ * target first when the stream has not defined that relation id yet, or
+ * when rel adds columns to the stream's definition (the target takes it on
+ * like a Relation message, per its ddl= setting); otherwise the stream's
+ * definition is used, and 1 is returned (nothing applied) when its columns
+ * differ from rel's by name or number. */
 int ls_apply_hook_change(struct ls_apply *a, const struct ls_relation *rel,
 			 const struct ls_change *ch, struct ls_err *err);
 

@@ -400,6 +400,10 @@ struct tset {
 	int n;
 	struct ls_relation **rels;
 	char **names;                      /* "schema.name" */
+	/* under the engine's mu: each table's definition as the latest check
+	 * read it from the source (NULL: rels[i]); the apply hooks checksum and
+	 * repair with it */
+	struct ls_relation **live;
 };
 
 /* A target's answer to a marker, posted from its apply thread. */
@@ -488,6 +492,8 @@ struct tab {
 	uint64_t not_before_ms;            /* retry backoff */
 	int retries;
 	struct ls_drift_conn *conn;
+	struct ls_relation *rel;           /* owned: the definition this check uses,
+					      read when its first work runs */
 	struct ls_drift_cursor cur;
 	struct chunk *chunks;
 	int nchunks;
@@ -613,8 +619,11 @@ static void tset_unref(struct tset *ts)
 		return;
 	for (int i = 0; i < ts->n; i++) {
 		ls_relation_free(ts->rels[i]);
+		if (ts->live)
+			ls_relation_free(ts->live[i]);
 		free(ts->names[i]);
 	}
+	free(ts->live);
 	free(ts->rels);
 	free(ts->names);
 	free(ts);
@@ -628,7 +637,8 @@ static struct tset *tset_new(const struct ls_source_tables *t)
 	ts->refs = 1;
 	ts->rels = calloc((size_t)t->n + 1, sizeof *ts->rels);
 	ts->names = calloc((size_t)t->n + 1, sizeof *ts->names);
-	if (ts->rels == NULL || ts->names == NULL) {
+	ts->live = calloc((size_t)t->n + 1, sizeof *ts->live);
+	if (ts->rels == NULL || ts->names == NULL || ts->live == NULL) {
 		tset_unref(ts);
 		return NULL;
 	}
@@ -655,17 +665,54 @@ static int tset_find(const struct tset *ts, const char *schema, const char *name
 	return -1;
 }
 
+/* A copy of table idx's latest definition (apply threads; caller frees). */
+static struct ls_relation *live_dup(struct ls_drift *d, int idx)
+{
+	pthread_mutex_lock(&d->mu);
+	const struct ls_relation *r = d->ts->live[idx] ? d->ts->live[idx] : d->ts->rels[idx];
+	struct ls_relation *c = ls_relation_dup(r);
+	pthread_mutex_unlock(&d->mu);
+	return c;
+}
+
+/* Work thread: rel becomes table idx's latest definition, before any
+ * marker that needs it is emitted. */
+static void live_set(struct ls_drift *d, struct tset *ts, int idx, const struct ls_relation *rel)
+{
+	struct ls_relation *c = ls_relation_dup(rel);
+	pthread_mutex_lock(&d->mu);
+	ls_relation_free(ts->live[idx]);
+	ts->live[idx] = c;
+	pthread_mutex_unlock(&d->mu);
+}
+
 /* ---- apply thread: the hook ----------------------------------------------------------- */
 
+static int repair_rows(struct dhook *h, struct ls_apply *a, const struct ls_relation *rel,
+		       const struct ls_drift_marker *m, struct ls_err *err);
+
 /* Turns a REPAIR marker into DELETE + INSERT changes of the marker's own
- * transaction, so the repair lands at exactly its stream position. */
+ * transaction, so the repair lands at exactly its stream position.  The
+ * rows are in the table's definition as its check read it from the source
+ * (live), which the target takes on first when the stream has not told it
+ * yet (a column added since, say). */
 static int apply_repair(struct dhook *h, struct ls_apply *a, const struct ls_drift_marker *m,
 			struct ls_err *err)
 {
 	int idx = tset_find(h->d->ts, m->schema, m->name);
 	if (idx < 0)
 		return 0;   /* not a table of ours (another pipeline's repair) */
-	const struct ls_relation *rel = h->d->ts->rels[idx];
+	struct ls_relation *rel = live_dup(h->d, idx);
+	if (rel == NULL)
+		return ls_err_set(err, false, "drift repair: out of memory");
+	int rc = repair_rows(h, a, rel, m, err);
+	ls_relation_free(rel);
+	return rc;
+}
+
+static int repair_rows(struct dhook *h, struct ls_apply *a, const struct ls_relation *rel,
+		       const struct ls_drift_marker *m, struct ls_err *err)
+{
 	struct ls_value *vals = ls_arena_alloc(&h->arena, (rel->ncols + 1u) * sizeof *vals);
 	struct ls_value *old = ls_arena_alloc(&h->arena, (rel->ncols + 1u) * sizeof *old);
 	if (vals == NULL || old == NULL)
@@ -770,11 +817,16 @@ static int hook_after_commit(void *ctx, struct ls_target *t, const struct ls_tar
 		rc = ls_err_set(&e, false, "table %s.%s is not captured", m.schema, m.name);
 	} else if (ops->chunk_checksum == NULL || ops->chunk_rows == NULL) {
 		rc = ls_err_set(&e, false, "the %s target has no drift checks", ops->engine);
-	} else if (m.kind == LS_DRIFT_CHUNK) {
-		rc = ops->chunk_checksum(t, d->ts->rels[m.table], m.lo, m.hi, &an->rows, an->hash,
-					 sizeof an->hash, &e);
 	} else {
-		rc = ops->chunk_rows(t, d->ts->rels[m.table], m.lo, m.hi, collect_row, &an->set, &e);
+		struct ls_relation *rel = live_dup(d, (int)m.table);
+		if (rel == NULL)
+			rc = ls_err_set(&e, false, "out of memory");
+		else if (m.kind == LS_DRIFT_CHUNK)
+			rc = ops->chunk_checksum(t, rel, m.lo, m.hi, &an->rows, an->hash,
+						 sizeof an->hash, &e);
+		else
+			rc = ops->chunk_rows(t, rel, m.lo, m.hi, collect_row, &an->set, &e);
+		ls_relation_free(rel);
 	}
 	if (rc < 0) {
 		an->failed = true;
@@ -892,6 +944,8 @@ static void tab_release(struct ls_drift *d, struct tab *t)
 	ls_drift_buf_free(&t->wbuf);
 	free(t->whi);
 	t->whi = NULL;
+	ls_relation_free(t->rel);
+	t->rel = NULL;
 }
 
 static void check_free(struct ls_drift *d, struct check *c)
@@ -997,17 +1051,42 @@ static int work_row(void *ctx, const char *key, const char *hash)
 	return ls_drift_rowset_add(ctx, key, hash);
 }
 
+/* The table's definition for this check: read from the source catalog now
+ * (the one from the pipeline's start is stale after DDL), then published
+ * for the apply hooks before any marker of the check is emitted. */
+static int tab_describe(struct tab *t, struct ls_err *err)
+{
+	struct check *c = t->c;
+	struct ls_drift *d = c->d;
+	const struct ls_relation *base = c->ts->rels[t->index];
+	if (d->sops->describe == NULL)
+		t->rel = ls_relation_dup(base);
+	else if (d->sops->describe(t->conn, base, &t->rel, err) < 0)
+		return -1;
+	if (t->rel == NULL)
+		return ls_err_set(err, false, "out of memory");
+	if (t->rel->ncols != base->ncols)
+		ls_info("drift check %u: %s: checking with its current definition (%u column(s))",
+			c->id, c->ts->names[t->index], t->rel->ncols);
+	live_set(d, c->ts, t->index, t->rel);
+	return 0;
+}
+
 static void work_run(uv_work_t *w)
 {
 	struct tab *t = w->data;
 	struct check *c = t->c;
 	struct ls_drift *d = c->d;
-	const struct ls_relation *rel = c->ts->rels[t->index];
 	t->wrc = 0;
 	if (t->conn == NULL && d->sops->open(d->cfg, &t->conn, &t->werr) < 0) {
 		t->wrc = -1;
 		return;
 	}
+	if (t->rel == NULL && tab_describe(t, &t->werr) < 0) {
+		t->wrc = -1;
+		return;
+	}
+	const struct ls_relation *rel = t->rel;
 	switch (t->wkind) {
 	case LS_DRIFT_CHUNK: {
 		uint64_t rows = 0;

@@ -198,7 +198,8 @@ void ls_drift_cursor_reset(struct ls_drift_cursor *c);
 struct ls_drift_conn;                  /* one source connection, opaque */
 
 /* Every call blocks and runs on a libuv work thread; one connection is used
- * by one call at a time.  rel is one of the source's captured tables (the
+ * by one call at a time.  rel is one of the source's captured tables: the
+ * definition describe() returned when that table's check started (or the
  * relation prepare() returned); its LS_COL_KEY columns order the chunks.
  * Keys are opaque text made by the connector (the same text for the same
  * key on source and target).  Hashes are text of at most
@@ -233,6 +234,15 @@ struct ls_drift_source_ops {
 	 * since the table was last verified. */
 	int (*change_count)(struct ls_drift_conn *c, const struct ls_relation *rel,
 			    uint64_t *n, struct ls_err *err);
+	/* Optional (NULL: the definitions from the pipeline's start are used):
+	 * rel's current definition read from the source catalog (columns, key
+	 * flags, type names; the id copied from rel), malloc'd into *out (the
+	 * caller frees it with ls_relation_free).  Called once at the start of
+	 * each table's check, so DDL since the daemon started (a column added
+	 * with a volatile default, whose values the stream never carries) is
+	 * checked and repaired with the columns the source has now. */
+	int (*describe)(struct ls_drift_conn *c, const struct ls_relation *rel,
+			struct ls_relation **out, struct ls_err *err);
 };
 
 /* ---- the engine --------------------------------------------------------------------- */
@@ -252,9 +262,9 @@ int ls_drift_new(uv_loop_t *loop, const struct ls_drift_opts *o, struct ls_drift
 /* The hook for target i's apply (cfg->targets[i]); owned by the engine. */
 const struct ls_apply_hook *ls_drift_apply_hook(struct ls_drift *d, int target);
 
-/* Checks become possible: tables (borrowed, valid until close) are what the
- * source captures.  Starts the [drift]
- * interval schedule. */
+/* Checks become possible: tables (borrowed for the call; the engine keeps
+ * its own copies, so the source may replace or free its relations later)
+ * are what the source captures.  Starts the [drift] interval schedule. */
 void ls_drift_start(struct ls_drift *d, const struct ls_source_tables *tables);
 
 /* The pipeline tears its components down (restart): a running check is

@@ -8,6 +8,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "connectors/postgres/pg_setup.h"
 #include "connectors/postgres/pg_sql.h"
 #include "connectors/postgres/pg_target.h"
 
@@ -213,13 +214,18 @@ static void range_where(struct ls_pgsql_buf *b, const struct ls_relation *rel, b
 	}
 }
 
-static void row_hash(struct ls_pgsql_buf *b, const struct ls_relation *rel)
+/* has: which columns the table has (NULL: all); a missing one reads as
+ * NULL, like the value the target never received. */
+static void row_hash(struct ls_pgsql_buf *b, const struct ls_relation *rel, const bool *has)
 {
 	ls_pgsql_put(b, "md5(ROW(");
 	for (uint16_t i = 0; i < rel->ncols; i++) {
 		if (i)
 			ls_pgsql_put(b, ", ");
-		ls_pgsql_ident(b, rel->cols[i].name);
+		if (has && !has[i])
+			ls_pgsql_put(b, "NULL");
+		else
+			ls_pgsql_ident(b, rel->cols[i].name);
 	}
 	ls_pgsql_put(b, ")::text)");
 }
@@ -254,11 +260,12 @@ static PGresult *run(struct ls_drift_conn *c, const char *sql, const char *p1, c
 	return NULL;
 }
 
-static int checksum_sql(struct ls_pgsql_buf *b, const struct ls_relation *rel, bool lo, bool hi)
+static int checksum_sql(struct ls_pgsql_buf *b, const struct ls_relation *rel, const bool *has,
+			bool lo, bool hi)
 {
 	int next = 1;
 	ls_pgsql_put(b, "SELECT count(*), coalesce(md5(string_agg(");
-	row_hash(b, rel);
+	row_hash(b, rel, has);
 	ls_pgsql_put(b, ", '' ORDER BY ");
 	key_list(b, rel, NULL);
 	ls_pgsql_put(b, ")), '') FROM ");
@@ -267,13 +274,13 @@ static int checksum_sql(struct ls_pgsql_buf *b, const struct ls_relation *rel, b
 	return b->oom ? -1 : 0;
 }
 
-static int do_checksum(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
-		       const char *hi, uint64_t *rows, char *hash, size_t hashlen,
+static int do_checksum(struct ls_drift_conn *c, const struct ls_relation *rel, const bool *has,
+		       const char *lo, const char *hi, uint64_t *rows, char *hash, size_t hashlen,
 		       struct ls_err *err)
 {
 	struct ls_pgsql_buf b;
 	ls_pgsql_buf_init(&b);
-	if (checksum_sql(&b, rel, lo != NULL, hi != NULL) < 0) {
+	if (checksum_sql(&b, rel, has, lo != NULL, hi != NULL) < 0) {
 		ls_pgsql_buf_free(&b);
 		return ls_err_set(err, false, "out of memory");
 	}
@@ -287,9 +294,10 @@ static int do_checksum(struct ls_drift_conn *c, const struct ls_relation *rel, c
 	return 0;
 }
 
-static int do_rows(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
-		   const char *hi, int (*row)(void *ctx, const char *key, const char *hash),
-		   void *ctx, struct ls_err *err)
+static int do_rows(struct ls_drift_conn *c, const struct ls_relation *rel, const bool *has,
+		   const char *lo, const char *hi,
+		   int (*row)(void *ctx, const char *key, const char *hash), void *ctx,
+		   struct ls_err *err)
 {
 	struct ls_pgsql_buf b;
 	ls_pgsql_buf_init(&b);
@@ -297,7 +305,7 @@ static int do_rows(struct ls_drift_conn *c, const struct ls_relation *rel, const
 	ls_pgsql_put(&b, "SELECT ");
 	key_text(&b, rel);
 	ls_pgsql_put(&b, ", ");
-	row_hash(&b, rel);
+	row_hash(&b, rel, has);
 	ls_pgsql_put(&b, " FROM ");
 	ls_pgsql_qualified(&b, rel->schema, rel->name);
 	range_where(&b, rel, lo != NULL, hi != NULL, &next);
@@ -321,22 +329,69 @@ static int do_rows(struct ls_drift_conn *c, const struct ls_relation *rel, const
 
 /* ---- target side ----------------------------------------------------------------------- */
 
+/* Which of rel's columns the target's table has (*has malloc'd; NULL when
+ * it has all, or when the table is missing: the checksum then fails on
+ * it).  A column the source added that no change has carried yet is not
+ * there, and every row differs in it. */
+static int target_columns(struct ls_drift_conn *c, const struct ls_relation *rel, bool **has,
+			  struct ls_err *err)
+{
+	*has = NULL;
+	struct ls_pgsql_buf q;
+	ls_pgsql_buf_init(&q);
+	ls_pgsql_qualified(&q, rel->schema, rel->name);
+	if (q.oom) {
+		ls_pgsql_buf_free(&q);
+		return ls_err_set(err, false, "out of memory");
+	}
+	PGresult *r = run(c, "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid ="
+			  " pg_catalog.to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+			  ls_pgsql_buf_str(&q), NULL, PGRES_TUPLES_OK, "target columns", err);
+	ls_pgsql_buf_free(&q);
+	if (r == NULL)
+		return -1;
+	int missing = 0;
+	bool *h = calloc(rel->ncols + 1u, sizeof *h);
+	for (uint16_t i = 0; h && i < rel->ncols; i++) {
+		for (int k = 0; k < PQntuples(r) && !h[i]; k++)
+			h[i] = strcmp(PQgetvalue(r, k, 0), rel->cols[i].name) == 0;
+		if (!h[i] && (rel->cols[i].flags & LS_COL_KEY))
+			h[i] = true;   /* a key must be there: fail on it by name */
+		missing += !h[i];
+	}
+	bool table = PQntuples(r) > 0;
+	PQclear(r);
+	if (h == NULL)
+		return ls_err_set(err, false, "out of memory");
+	if (missing == 0 || !table)
+		free(h);
+	else
+		*has = h;
+	return 0;
+}
+
 int ls_pgdrift_checksum(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
 			const char *hi, uint64_t *rows, char *hash, size_t hashlen,
 			struct ls_err *err)
 {
-	if (check_rel(rel, err) < 0 || ensure(c, err) < 0)
+	bool *has;
+	if (check_rel(rel, err) < 0 || ensure(c, err) < 0 || target_columns(c, rel, &has, err) < 0)
 		return -1;
-	return do_checksum(c, rel, lo, hi, rows, hash, hashlen, err);
+	int rc = do_checksum(c, rel, has, lo, hi, rows, hash, hashlen, err);
+	free(has);
+	return rc;
 }
 
 int ls_pgdrift_rows(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
 		    const char *hi, int (*row)(void *ctx, const char *key, const char *hash),
 		    void *ctx, struct ls_err *err)
 {
-	if (check_rel(rel, err) < 0 || ensure(c, err) < 0)
+	bool *has;
+	if (check_rel(rel, err) < 0 || ensure(c, err) < 0 || target_columns(c, rel, &has, err) < 0)
 		return -1;
-	return do_rows(c, rel, lo, hi, row, ctx, err);
+	int rc = do_rows(c, rel, has, lo, hi, row, ctx, err);
+	free(has);
+	return rc;
 }
 
 /* ---- source transactions ------------------------------------------------------------------ */
@@ -439,7 +494,7 @@ static int src_chunk(struct ls_drift_conn *c, const struct ls_relation *rel,
 	if (check_rel(rel, err) < 0 || begin_locked(c, rel, err) < 0)
 		return -1;
 	if (upper_key(c, rel, m->lo, chunk_rows, hi, err) < 0 ||
-	    do_checksum(c, rel, m->lo, *hi, rows, hash, LS_DRIFT_HASH_MAX, err) < 0)
+	    do_checksum(c, rel, NULL, m->lo, *hi, rows, hash, LS_DRIFT_HASH_MAX, err) < 0)
 		goto fail;
 	m->hi = *hi;
 	if (emit_commit(c, m, err) < 0)
@@ -460,7 +515,7 @@ static int src_rows(struct ls_drift_conn *c, const struct ls_relation *rel,
 {
 	if (check_rel(rel, err) < 0 || begin_locked(c, rel, err) < 0)
 		return -1;
-	if (do_rows(c, rel, m->lo, m->hi, row, ctx, err) < 0 || emit_commit(c, m, err) < 0) {
+	if (do_rows(c, rel, NULL, m->lo, m->hi, row, ctx, err) < 0 || emit_commit(c, m, err) < 0) {
 		PQclear(PQexec(c->pg, "ROLLBACK"));
 		return -1;
 	}
@@ -591,6 +646,37 @@ static int src_change_count(struct ls_drift_conn *c, const struct ls_relation *r
 	return rc;
 }
 
+/* The table as the catalog describes it now, with the selection rules of
+ * prepare (pg_setup), so key flags and type names match the stream's. */
+static int src_describe(struct ls_drift_conn *c, const struct ls_relation *rel,
+			struct ls_relation **out, struct ls_err *err)
+{
+	*out = NULL;
+	if (ensure(c, err) < 0)
+		return -1;
+	size_t len = strlen(rel->schema) + strlen(rel->name) + 2;
+	char *pat = malloc(len);
+	if (pat == NULL)
+		return ls_err_set(err, false, "out of memory");
+	snprintf(pat, len, "%s.%s", rel->schema, rel->name);
+	struct ls_pg_tables tabs;
+	int rc = ls_pgsetup_select_tables(c->pg, pat, NULL, &tabs, err);
+	free(pat);
+	const struct ls_pg_table *t = rc < 0 ? NULL :
+		ls_pgsetup_tables_find(&tabs, rel->schema, rel->name);
+	if (rc == 0 && t == NULL)
+		rc = ls_err_set(err, false, "table %s.%s is gone", rel->schema, rel->name);
+	if (rc == 0 && (*out = ls_pgsetup_table_relation(t)) == NULL)
+		rc = ls_err_set(err, false, "out of memory");
+	if (*out != NULL)
+		(*out)->id = rel->id;   /* the stream's id for it */
+	ls_pgsetup_tables_free(&tabs);
+	if (rc < 0)
+		return ls_err_prefix(err, "reading the definition of %s.%s", rel->schema,
+				     rel->name);
+	return 0;
+}
+
 const struct ls_drift_source_ops ls_pg_drift_source_ops = {
 	.open = src_open,
 	.close = ls_pgdrift_close,
@@ -598,4 +684,5 @@ const struct ls_drift_source_ops ls_pg_drift_source_ops = {
 	.rows = src_rows,
 	.repair = src_repair,
 	.change_count = src_change_count,
+	.describe = src_describe,
 };
