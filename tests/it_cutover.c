@@ -29,6 +29,7 @@
 
 #include "tests/helpers/testd.h"
 #include "tests/helpers/testsrv.h"
+#include "tests/helpers/testutil.h"
 
 static struct ls_testpg *src, *dst;
 static struct ls_testd *d;
@@ -658,24 +659,13 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("cutover");
-	const struct { const char *name; const TTest *fn; } cases[] = {
+	const struct ls_testutil_case cases[] = {
 		{ "cutover_rollback", cutover_and_rollback_under_load },
 		{ "lag", cutover_stops_when_lag_is_too_high },
 		{ "drift", cutover_stops_on_drift },
 		{ "write_after_fence", cutover_stops_on_a_write_after_the_fence },
 		{ "hook", cutover_stops_when_a_hook_fails },
 	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		TCase *tc = tcase_create(cases[i].name);
-		tcase_add_checked_fixture(tc, setup, teardown);
-		tcase_set_timeout(tc, 600);
-		tcase_add_test(tc, cases[i].fn);
-		suite_add_tcase(s, tc);
-	}
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? 1 : 0;
+	return ls_testutil_run_cases("cutover", cases, sizeof cases / sizeof cases[0], setup, teardown,
+				     600);
 }

@@ -17,6 +17,7 @@
 
 #include "tests/helpers/testd.h"
 #include "tests/helpers/testsrv.h"
+#include "tests/helpers/testutil.h"
 
 #define ACCOUNTS 100
 #define START_BALANCE 1000
@@ -748,8 +749,7 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("e2e_pg");
-	const struct { const char *name; const TTest *fn; } cases[] = {
+	const struct ls_testutil_case cases[] = {
 		{ "kafka", e2e_kafka_converges_under_load },
 		{ "direct", e2e_direct_converges_under_load },
 		{ "kafka_kill9", e2e_kafka_survives_kill9 },
@@ -764,16 +764,6 @@ int main(void)
 		{ "ddl_stop", e2e_ddl_stop },
 		{ "kafka_gap", e2e_kafka_gap_is_an_error },
 	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		TCase *tc = tcase_create(cases[i].name);
-		tcase_add_checked_fixture(tc, setup, teardown);
-		tcase_set_timeout(tc, 600);
-		tcase_add_test(tc, cases[i].fn);
-		suite_add_tcase(s, tc);
-	}
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? 1 : 0;
+	return ls_testutil_run_cases("e2e_pg", cases, sizeof cases / sizeof cases[0], setup, teardown,
+				     600);
 }

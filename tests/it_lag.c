@@ -20,6 +20,7 @@
 
 #include "tests/helpers/testd.h"
 #include "tests/helpers/testsrv.h"
+#include "tests/helpers/testutil.h"
 
 #define NOBODY_UID 65534
 #define NOBODY_GID 65534
@@ -476,24 +477,13 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("lag");
-	const struct { const char *name; const TTest *fn; } cases[] = {
+	const struct ls_testutil_case cases[] = {
 		{ "pause_direct", lag_pause_grows_and_resume_drains_direct },
 		{ "pause_kafka", lag_pause_grows_and_resume_drains_kafka },
 		{ "idle", lag_idle_source_reads_zero_and_slot_advances },
 		{ "wait", lag_wait_converged_exit_codes },
 		{ "metrics", lag_metrics_parse_and_pause_needs_admin },
 	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		TCase *tc = tcase_create(cases[i].name);
-		tcase_add_checked_fixture(tc, setup, teardown);
-		tcase_set_timeout(tc, 300);
-		tcase_add_test(tc, cases[i].fn);
-		suite_add_tcase(s, tc);
-	}
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? 1 : 0;
+	return ls_testutil_run_cases("lag", cases, sizeof cases / sizeof cases[0], setup, teardown,
+				     300);
 }

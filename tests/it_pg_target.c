@@ -11,13 +11,15 @@
 
 #include "connectors/postgres/pg_target.h"
 #include "tests/helpers/testsrv.h"
+#include "tests/helpers/testchg.h"
+#include "tests/helpers/testutil.h"
 
 static struct ls_testpg *pg;
 static struct ls_arena A;
 static char db[64];
 static int db_seq;
 
-#define UNCH ((const char *)1)   /* marks an unchanged TOAST value */
+#define UNCH LS_TESTCHG_UNCH
 
 static void suite_setup(void)
 {
@@ -55,32 +57,9 @@ static char *q1(const char *fmt, ...)
 }
 
 /* Asserts the first value of a query equals want (NULL = SQL NULL/no row). */
-#define ck_q1(want, ...)                                                  \
-	do {                                                              \
-		char *got_ = q1(__VA_ARGS__);                             \
-		const char *want_ = (want);                               \
-		if (want_ == NULL)                                        \
-			ck_assert_ptr_null(got_);                         \
-		else                                                      \
-			ck_assert_str_eq(got_ ? got_ : "(null)", want_);  \
-		free(got_);                                               \
-	} while (0)
+#define ck_q1(want, ...) LS_CK_STR_FREE(q1(__VA_ARGS__), want)
 
-struct commits {
-	int calls;
-	int64_t offset;
-	uint64_t seq;
-};
-
-static void on_commit(void *ctx, int64_t off, const struct ls_pos *pos)
-{
-	struct commits *c = ctx;
-	c->calls++;
-	c->offset = off;
-	c->seq = pos->seq;
-}
-
-static struct commits commits;
+static struct ls_testchg_commits commits;
 
 static struct ls_pgtarget *open_target(bool create, enum ls_ddl_mode ddl, int batch_rows,
 				       int batch_ms, int copy_after)
@@ -90,7 +69,7 @@ static struct ls_pgtarget *open_target(bool create, enum ls_ddl_mode ddl, int ba
 		.conninfo = ls_testpg_conninfo(pg, db),
 		.create_tables = create, .ddl = ddl,
 		.batch_rows = batch_rows, .batch_ms = batch_ms, .copy_after = copy_after,
-		.on_commit = on_commit, .ctx = &commits,
+		.on_commit = ls_testchg_on_commit, .ctx = &commits,
 	};
 	struct ls_pgtarget *t;
 	struct ls_err err = { 0 };
@@ -99,82 +78,10 @@ static struct ls_pgtarget *open_target(bool create, enum ls_ddl_mode ddl, int ba
 	return t;
 }
 
-/* "name:type[:k]|..." (k = key column) */
-static struct ls_relation *mkrel(uint32_t id, const char *name, char replident, const char *spec)
-{
-	int n = 1;
-	for (const char *p = spec; *p; p++)
-		n += *p == '|';
-	struct ls_relation *r = ls_relation_new((uint16_t)n);
-	r->id = id;
-	r->schema = strdup("app");
-	r->name = strdup(name);
-	r->replident = (uint8_t)replident;
-	char *copy = strdup(spec), *save = NULL;
-	int i = 0;
-	for (char *c = strtok_r(copy, "|", &save); c; c = strtok_r(NULL, "|", &save), i++) {
-		char *type = strchr(c, ':');
-		*type++ = '\0';
-		char *k = strrchr(type, ':');
-		if (k && strcmp(k, ":k") == 0)
-			*k = '\0';
-		else
-			k = NULL;
-		r->cols[i].name = strdup(c);
-		r->cols[i].type_name = strdup(type);
-		r->cols[i].typmod = -1;
-		r->cols[i].flags = (k || replident == 'f') ? LS_COL_KEY : 0;
-	}
-	free(copy);
-	return r;
-}
-
-static struct ls_tuple tup_v(int n, va_list ap)
-{
-	struct ls_value *v = ls_arena_alloc(&A, sizeof *v * (size_t)n);
-	for (int i = 0; i < n; i++) {
-		const char *s = va_arg(ap, const char *);
-		if (s == NULL)
-			v[i] = (struct ls_value){ .kind = LS_VAL_NULL };
-		else if (s == UNCH)
-			v[i] = (struct ls_value){ .kind = LS_VAL_UNCHANGED };
-		else
-			v[i] = (struct ls_value){ .kind = LS_VAL_TEXT, .len = (uint32_t)strlen(s), .data = s };
-	}
-	return (struct ls_tuple){ .ncols = (uint16_t)n, .vals = v };
-}
-
-static struct ls_change ins(const struct ls_relation *r, ...)
-{
-	va_list ap;
-	va_start(ap, r);
-	struct ls_change c = { .op = LS_OP_INSERT, .relid = r->id, .new_tup = tup_v(r->ncols, ap) };
-	va_end(ap);
-	return c;
-}
-
-/* old values first (ncols), then new values (ncols); old_kind K or O */
-static struct ls_change upd(const struct ls_relation *r, char old_kind, ...)
-{
-	va_list ap;
-	va_start(ap, old_kind);
-	struct ls_change c = { .op = LS_OP_UPDATE, .relid = r->id, .old_kind = (uint8_t)old_kind };
-	if (old_kind)
-		c.old_tup = tup_v(r->ncols, ap);
-	c.new_tup = tup_v(r->ncols, ap);
-	va_end(ap);
-	return c;
-}
-
-static struct ls_change del(const struct ls_relation *r, char old_kind, ...)
-{
-	va_list ap;
-	va_start(ap, old_kind);
-	struct ls_change c = { .op = LS_OP_DELETE, .relid = r->id, .old_kind = (uint8_t)old_kind,
-			       .old_tup = tup_v(r->ncols, ap) };
-	va_end(ap);
-	return c;
-}
+#define mkrel(id, name, replident, spec) ls_testchg_rel(id, "app", name, replident, spec)
+#define ins(r, ...) ls_testchg_ins(&A, r, __VA_ARGS__)
+#define upd(r, old_kind, ...) ls_testchg_upd(&A, r, old_kind, __VA_ARGS__)
+#define del(r, old_kind, ...) ls_testchg_del(&A, r, old_kind, __VA_ARGS__)
 
 static struct ls_txn txn(uint64_t seq)
 {

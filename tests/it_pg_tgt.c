@@ -15,6 +15,8 @@
 #include "codec.h"
 #include "connectors/postgres/pg_tgt.h"
 #include "tests/helpers/testsrv.h"
+#include "tests/helpers/testchg.h"
+#include "tests/helpers/testutil.h"
 
 static const struct ls_target_ops *ops = &ls_pg_target_ops;
 static struct ls_testpg *pg;
@@ -63,37 +65,14 @@ static char *q1(const char *fmt, ...)
 }
 
 /* Asserts the first value of a query equals want (NULL = SQL NULL/no row). */
-#define ck_q1(want, ...)                                                  \
-	do {                                                              \
-		char *got_ = q1(__VA_ARGS__);                             \
-		const char *want_ = (want);                               \
-		if (want_ == NULL)                                        \
-			ck_assert_ptr_null(got_);                         \
-		else                                                      \
-			ck_assert_str_eq(got_ ? got_ : "(null)", want_);  \
-		free(got_);                                               \
-	} while (0)
+#define ck_q1(want, ...) LS_CK_STR_FREE(q1(__VA_ARGS__), want)
 
-struct commits {
-	int calls;
-	int64_t offset;
-	uint64_t seq;
-};
-
-static struct commits commits;
-
-static void on_commit(void *ctx, int64_t off, const struct ls_pos *pos)
-{
-	struct commits *c = ctx;
-	c->calls++;
-	c->offset = off;
-	c->seq = pos->seq;
-}
+static struct ls_testchg_commits commits;
 
 static struct ls_target *open_target(void)
 {
-	struct ls_target_opts o = { .pipeline = "shop", .cfg = &cfg, .on_commit = on_commit,
-				    .ctx = &commits };
+	struct ls_target_opts o = { .pipeline = "shop", .cfg = &cfg,
+				    .on_commit = ls_testchg_on_commit, .ctx = &commits };
 	struct ls_target *t;
 	struct ls_err err = { 0 };
 	memset(&commits, 0, sizeof commits);
@@ -102,78 +81,12 @@ static struct ls_target *open_target(void)
 }
 
 /* "name:type[:k]|..." (k = key column), schema app */
-static struct ls_relation *mkrel(uint32_t id, const char *name, const char *spec)
-{
-	int n = 1;
-	for (const char *p = spec; *p; p++)
-		n += *p == '|';
-	struct ls_relation *r = ls_relation_new((uint16_t)n);
-	r->id = id;
-	r->schema = strdup("app");
-	r->name = strdup(name);
-	r->replident = LS_REPLIDENT_DEFAULT;
-	char *copy = strdup(spec), *save = NULL;
-	int i = 0;
-	for (char *c = strtok_r(copy, "|", &save); c; c = strtok_r(NULL, "|", &save), i++) {
-		char *type = strchr(c, ':');
-		*type++ = '\0';
-		char *k = strrchr(type, ':');
-		if (k && strcmp(k, ":k") == 0)
-			*k = '\0';
-		else
-			k = NULL;
-		r->cols[i].name = strdup(c);
-		r->cols[i].type_name = strdup(type);
-		r->cols[i].typmod = -1;
-		r->cols[i].flags = k ? LS_COL_KEY : 0;
-	}
-	free(copy);
-	return r;
-}
-
-static struct ls_tuple tup_v(int n, va_list ap)
-{
-	struct ls_value *v = ls_arena_alloc(&A, sizeof *v * (size_t)n);
-	for (int i = 0; i < n; i++) {
-		const char *s = va_arg(ap, const char *);
-		if (s == NULL)
-			v[i] = (struct ls_value){ .kind = LS_VAL_NULL };
-		else
-			v[i] = (struct ls_value){ .kind = LS_VAL_TEXT, .len = (uint32_t)strlen(s),
-						  .data = ls_arena_memdup(&A, s, strlen(s)) };
-	}
-	return (struct ls_tuple){ .ncols = (uint16_t)n, .vals = v };
-}
-
-static struct ls_change ins(const struct ls_relation *r, ...)
-{
-	va_list ap;
-	va_start(ap, r);
-	struct ls_change c = { .op = LS_OP_INSERT, .relid = r->id, .new_tup = tup_v(r->ncols, ap) };
-	va_end(ap);
-	return c;
-}
-
+#define mkrel(id, name, spec) ls_testchg_rel(id, "app", name, LS_REPLIDENT_DEFAULT, spec)
+#define ins(r, ...) ls_testchg_ins(&A, r, __VA_ARGS__)
 /* new values only (the key identifies the row) */
-static struct ls_change upd(const struct ls_relation *r, ...)
-{
-	va_list ap;
-	va_start(ap, r);
-	struct ls_change c = { .op = LS_OP_UPDATE, .relid = r->id, .new_tup = tup_v(r->ncols, ap) };
-	va_end(ap);
-	return c;
-}
-
+#define upd(r, ...) ls_testchg_upd(&A, r, 0, __VA_ARGS__)
 /* the old row's key (other columns NULL) */
-static struct ls_change del(const struct ls_relation *r, ...)
-{
-	va_list ap;
-	va_start(ap, r);
-	struct ls_change c = { .op = LS_OP_DELETE, .relid = r->id, .old_kind = LS_OLD_KEY,
-			       .old_tup = tup_v(r->ncols, ap) };
-	va_end(ap);
-	return c;
-}
+#define del(r, ...) ls_testchg_del(&A, r, LS_OLD_KEY, __VA_ARGS__)
 
 static struct ls_txn txn(uint64_t seq)
 {

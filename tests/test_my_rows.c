@@ -9,86 +9,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/helpers/testutil.h"
+
 #define GOLDEN_DIR "tests/data/binlog"
 
 /* ---- golden files ------------------------------------------------------------ */
 
-struct ev {
-	uint8_t *p;
-	size_t len;
-};
-
-struct golden {
-	size_t n;
-	struct ev *e;
-};
-
-static int hexval(int c)
+static void crc_header(const char *line, void *ctx)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
+	if (strcmp(line, "# checksum crc32") == 0)
+		*(bool *)ctx = true;
 }
 
-static void golden_load(const char *name, struct golden *g)
+static void golden_load(const char *name, struct ls_testutil_hex *g)
 {
 	char path[512];
 	snprintf(path, sizeof path, GOLDEN_DIR "/%s.hex", name);
-	FILE *f = fopen(path, "r");
-	ck_assert_msg(f != NULL, "cannot open %s (run from the repository root)", path);
-	memset(g, 0, sizeof *g);
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
 	bool crc = false;
-	while ((n = getline(&line, &cap, f)) > 0) {
-		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-			line[--n] = '\0';
-		if (strcmp(line, "# checksum crc32") == 0)
-			crc = true;
-		if (n == 0 || line[0] == '#')
-			continue;
-		ck_assert_msg(n % 2 == 0, "%s: odd hex line", path);
-		g->e = realloc(g->e, (g->n + 1) * sizeof *g->e);
-		struct ev *e = &g->e[g->n++];
-		e->len = (size_t)n / 2;
-		e->p = malloc(e->len);
-		for (size_t i = 0; i < e->len; i++) {
-			int hi = hexval(line[2 * i]), lo = hexval(line[2 * i + 1]);
-			ck_assert_msg(hi >= 0 && lo >= 0, "%s: bad hex", path);
-			e->p[i] = (uint8_t)(hi << 4 | lo);
-		}
-	}
-	free(line);
-	fclose(f);
+	ls_testutil_hex_load(path, g, crc_header, &crc);
 	ck_assert_msg(crc, "%s: no checksum header", path);
 	ck_assert_uint_gt(g->n, 0);
-}
-
-static void golden_free(struct golden *g)
-{
-	for (size_t i = 0; i < g->n; i++)
-		free(g->e[i].p);
-	free(g->e);
-}
-
-static char *read_file(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return NULL;
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *out = open_memstream(&buf, &len);
-	char chunk[4096];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		fwrite(chunk, 1, n, out);
-	fclose(f);
-	fclose(out);
-	return buf;
 }
 
 /* ---- the catalog's view of the recorded tables ------------------------------------ */
@@ -158,7 +98,7 @@ static const struct ls_myr_table_info *catalog(const struct ls_relation *rel)
  * maps get the catalog's description. */
 static char *golden_decode(const char *name, bool use_catalog)
 {
-	struct golden g;
+	struct ls_testutil_hex g;
 	golden_load(name, &g);
 	struct ls_myr *d = ls_myr_new(0);
 	ck_assert_ptr_nonnull(d);
@@ -170,7 +110,7 @@ static char *golden_decode(const char *name, bool use_catalog)
 	for (size_t i = 0; i < g.n; i++) {
 		struct ls_myr_event ev;
 		struct ls_err err = { 0 };
-		if (ls_myr_decode_event(d, g.e[i].p, g.e[i].len, true, &a, &ev, &err) != 0) {
+		if (ls_myr_decode_event(d, g.m[i].p, g.m[i].len, true, &a, &ev, &err) != 0) {
 			ck_assert_msg(err.msg[0] != '\0', "%s event %zu: empty error", name, i + 1);
 			fprintf(out, "ERROR %s\n", err.msg);
 			continue;
@@ -188,7 +128,7 @@ static char *golden_decode(const char *name, bool use_catalog)
 	fclose(out);
 	ls_arena_free(&a);
 	ls_myr_free(d);
-	golden_free(&g);
+	ls_testutil_hex_free(&g);
 	return text;
 }
 
@@ -197,22 +137,8 @@ static void golden_check(const char *name, const char *expected, bool use_catalo
 	char path[512];
 	snprintf(path, sizeof path, GOLDEN_DIR "/%s.expected", expected);
 	char *got = golden_decode(name, use_catalog);
-	if (getenv("LS_MYR_REGEN")) {
-		FILE *f = fopen(path, "w");
-		ck_assert_ptr_nonnull(f);
-		fputs(got, f);
-		fclose(f);
-	}
-	char *want = read_file(path);
-	ck_assert_msg(want != NULL, "missing %s", path);
-	if (strcmp(got, want) != 0) {
-		size_t line = 1;
-		for (size_t i = 0; got[i] && got[i] == want[i]; i++)
-			line += got[i] == '\n';
-		ck_abort_msg("%s: decoded output differs from %s at line %zu", name, path, line);
-	}
+	ls_testutil_golden_compare(name, got, path, "LS_MYR_REGEN");
 	free(got);
-	free(want);
 }
 
 START_TEST(my_rows_golden_full_metadata)
@@ -286,7 +212,7 @@ END_TEST
 /* ---- decoded values, looked at directly ---------------------------------------- */
 
 struct replay {
-	struct golden g;
+	struct ls_testutil_hex g;
 	struct ls_myr *d;
 	struct ls_arena a;
 	size_t next;
@@ -303,7 +229,7 @@ static void replay_open(struct replay *r, const char *name)
 
 static void replay_close(struct replay *r)
 {
-	golden_free(&r->g);
+	ls_testutil_hex_free(&r->g);
 	ls_myr_free(r->d);
 	ls_arena_free(&r->a);
 }
@@ -313,7 +239,7 @@ static void replay_find(struct replay *r, unsigned type, int nth, struct ls_myr_
 {
 	while (r->next < r->g.n) {
 		struct ls_err err = { 0 };
-		struct ev *e = &r->g.e[r->next++];
+		struct ls_testutil_msg *e = &r->g.m[r->next++];
 		ck_assert_msg(ls_myr_decode_event(r->d, e->p, e->len, true, &r->a, ev, &err) == 0,
 			      "%s", err.msg);
 		if (ev->type == type && --nth == 0)
@@ -446,7 +372,7 @@ END_TEST
  * extra data), and returns the printed text with v2 names renamed back. */
 static char *decode_as_v2(const char *name)
 {
-	struct golden g;
+	struct ls_testutil_hex g;
 	golden_load(name, &g);
 	struct ls_myr *d = ls_myr_new(0);
 	struct ls_arena a;
@@ -456,9 +382,9 @@ static char *decode_as_v2(const char *name)
 	FILE *out = open_memstream(&text, &len);
 	int nv2 = 0;
 	for (size_t i = 0; i < g.n; i++) {
-		const uint8_t *body = g.e[i].p + LS_MYR_HEADER_LEN;
-		size_t blen = g.e[i].len - LS_MYR_HEADER_LEN - LS_MYR_CHECKSUM_LEN;
-		unsigned type = g.e[i].p[4];
+		const uint8_t *body = g.m[i].p + LS_MYR_HEADER_LEN;
+		size_t blen = g.m[i].len - LS_MYR_HEADER_LEN - LS_MYR_CHECKSUM_LEN;
+		unsigned type = g.m[i].p[4];
 		uint8_t *b2 = malloc(blen + 5);
 		memcpy(b2, body, blen);
 		if (type != LS_MYR_TABLE_MAP) {
@@ -484,7 +410,7 @@ static char *decode_as_v2(const char *name)
 	fclose(out);
 	ls_arena_free(&a);
 	ls_myr_free(d);
-	golden_free(&g);
+	ls_testutil_hex_free(&g);
 	return text;
 }
 
@@ -652,16 +578,16 @@ END_TEST
 
 START_TEST(my_rows_rejects_every_truncation)
 {
-	struct golden g;
+	struct ls_testutil_hex g;
 	golden_load("types_full", &g);
 	struct ls_myr *d = ls_myr_new(0);
 	struct ls_arena a;
 	ls_arena_init(&a);
 	long failures = 0;
 	for (size_t i = 0; i < g.n; i++) {
-		const uint8_t *body = g.e[i].p + LS_MYR_HEADER_LEN;
-		size_t blen = g.e[i].len - LS_MYR_HEADER_LEN - LS_MYR_CHECKSUM_LEN;
-		unsigned type = g.e[i].p[4];
+		const uint8_t *body = g.m[i].p + LS_MYR_HEADER_LEN;
+		size_t blen = g.m[i].len - LS_MYR_HEADER_LEN - LS_MYR_CHECKSUM_LEN;
+		unsigned type = g.m[i].p[4];
 		struct ls_myr_event ev;
 		struct ls_err err;
 		uint32_t full = 0;
@@ -693,7 +619,7 @@ START_TEST(my_rows_rejects_every_truncation)
 	ck_assert_int_gt(failures, 1000);
 	ls_arena_free(&a);
 	ls_myr_free(d);
-	golden_free(&g);
+	ls_testutil_hex_free(&g);
 }
 END_TEST
 
@@ -704,7 +630,7 @@ START_TEST(my_rows_errors_name_event_table_row_column_offset)
 	replay_open(&r, "types_full");
 	replay_find(&r, LS_MYR_TABLE_MAP, 1, &ev);
 	/* The first row event with its d1 digits corrupted. */
-	struct ev *e = &r.g.e[r.next];
+	struct ls_testutil_msg *e = &r.g.m[r.next];
 	ck_assert_int_eq(e->p[4], LS_MYR_WRITE_ROWS_V1);
 	uint8_t *body = malloc(e->len);
 	size_t blen = e->len - LS_MYR_HEADER_LEN - LS_MYR_CHECKSUM_LEN;
@@ -748,20 +674,20 @@ END_TEST
 
 START_TEST(my_rows_whole_event_checks_size_and_crc)
 {
-	struct golden g;
+	struct ls_testutil_hex g;
 	golden_load("types_full", &g);
 	struct ls_myr *d = ls_myr_new(0);
 	struct ls_arena a;
 	ls_arena_init(&a);
 	struct ls_myr_event ev;
 	struct ls_err err = { 0 };
-	uint8_t *p = g.e[0].p;
-	ck_assert_int_eq(ls_myr_decode_event(d, p, g.e[0].len, true, &a, &ev, &err), 0);
+	uint8_t *p = g.m[0].p;
+	ck_assert_int_eq(ls_myr_decode_event(d, p, g.m[0].len, true, &a, &ev, &err), 0);
 	p[30] ^= 1;
-	ck_assert_int_eq(ls_myr_decode_event(d, p, g.e[0].len, true, &a, &ev, &err), -1);
+	ck_assert_int_eq(ls_myr_decode_event(d, p, g.m[0].len, true, &a, &ev, &err), -1);
 	ck_assert_msg(strstr(err.msg, "CRC32 mismatch"), "%s", err.msg);
 	p[30] ^= 1;
-	ck_assert_int_eq(ls_myr_decode_event(d, p, g.e[0].len - 1, true, &a, &ev, &err), -1);
+	ck_assert_int_eq(ls_myr_decode_event(d, p, g.m[0].len - 1, true, &a, &ev, &err), -1);
 	ck_assert_msg(strstr(err.msg, "event_size"), "%s", err.msg);
 	ck_assert_int_eq(ls_myr_decode_event(d, p, 10, false, &a, &ev, &err), -1);
 	uint8_t other[4] = { 0 };
@@ -771,7 +697,7 @@ START_TEST(my_rows_whole_event_checks_size_and_crc)
 	ck_assert(ls_myr_handles(LS_MYR_DELETE_ROWS_V2));
 	ls_arena_free(&a);
 	ls_myr_free(d);
-	golden_free(&g);
+	ls_testutil_hex_free(&g);
 }
 END_TEST
 

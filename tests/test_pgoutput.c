@@ -9,81 +9,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/helpers/testutil.h"
+
 #define GOLDEN_DIR "tests/data/pgoutput"
 
 /* ---- golden files ----------------------------------------------------------- */
 
-struct msg {
-	uint8_t *p;
-	size_t len;
-};
-
 struct golden {
 	unsigned proto;
-	size_t n;
-	struct msg *m;
+	struct ls_testutil_hex h;
 };
 
-static int hexval(int c)
+static void proto_header(const char *line, void *ctx)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
+	sscanf(line, "# proto %u", (unsigned *)ctx);
 }
 
 static void golden_load(const char *path, struct golden *g)
 {
-	FILE *f = fopen(path, "r");
-	ck_assert_msg(f != NULL, "cannot open %s", path);
-	memset(g, 0, sizeof *g);
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	while ((n = getline(&line, &cap, f)) > 0) {
-		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-			line[--n] = '\0';
-		if (sscanf(line, "# proto %u", &g->proto) == 1 || n == 0)
-			continue;
-		ck_assert_msg(n % 2 == 0, "%s: odd hex line", path);
-		g->m = realloc(g->m, (g->n + 1) * sizeof *g->m);
-		struct msg *m = &g->m[g->n++];
-		m->len = (size_t)n / 2;
-		m->p = malloc(m->len + 1);
-		for (size_t i = 0; i < m->len; i++) {
-			int hi = hexval(line[2 * i]), lo = hexval(line[2 * i + 1]);
-			ck_assert_msg(hi >= 0 && lo >= 0, "%s: bad hex", path);
-			m->p[i] = (uint8_t)(hi << 4 | lo);
-		}
-	}
-	free(line);
-	fclose(f);
+	g->proto = 0;
+	ls_testutil_hex_load(path, &g->h, proto_header, &g->proto);
 	ck_assert_msg(g->proto == 1 || g->proto == 2, "%s: no proto header", path);
-}
-
-static void golden_free(struct golden *g)
-{
-	for (size_t i = 0; i < g->n; i++)
-		free(g->m[i].p);
-	free(g->m);
-}
-
-static char *read_file(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return NULL;
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *out = open_memstream(&buf, &len);
-	char chunk[4096];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		fwrite(chunk, 1, n, out);
-	fclose(f);
-	fclose(out);
-	return buf;
 }
 
 /* Decodes all of g with a fresh decoder; returns the printed text. */
@@ -96,10 +42,10 @@ static char *golden_decode(const struct golden *g, const char *name)
 	char *text = NULL;
 	size_t len = 0;
 	FILE *out = open_memstream(&text, &len);
-	for (size_t i = 0; i < g->n; i++) {
+	for (size_t i = 0; i < g->h.n; i++) {
 		struct ls_pgo_event ev;
 		struct ls_err err = { 0 };
-		int rc = ls_pgo_decode(d, g->m[i].p, g->m[i].len, &a, &ev, &err);
+		int rc = ls_pgo_decode(d, g->h.m[i].p, g->h.m[i].len, &a, &ev, &err);
 		ck_assert_msg(rc == 0, "%s message %zu: %s", name, i + 1, err.msg);
 		ck_assert_int_eq(ls_pgo_event_print(out, d, &ev), 0);
 		ls_arena_reset(&a);
@@ -118,24 +64,9 @@ static int golden_run(const char *name)
 	struct golden g;
 	golden_load(hex, &g);
 	char *got = golden_decode(&g, name);
-	golden_free(&g);
-	if (getenv("LS_PGO_REGEN")) {
-		FILE *f = fopen(exp, "w");
-		ck_assert_ptr_nonnull(f);
-		fputs(got, f);
-		fclose(f);
-	}
-	char *want = read_file(exp);
-	ck_assert_msg(want != NULL, "missing %s", exp);
-	if (strcmp(got, want) != 0) {
-		/* Point at the first differing line rather than dumping both. */
-		size_t line = 1, i = 0;
-		for (; got[i] && got[i] == want[i]; i++)
-			line += got[i] == '\n';
-		ck_abort_msg("%s: decoded output differs from %s at line %zu", name, exp, line);
-	}
+	ls_testutil_hex_free(&g.h);
+	ls_testutil_golden_compare(name, got, exp, "LS_PGO_REGEN");
 	free(got);
-	free(want);
 	return 1;
 }
 
@@ -180,7 +111,7 @@ static void replay_open(struct replay *r, const char *name)
 
 static void replay_close(struct replay *r)
 {
-	golden_free(&r->g);
+	ls_testutil_hex_free(&r->g.h);
 	ls_pgo_free(r->d);
 	ls_arena_free(&r->a);
 }
@@ -189,9 +120,9 @@ static void replay_close(struct replay *r)
 static void replay_find(struct replay *r, uint8_t kind, const char *rel_name,
 			int nth, struct ls_pgo_event *ev)
 {
-	while (r->next < r->g.n) {
+	while (r->next < r->g.h.n) {
 		struct ls_err err = { 0 };
-		struct msg *m = &r->g.m[r->next++];
+		struct ls_testutil_msg *m = &r->g.h.m[r->next++];
 		ck_assert_msg(ls_pgo_decode(r->d, m->p, m->len, &r->a, ev, &err) == 0,
 			      "%s", err.msg);
 		if (ev->kind != kind)
@@ -219,7 +150,7 @@ START_TEST(pgoutput_begin_commit_convert_times_and_lsns)
 	struct ls_pgo_event b, c;
 	replay_find(&r, 'B', NULL, 1, &b);
 	/* Begin is 'B', final LSN, PG-epoch time, xid: all big-endian. */
-	const uint8_t *p = r.g.m[0].p;
+	const uint8_t *p = r.g.h.m[0].p;
 	ck_assert_uint_eq(p[0], 'B');
 	ck_assert_uint_eq(b.u.begin.final_lsn, be(p + 1, 8));
 	ck_assert_int_eq(b.u.begin.commit_time_us,
@@ -462,9 +393,9 @@ START_TEST(pgoutput_rejects_every_truncation)
 	for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
 		struct replay r;
 		replay_open(&r, names[k]);
-		size_t limit = r.g.n < 60 ? r.g.n : 60;
+		size_t limit = r.g.h.n < 60 ? r.g.h.n : 60;
 		for (size_t i = 0; i < limit; i++) {
-			struct msg *m = &r.g.m[i];
+			struct ls_testutil_msg *m = &r.g.h.m[i];
 			struct ls_pgo_event ev;
 			for (size_t cut = 0; cut < m->len; cut++) {
 				struct ls_err err = { 0 };
