@@ -1,4 +1,5 @@
 #include "connectors/mysql/my_target.h"
+#include "connectors/mysql/my_drift.h"
 
 #include <mysql.h>
 #include <pthread.h>
@@ -48,6 +49,7 @@ struct ls_mytarget {
 	char *pipeline, *target, *conninfo;
 	struct ls_mysql_conninfo ci;
 	struct sess s;
+	struct ls_drift_conn *drift;       /* drift checks' own connection (my_drift.h) */
 	size_t max_stmt;
 	bool failed, in_group, in_txn;
 	struct trel *rels;
@@ -480,6 +482,7 @@ void ls_mytarget_free(struct ls_mytarget *t)
 	if (t == NULL)
 		return;
 	sess_close(&t->s);
+	ls_mydrift_close(t->drift);
 	while (t->rels) {
 		struct trel *r = t->rels;
 		t->rels = r->next;
@@ -1562,4 +1565,31 @@ int ls_mytarget_copy_table_end(struct ls_mytarget_copy *c, const struct ls_relat
 	c->in_table = false;
 	__atomic_add_fetch(&c->t->copy_rows, rows, __ATOMIC_RELAXED);
 	return 0;
+}
+
+/* ---- drift checks ---------------------------------------------------------------- */
+
+static int drift_conn(struct ls_mytarget *t, struct ls_err *err)
+{
+	if (t->drift == NULL && ls_mydrift_open(t->conninfo, &t->drift, err) < 0)
+		return ls_err_prefix(err, "target %s: drift check", t->target);
+	return 0;
+}
+
+int ls_mytarget_chunk_checksum(struct ls_mytarget *t, const struct ls_relation *rel,
+			       const char *lo, const char *hi, uint64_t *rows, char *hash,
+			       size_t hashlen, struct ls_err *err)
+{
+	if (drift_conn(t, err) < 0)
+		return -1;
+	return ls_mydrift_checksum(t->drift, rel, lo, hi, rows, hash, hashlen, err);
+}
+
+int ls_mytarget_chunk_rows(struct ls_mytarget *t, const struct ls_relation *rel, const char *lo,
+			   const char *hi, int (*row)(void *ctx, const char *key, const char *hash),
+			   void *ctx, struct ls_err *err)
+{
+	if (drift_conn(t, err) < 0)
+		return -1;
+	return ls_mydrift_rows(t->drift, rel, lo, hi, row, ctx, err);
 }

@@ -188,4 +188,13 @@ int ls_mytarget_copy_table_end(struct ls_mytarget_copy *c, const struct ls_relat
 /* Rolls an open table back and closes the connection.  NULL is a no-op. */
 void ls_mytarget_copy_close(struct ls_mytarget_copy *c);
 
+/* Drift checks (lib/target.h chunk_checksum / chunk_rows; my_drift.h), on a
+ * connection of their own opened on first use.  Apply thread. */
+int ls_mytarget_chunk_checksum(struct ls_mytarget *t, const struct ls_relation *rel,
+			       const char *lo, const char *hi, uint64_t *rows, char *hash,
+			       size_t hashlen, struct ls_err *err);
+int ls_mytarget_chunk_rows(struct ls_mytarget *t, const struct ls_relation *rel, const char *lo,
+			   const char *hi, int (*row)(void *ctx, const char *key, const char *hash),
+			   void *ctx, struct ls_err *err);
+
 #endif

@@ -120,6 +120,20 @@ static void op_copy_close(struct ls_target_copy *c)
 	ls_mytarget_copy_close(MC(c));
 }
 
+static int op_chunk_checksum(struct ls_target *t, const struct ls_relation *rel, const char *lo,
+			     const char *hi, uint64_t *rows, char *hash, size_t hashlen,
+			     struct ls_err *err)
+{
+	return ls_mytarget_chunk_checksum(MT(t), rel, lo, hi, rows, hash, hashlen, err);
+}
+
+static int op_chunk_rows(struct ls_target *t, const struct ls_relation *rel, const char *lo,
+			 const char *hi, int (*row)(void *ctx, const char *key, const char *hash),
+			 void *ctx, struct ls_err *err)
+{
+	return ls_mytarget_chunk_rows(MT(t), rel, lo, hi, row, ctx, err);
+}
+
 const struct ls_target_ops ls_my_target_ops = {
 	.engine = "mysql",
 	.copy_format = "rows",
@@ -142,4 +156,6 @@ const struct ls_target_ops ls_my_target_ops = {
 	.copy_data = op_copy_data,
 	.copy_table_end = op_copy_table_end,
 	.copy_close = op_copy_close,
+	.chunk_checksum = op_chunk_checksum,
+	.chunk_rows = op_chunk_rows,
 };

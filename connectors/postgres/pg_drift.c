@@ -8,6 +8,8 @@
 
 #include "json.h"
 #include "log.h"
+#include "connectors/mysql/my_drift.h"
+#include "connectors/postgres/pg_mysqltypes.h"
 #include "connectors/postgres/pg_setup.h"
 #include "connectors/postgres/pg_sql.h"
 #include "connectors/postgres/pg_target.h"
@@ -131,12 +133,90 @@ static bool collatable(const char *type_name)
 	       strcmp(n, "bpchar") == 0 || strncmp(n, "varchar", 7) == 0;
 }
 
+/* ---- MySQL-typed relations (a MySQL source): my_drift.h's canonical text --- */
+
+static bool my_col(const struct ls_column *col)
+{
+	return ls_pgmy_is_mysql_column(col);
+}
+
+static void my_value(struct ls_pgsql_buf *b, const struct ls_column *col, const char *alias)
+{
+	int cls = ls_mydrift_class(col->type_name);
+	const char *fn = cls == LS_MYD_BINARY ? "encode(" : cls == LS_MYD_DATE ||
+			 cls == LS_MYD_DATETIME ? "to_char(" : "(";
+	ls_pgsql_put(b, fn);
+	if (alias)
+		ls_pgsql_printf(b, "%s.", alias);
+	ls_pgsql_ident(b, col->name);
+	ls_pgsql_put(b, cls == LS_MYD_BINARY ? ", 'hex')" : cls == LS_MYD_DATE ? ", 'YYYY-MM-DD')"
+		     : cls == LS_MYD_DATETIME ? ", 'YYYY-MM-DD HH24:MI:SS.US')" : ")::text");
+}
+
+static void my_quoted(struct ls_pgsql_buf *b, const struct ls_column *col)
+{
+	ls_pgsql_put(b, "('\"' || replace(replace(");
+	my_value(b, col, NULL);
+	ls_pgsql_put(b, ", '\\', '\\\\'), '\"', '\\\"') || '\"')");
+}
+
+/* The row's canonical text; has as in row_hash. */
+static void my_row_text(struct ls_pgsql_buf *b, const struct ls_relation *rel, const bool *has)
+{
+	ls_pgsql_put(b, "(");
+	for (uint16_t i = 0; i < rel->ncols; i++) {
+		if (i)
+			ls_pgsql_put(b, " || ',' || ");
+		if (has && !has[i]) {
+			ls_pgsql_put(b, "'N'");
+			continue;
+		}
+		ls_pgsql_put(b, "CASE WHEN ");
+		ls_pgsql_ident(b, rel->cols[i].name);
+		ls_pgsql_put(b, " IS NULL THEN 'N' ELSE ");
+		my_quoted(b, &rel->cols[i]);
+		ls_pgsql_put(b, " END");
+	}
+	ls_pgsql_put(b, ")");
+}
+
+static void my_key_text(struct ls_pgsql_buf *b, const struct ls_relation *rel)
+{
+	ls_pgsql_put(b, "('['");
+	bool first = true;
+	for (uint16_t i = 0; i < rel->ncols; i++) {
+		if (!(rel->cols[i].flags & LS_COL_KEY))
+			continue;
+		ls_pgsql_put(b, first ? " || " : " || ', ' || ");
+		first = false;
+		my_quoted(b, &rel->cols[i]);
+	}
+	ls_pgsql_put(b, " || ']')");
+}
+
+/* A MySQL-typed key column's value from key text src. */
+static void my_key_value(struct ls_pgsql_buf *b, const struct ls_column *col, const char *src,
+			 int k)
+{
+	struct ls_pgmy_type t;
+	struct ls_err e;
+	int cls = ls_mydrift_class(col->type_name);
+	if (cls == LS_MYD_BINARY)
+		ls_pgsql_printf(b, "decode((%s)::jsonb ->> %d, 'hex')", src, k);
+	else if (ls_pgmy_type(col->type_name, &t, &e) == 0 && ls_pgsql_type_safe(t.pg))
+		ls_pgsql_printf(b, "((%s)::jsonb ->> %d)::%s%s", src, k, t.pg,
+				cls == LS_MYD_TEXT ? " COLLATE \"C\"" : "");
+	else
+		ls_pgsql_printf(b, "((%s)::jsonb ->> %d)", src, k);
+}
+
 static void key_col(struct ls_pgsql_buf *b, const struct ls_column *col, const char *alias)
 {
 	if (alias)
 		ls_pgsql_printf(b, "%s.", alias);
 	ls_pgsql_ident(b, col->name);
-	if (collatable(col->type_name))
+	if (my_col(col) ? ls_mydrift_class(col->type_name) == LS_MYD_TEXT
+			: collatable(col->type_name))
 		ls_pgsql_put(b, " COLLATE \"C\"");
 }
 
@@ -157,6 +237,10 @@ static void key_list(struct ls_pgsql_buf *b, const struct ls_relation *rel, cons
 /* The key text: jsonb array of the key columns as text. */
 static void key_text(struct ls_pgsql_buf *b, const struct ls_relation *rel)
 {
+	if (ls_pgmy_is_mysql_relation(rel)) {
+		my_key_text(b, rel);
+		return;
+	}
 	ls_pgsql_put(b, "jsonb_build_array(");
 	bool first = true;
 	for (uint16_t i = 0; i < rel->ncols; i++) {
@@ -181,6 +265,10 @@ static void key_values(struct ls_pgsql_buf *b, const struct ls_relation *rel, co
 			continue;
 		if (k > 0)
 			ls_pgsql_put(b, ", ");
+		if (my_col(&rel->cols[i])) {
+			my_key_value(b, &rel->cols[i], src, k++);
+			continue;
+		}
 		ls_pgsql_printf(b, "((%s)::jsonb ->> %d)::%s", src, k, rel->cols[i].type_name);
 		if (collatable(rel->cols[i].type_name))
 			ls_pgsql_put(b, " COLLATE \"C\"");
@@ -218,6 +306,12 @@ static void range_where(struct ls_pgsql_buf *b, const struct ls_relation *rel, b
  * NULL, like the value the target never received. */
 static void row_hash(struct ls_pgsql_buf *b, const struct ls_relation *rel, const bool *has)
 {
+	if (ls_pgmy_is_mysql_relation(rel)) {
+		ls_pgsql_put(b, "md5(");
+		my_row_text(b, rel, has);
+		ls_pgsql_put(b, ")");
+		return;
+	}
 	ls_pgsql_put(b, "md5(ROW(");
 	for (uint16_t i = 0; i < rel->ncols; i++) {
 		if (i)
@@ -235,7 +329,8 @@ static int check_rel(const struct ls_relation *rel, struct ls_err *err)
 	if (ls_relation_nkeys(rel) == 0)
 		return ls_err_set(err, false, "%s.%s has no key", rel->schema, rel->name);
 	for (uint16_t i = 0; i < rel->ncols; i++)
-		if ((rel->cols[i].flags & LS_COL_KEY) && !ls_pgsql_type_safe(rel->cols[i].type_name))
+		if ((rel->cols[i].flags & LS_COL_KEY) && !my_col(&rel->cols[i]) &&
+		    !ls_pgsql_type_safe(rel->cols[i].type_name))
 			return ls_err_set(err, false, "%s.%s: unsafe type name for column %s",
 					  rel->schema, rel->name, rel->cols[i].name);
 	return 0;
