@@ -8,107 +8,23 @@
 #include <string.h>
 #include <strings.h>
 
-/* ---- buffer --------------------------------------------------------------- */
-
-void ls_mysql_buf_init(struct ls_mysql_buf *b)
-{
-	memset(b, 0, sizeof *b);
-}
-
-void ls_mysql_buf_reset(struct ls_mysql_buf *b)
-{
-	b->len = 0;
-	b->oom = false;
-	if (b->data)
-		b->data[0] = '\0';
-}
-
-void ls_mysql_buf_free(struct ls_mysql_buf *b)
-{
-	free(b->data);
-	ls_mysql_buf_init(b);
-}
-
-const char *ls_mysql_buf_str(struct ls_mysql_buf *b)
-{
-	return b->data ? b->data : "";
-}
-
-/* Makes room for n more bytes plus the NUL; false (and oom) when it cannot. */
-static bool reserve(struct ls_mysql_buf *b, size_t n)
-{
-	if (b->oom)
-		return false;
-	if (b->len + n + 1 <= b->cap)
-		return true;
-	size_t cap = b->cap ? b->cap : 256;
-	while (cap < b->len + n + 1)
-		cap *= 2;
-	char *d = realloc(b->data, cap);
-	if (d == NULL) {
-		b->oom = true;
-		return false;
-	}
-	b->data = d;
-	b->cap = cap;
-	return true;
-}
-
-char *ls_mysql_buf_room(struct ls_mysql_buf *b, size_t n)
-{
-	return reserve(b, n) ? b->data + b->len : NULL;
-}
-
-void ls_mysql_putn(struct ls_mysql_buf *b, const char *s, size_t n)
-{
-	if (!reserve(b, n))
-		return;
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-void ls_mysql_put(struct ls_mysql_buf *b, const char *s)
-{
-	ls_mysql_putn(b, s, strlen(s));
-}
-
-static void putc1(struct ls_mysql_buf *b, char c)
-{
-	ls_mysql_putn(b, &c, 1);
-}
-
-void ls_mysql_printf(struct ls_mysql_buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0 || !reserve(b, (size_t)n))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	b->len += (size_t)n;
-}
-
 /* ---- quoting -------------------------------------------------------------- */
 
 void ls_mysql_ident(struct ls_mysql_buf *b, const char *name)
 {
-	putc1(b, '`');
+	ls_sbuf_putc(b, '`');
 	for (const char *p = name; *p; p++) {
 		if (*p == '`')
-			putc1(b, '`');
-		putc1(b, *p);
+			ls_sbuf_putc(b, '`');
+		ls_sbuf_putc(b, *p);
 	}
-	putc1(b, '`');
+	ls_sbuf_putc(b, '`');
 }
 
 void ls_mysql_qualified(struct ls_mysql_buf *b, const char *schema, const char *name)
 {
 	ls_mysql_ident(b, schema);
-	putc1(b, '.');
+	ls_sbuf_putc(b, '.');
 	ls_mysql_ident(b, name);
 }
 
@@ -132,7 +48,7 @@ void ls_mysql_hex(struct ls_mysql_buf *b, const void *p, size_t n)
 
 void ls_mysql_literal(struct ls_mysql_buf *b, const char *s, size_t n)
 {
-	putc1(b, '\'');
+	ls_sbuf_putc(b, '\'');
 	for (size_t i = 0; i < n; i++) {
 		switch (s[i]) {
 		case '\0': ls_mysql_putn(b, "\\0", 2); break;
@@ -141,10 +57,10 @@ void ls_mysql_literal(struct ls_mysql_buf *b, const char *s, size_t n)
 		case '\032': ls_mysql_putn(b, "\\Z", 2); break;
 		case '\\': ls_mysql_putn(b, "\\\\", 2); break;
 		case '\'': ls_mysql_putn(b, "\\'", 2); break;
-		default: putc1(b, s[i]);
+		default: ls_sbuf_putc(b, s[i]);
 		}
 	}
-	putc1(b, '\'');
+	ls_sbuf_putc(b, '\'');
 }
 
 /* ---- conninfo ------------------------------------------------------------- */
@@ -588,11 +504,11 @@ static bool is_nonfinite(const char *in, size_t len)
 static int conv_bool(const char *in, size_t len, struct ls_mysql_buf *out, struct ls_err *err)
 {
 	if (ieq(in, len, "t") || ieq(in, len, "true") || ieq(in, len, "1")) {
-		putc1(out, '1');
+		ls_sbuf_putc(out, '1');
 		return 0;
 	}
 	if (ieq(in, len, "f") || ieq(in, len, "false") || ieq(in, len, "0")) {
-		putc1(out, '0');
+		ls_sbuf_putc(out, '0');
 		return 0;
 	}
 	return ls_err_set(err, false, "not a boolean: \"%.*s\"", (int)(len > 20 ? 20 : len), in);
@@ -699,7 +615,7 @@ static int conv_timestamptz(const char *in, size_t len, struct ls_mysql_buf *out
 	ls_mysql_printf(out, "%04lld-%02d-%02d %02d:%02d:%02d", (long long)yy, mo, d,
 			(int)(sec / 3600), (int)(sec / 60 % 60), (int)(sec % 60));
 	if (nfrac) {
-		putc1(out, '.');
+		ls_sbuf_putc(out, '.');
 		ls_mysql_putn(out, frac, nfrac);
 	}
 	return 0;
@@ -758,19 +674,19 @@ static int conv_bit(const char *in, size_t len, struct ls_mysql_buf *out, struct
 
 static void json_string(struct ls_mysql_buf *out, const char *s, size_t n)
 {
-	putc1(out, '"');
+	ls_sbuf_putc(out, '"');
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c == '"' || c == '\\') {
-			putc1(out, '\\');
-			putc1(out, (char)c);
+			ls_sbuf_putc(out, '\\');
+			ls_sbuf_putc(out, (char)c);
 		} else if (c < 0x20) {
 			ls_mysql_printf(out, "\\u%04x", c);
 		} else {
-			putc1(out, (char)c);
+			ls_sbuf_putc(out, (char)c);
 		}
 	}
-	putc1(out, '"');
+	ls_sbuf_putc(out, '"');
 }
 
 /* A JSON number: -?digits[.digits][(e|E)[+-]digits], no leading zeros. */
@@ -825,13 +741,13 @@ static int array_level(const char **p, const char *end, uint8_t elem, struct ls_
 	if (depth > 6 || *p >= end || **p != '{')
 		return -1;
 	(*p)++;
-	putc1(out, '[');
+	ls_sbuf_putc(out, '[');
 	bool first = true;
 	while (*p < end && isspace((unsigned char)**p))
 		(*p)++;
 	if (*p < end && **p == '}') {
 		(*p)++;
-		putc1(out, ']');
+		ls_sbuf_putc(out, ']');
 		return 0;
 	}
 	for (;;) {
@@ -840,7 +756,7 @@ static int array_level(const char **p, const char *end, uint8_t elem, struct ls_
 		if (*p >= end)
 			return -1;
 		if (!first)
-			putc1(out, ',');
+			ls_sbuf_putc(out, ',');
 		first = false;
 		if (**p == '{') {
 			if (array_level(p, end, elem, out, tmp, depth + 1) < 0)
@@ -852,7 +768,7 @@ static int array_level(const char **p, const char *end, uint8_t elem, struct ls_
 				for ((*p)++; *p < end && **p != '"'; (*p)++) {
 					if (**p == '\\' && *p + 1 < end)
 						(*p)++;
-					putc1(tmp, **p);
+					ls_sbuf_putc(tmp, **p);
 				}
 				if (*p >= end)
 					return -1;
@@ -861,7 +777,7 @@ static int array_level(const char **p, const char *end, uint8_t elem, struct ls_
 				while (*p < end && **p != ',' && **p != '}') {
 					if (**p == '\\' && *p + 1 < end)
 						(*p)++;
-					putc1(tmp, *(*p)++);
+					ls_sbuf_putc(tmp, *(*p)++);
 				}
 				while (tmp->len && isspace((unsigned char)tmp->data[tmp->len - 1]))
 					tmp->data[--tmp->len] = '\0';
@@ -874,7 +790,7 @@ static int array_level(const char **p, const char *end, uint8_t elem, struct ls_
 			return -1;
 		if (**p == '}') {
 			(*p)++;
-			putc1(out, ']');
+			ls_sbuf_putc(out, ']');
 			return 0;
 		}
 		if (**p != ',')
@@ -1106,25 +1022,25 @@ int ls_mysql_pgtext_fields(const char *line, size_t n, struct ls_mysql_buf *buf,
 			for (size_t j = start; j < i; j++) {
 				char c = line[j];
 				if (c != '\\' || j + 1 >= i) {
-					putc1(buf, c);
+					ls_sbuf_putc(buf, c);
 					continue;
 				}
 				c = line[++j];
 				switch (c) {
-				case 'b': putc1(buf, '\b'); break;
-				case 'f': putc1(buf, '\f'); break;
-				case 'n': putc1(buf, '\n'); break;
-				case 'r': putc1(buf, '\r'); break;
-				case 't': putc1(buf, '\t'); break;
-				case 'v': putc1(buf, '\v'); break;
+				case 'b': ls_sbuf_putc(buf, '\b'); break;
+				case 'f': ls_sbuf_putc(buf, '\f'); break;
+				case 'n': ls_sbuf_putc(buf, '\n'); break;
+				case 'r': ls_sbuf_putc(buf, '\r'); break;
+				case 't': ls_sbuf_putc(buf, '\t'); break;
+				case 'v': ls_sbuf_putc(buf, '\v'); break;
 				case 'x':
 					if (j + 1 < i && hexval((unsigned char)line[j + 1]) >= 0) {
 						int v = hexval((unsigned char)line[++j]);
 						if (j + 1 < i && hexval((unsigned char)line[j + 1]) >= 0)
 							v = v * 16 + hexval((unsigned char)line[++j]);
-						putc1(buf, (char)v);
+						ls_sbuf_putc(buf, (char)v);
 					} else {
-						putc1(buf, 'x');
+						ls_sbuf_putc(buf, 'x');
 					}
 					break;
 				default:
@@ -1133,15 +1049,15 @@ int ls_mysql_pgtext_fields(const char *line, size_t n, struct ls_mysql_buf *buf,
 						for (int k = 0; k < 2 && j + 1 < i && line[j + 1] >= '0' &&
 								line[j + 1] <= '7'; k++)
 							v = v * 8 + (line[++j] - '0');
-						putc1(buf, (char)v);
+						ls_sbuf_putc(buf, (char)v);
 					} else {
-						putc1(buf, c);
+						ls_sbuf_putc(buf, c);
 					}
 				}
 			}
 			len[nf] = buf->len - off[nf];
 			nf++;
-			putc1(buf, '\0');   /* fields are C strings too */
+			ls_sbuf_putc(buf, '\0');   /* fields are C strings too */
 		}
 		if (i >= n)
 			break;
@@ -1240,7 +1156,7 @@ static void alter(struct ls_mysql_buf *b, const struct ls_relation *rel)
 {
 	ls_mysql_put(b, "ALTER TABLE ");
 	ls_mysql_qualified(b, rel->schema, rel->name);
-	putc1(b, ' ');
+	ls_sbuf_putc(b, ' ');
 }
 
 static void describe(struct ls_mysql_buf *d, const char *fmt, ...)
@@ -1271,7 +1187,7 @@ int ls_mysql_ddl(struct ls_mysql_buf *b, struct ls_mysql_buf *descr,
 			ls_mysql_ident(b, old->cols[i].name);
 			ls_mysql_put(b, " TO ");
 			ls_mysql_ident(b, new->cols[i].name);
-			putc1(b, '\0');
+			ls_sbuf_putc(b, '\0');
 			(*nstmts)++;
 			describe(descr, "column %s renamed to %s", old->cols[i].name,
 				 new->cols[i].name);
@@ -1281,7 +1197,7 @@ int ls_mysql_ddl(struct ls_mysql_buf *b, struct ls_mysql_buf *descr,
 			alter(b, new);
 			ls_mysql_printf(b, "DROP COLUMN %s", ie);
 			ls_mysql_ident(b, old->cols[i].name);
-			putc1(b, '\0');
+			ls_sbuf_putc(b, '\0');
 			(*nstmts)++;
 			describe(descr, "column %s dropped", old->cols[i].name);
 		}
@@ -1293,7 +1209,7 @@ int ls_mysql_ddl(struct ls_mysql_buf *b, struct ls_mysql_buf *descr,
 		ls_mysql_put(b, "MODIFY COLUMN ");
 		if (col_def(b, new, j, err) < 0)
 			return -1;
-		putc1(b, '\0');
+		ls_sbuf_putc(b, '\0');
 		(*nstmts)++;
 		describe(descr, "column %s type %s -> %s", new->cols[j].name,
 			 old->cols[i].type_name, new->cols[j].type_name);
@@ -1304,7 +1220,7 @@ int ls_mysql_ddl(struct ls_mysql_buf *b, struct ls_mysql_buf *descr,
 			ls_mysql_printf(b, "ADD COLUMN %s", ine);
 			if (col_def(b, new, j, err) < 0)
 				return -1;
-			putc1(b, '\0');
+			ls_sbuf_putc(b, '\0');
 			(*nstmts)++;
 			describe(descr, "column %s added (%s)", new->cols[j].name,
 				 new->cols[j].type_name);

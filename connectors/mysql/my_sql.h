@@ -53,27 +53,19 @@
 
 #include "change.h"
 #include "err.h"
+#include "sbuf.h"
 
-struct ls_mysql_buf {
-	char *data;                /* owned; always NUL-terminated once used */
-	size_t len;
-	size_t cap;
-	bool oom;                  /* an append failed; contents are truncated */
-};
-
-void ls_mysql_buf_init(struct ls_mysql_buf *b);
-void ls_mysql_buf_reset(struct ls_mysql_buf *b);     /* len = 0, keeps memory */
-void ls_mysql_buf_free(struct ls_mysql_buf *b);
-/* Data as a C string ("" when empty); valid until the next append/reset/free. */
-const char *ls_mysql_buf_str(struct ls_mysql_buf *b);
-/* Makes room for n more bytes at data + len; returns that pointer (the
- * caller writes and then adds to len), or NULL on OOM (oom set). */
-char *ls_mysql_buf_room(struct ls_mysql_buf *b, size_t n);
-
-void ls_mysql_putn(struct ls_mysql_buf *b, const char *s, size_t n);
-void ls_mysql_put(struct ls_mysql_buf *b, const char *s);
-void ls_mysql_printf(struct ls_mysql_buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+/* The buffer is lib/sbuf's (shared with the PostgreSQL connector); these
+ * names are the ones my_* callers use. */
+#define ls_mysql_buf ls_sbuf
+#define ls_mysql_buf_init ls_sbuf_init
+#define ls_mysql_buf_reset ls_sbuf_reset
+#define ls_mysql_buf_free ls_sbuf_free
+#define ls_mysql_buf_str ls_sbuf_str
+#define ls_mysql_buf_room ls_sbuf_room
+#define ls_mysql_putn ls_sbuf_putn
+#define ls_mysql_put ls_sbuf_put
+#define ls_mysql_printf ls_sbuf_printf
 
 /* `name` with embedded backticks doubled. */
 void ls_mysql_ident(struct ls_mysql_buf *b, const char *name);

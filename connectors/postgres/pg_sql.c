@@ -6,102 +6,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- buffer --------------------------------------------------------------- */
-
-void ls_pgsql_buf_init(struct ls_pgsql_buf *b)
-{
-	memset(b, 0, sizeof *b);
-}
-
-void ls_pgsql_buf_reset(struct ls_pgsql_buf *b)
-{
-	b->len = 0;
-	b->oom = false;
-	if (b->data)
-		b->data[0] = '\0';
-}
-
-void ls_pgsql_buf_free(struct ls_pgsql_buf *b)
-{
-	free(b->data);
-	ls_pgsql_buf_init(b);
-}
-
-const char *ls_pgsql_buf_str(struct ls_pgsql_buf *b)
-{
-	return b->data ? b->data : "";
-}
-
-/* Makes room for n more bytes plus the NUL; false (and oom) when it cannot. */
-static bool reserve(struct ls_pgsql_buf *b, size_t n)
-{
-	if (b->oom)
-		return false;
-	if (b->len + n + 1 <= b->cap)
-		return true;
-	size_t cap = b->cap ? b->cap : 256;
-	while (cap < b->len + n + 1)
-		cap *= 2;
-	char *d = realloc(b->data, cap);
-	if (d == NULL) {
-		b->oom = true;
-		return false;
-	}
-	b->data = d;
-	b->cap = cap;
-	return true;
-}
-
-void ls_pgsql_putn(struct ls_pgsql_buf *b, const char *s, size_t n)
-{
-	if (!reserve(b, n))
-		return;
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-void ls_pgsql_put(struct ls_pgsql_buf *b, const char *s)
-{
-	ls_pgsql_putn(b, s, strlen(s));
-}
-
-static void putc1(struct ls_pgsql_buf *b, char c)
-{
-	ls_pgsql_putn(b, &c, 1);
-}
-
-void ls_pgsql_printf(struct ls_pgsql_buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0 || !reserve(b, (size_t)n))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	b->len += (size_t)n;
-}
-
 /* ---- quoting -------------------------------------------------------------- */
 
 void ls_pgsql_ident(struct ls_pgsql_buf *b, const char *name)
 {
-	putc1(b, '"');
+	ls_sbuf_putc(b, '"');
 	for (const char *p = name; *p; p++) {
 		if (*p == '"')
-			putc1(b, '"');
-		putc1(b, *p);
+			ls_sbuf_putc(b, '"');
+		ls_sbuf_putc(b, *p);
 	}
-	putc1(b, '"');
+	ls_sbuf_putc(b, '"');
 }
 
 void ls_pgsql_qualified(struct ls_pgsql_buf *b, const char *schema, const char *name)
 {
 	ls_pgsql_ident(b, schema);
-	putc1(b, '.');
+	ls_sbuf_putc(b, '.');
 	ls_pgsql_ident(b, name);
 }
 
@@ -109,14 +30,14 @@ void ls_pgsql_literal(struct ls_pgsql_buf *b, const char *s, size_t n)
 {
 	bool backslash = memchr(s, '\\', n) != NULL;
 	if (backslash)
-		putc1(b, 'E');
-	putc1(b, '\'');
+		ls_sbuf_putc(b, 'E');
+	ls_sbuf_putc(b, '\'');
 	for (size_t i = 0; i < n; i++) {
 		if (s[i] == '\'' || (backslash && s[i] == '\\'))
-			putc1(b, s[i]);
-		putc1(b, s[i]);
+			ls_sbuf_putc(b, s[i]);
+		ls_sbuf_putc(b, s[i]);
 	}
-	putc1(b, '\'');
+	ls_sbuf_putc(b, '\'');
 }
 
 void ls_pgsql_copy_escape(struct ls_pgsql_buf *b, const char *s, size_t n)
@@ -143,9 +64,9 @@ void ls_pgsql_copy_escape(struct ls_pgsql_buf *b, const char *s, size_t n)
 void ls_pgsql_bytea_hex(struct ls_pgsql_buf *b, const void *p, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
-	if (!reserve(b, 2 + 2 * n))
+	char *o = ls_sbuf_room(b, 2 + 2 * n);
+	if (o == NULL)
 		return;
-	char *o = b->data + b->len;
 	*o++ = '\\';
 	*o++ = 'x';
 	const unsigned char *u = p;

@@ -15,25 +15,18 @@
 
 #include "change.h"
 #include "err.h"
+#include "sbuf.h"
 
-struct ls_pgsql_buf {
-	char *data;                /* owned; always NUL-terminated once used */
-	size_t len;
-	size_t cap;
-	bool oom;                  /* an append failed; contents are truncated */
-};
-
-void ls_pgsql_buf_init(struct ls_pgsql_buf *b);
-void ls_pgsql_buf_reset(struct ls_pgsql_buf *b);     /* len = 0, keeps memory */
-void ls_pgsql_buf_free(struct ls_pgsql_buf *b);
-/* Data as a C string ("" when nothing was appended); valid until the next
- * append, reset or free. */
-const char *ls_pgsql_buf_str(struct ls_pgsql_buf *b);
-
-void ls_pgsql_putn(struct ls_pgsql_buf *b, const char *s, size_t n);
-void ls_pgsql_put(struct ls_pgsql_buf *b, const char *s);
-void ls_pgsql_printf(struct ls_pgsql_buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+/* The buffer is lib/sbuf's (shared with the MySQL connector); these names
+ * are the ones pg_* callers use. */
+#define ls_pgsql_buf ls_sbuf
+#define ls_pgsql_buf_init ls_sbuf_init
+#define ls_pgsql_buf_reset ls_sbuf_reset
+#define ls_pgsql_buf_free ls_sbuf_free
+#define ls_pgsql_buf_str ls_sbuf_str
+#define ls_pgsql_putn ls_sbuf_putn
+#define ls_pgsql_put ls_sbuf_put
+#define ls_pgsql_printf ls_sbuf_printf
 
 /* Appends name as a quoted identifier: always double-quoted, embedded
  * double quotes doubled ("a""b"), so case and reserved words survive. */
