@@ -1,6 +1,7 @@
 /* my_setup — connection parameters, readiness, resume check and table
  * selection for the MySQL/MariaDB source.  See my_setup.h. */
 #include "connectors/mysql/my_setup.h"
+#include "connectors/mysql/my_sql.h"
 
 #include <ctype.h>
 #include <errmsg.h>
@@ -60,107 +61,29 @@ int ls_mysetup_query1(MYSQL *m, const char *sql, char **out, struct ls_err *err)
 
 /* ---- connection parameters ------------------------------------------------------ */
 
-/* Reads one value at *p (quoted or up to a blank) into a malloc'd string. */
-static char *read_value(const char **p)
-{
-	const char *s = *p;
-	size_t cap = strlen(s) + 1, n = 0;
-	char *v = malloc(cap);
-	if (v == NULL)
-		return NULL;
-	if (*s == '\'' || *s == '"') {
-		char q = *s++;
-		while (*s && *s != q) {
-			if (*s == '\\' && s[1])
-				s++;
-			v[n++] = *s++;
-		}
-		if (*s != q) {
-			free(v);
-			return NULL;
-		}
-		s++;
-	} else {
-		while (*s && !isspace((unsigned char)*s))
-			v[n++] = *s++;
-	}
-	v[n] = '\0';
-	*p = s;
-	return v;
-}
-
-static int set_key(struct ls_myconn *c, const char *key, size_t klen, char *val,
-		   struct ls_err *err)
-{
-	char **slot = NULL;
-#define KEY(k) (klen == strlen(k) && strncmp(key, k, klen) == 0)
-	if (KEY("host"))
-		slot = &c->host;
-	else if (KEY("user"))
-		slot = &c->user;
-	else if (KEY("password") || KEY("passwd"))
-		slot = &c->password;
-	else if (KEY("database") || KEY("dbname"))
-		slot = &c->database;
-	else if (KEY("port")) {
-		char *end;
-		unsigned long p = strtoul(val, &end, 10);
-		bool ok = val[0] && *end == '\0' && p > 0 && p < 65536;
-		free(val);
-		if (!ok)
-			return ls_err_set(err, false, "mysql connection string: "
-				"port must be a number from 1 to 65535");
-		c->port = (unsigned)p;
-		return 0;
-	}
-#undef KEY
-	if (slot == NULL) {
-		free(val);
-		return ls_err_set(err, false, "mysql connection string: unknown "
-			"key \"%.*s\" (known: host, port, user, password, "
-			"database)", (int)(klen > 64 ? 64 : klen), key);
-	}
-	free(*slot);
-	*slot = val;
-	return 0;
-}
-
+/* One parser for MySQL connection strings: my_sql's (the target's), which
+ * knows two keys more; a source has no use for them, so they stay unknown
+ * here. */
 int ls_mysetup_conn_parse(const char *s, struct ls_myconn *out, struct ls_err *err)
 {
 	memset(out, 0, sizeof *out);
 	out->port = 3306;
-	if (s == NULL)
-		s = "";
-	while (*s) {
-		while (isspace((unsigned char)*s))
-			s++;
-		if (*s == '\0')
-			break;
-		const char *key = s;
-		while (*s && *s != '=' && !isspace((unsigned char)*s))
-			s++;
-		size_t klen = (size_t)(s - key);
-		while (isspace((unsigned char)*s))
-			s++;
-		if (*s != '=' || klen == 0)
-			return ls_err_set(err, false, "mysql connection string: "
-				"expected key=value at \"%.*s\"", (int)(klen > 64 ?
-				64 : klen), key);
-		s++;
-		while (isspace((unsigned char)*s))
-			s++;
-		char *val = read_value(&s);
-		if (val == NULL)
-			return ls_err_set(err, false, "mysql connection string: "
-				"unterminated quote in the value of \"%.*s\"",
-				(int)(klen > 64 ? 64 : klen), key);
-		if (set_key(out, key, klen, val, err) != 0)
-			return -1;
+	struct ls_mysql_conninfo ci;
+	if (ls_mysql_conninfo_parse(s, &ci, err) < 0)
+		return -1;
+	if (ci.socket || ci.connect_timeout) {
+		const char *key = ci.socket ? "socket" : "connect_timeout";
+		ls_mysql_conninfo_free(&ci);
+		return ls_err_set(err, false, "mysql connection string: unknown key \"%s\" "
+				  "(known: host, port, user, password, database)", key);
 	}
-	if ((out->host == NULL && !(out->host = strdup("127.0.0.1"))) ||
-	    (out->user == NULL && !(out->user = strdup(""))) ||
-	    (out->password == NULL && !(out->password = strdup(""))) ||
-	    (out->database == NULL && !(out->database = strdup(""))))
+	if (ci.port)
+		out->port = ci.port;
+	out->host = ci.host ? ci.host : strdup("127.0.0.1");
+	out->user = ci.user ? ci.user : strdup("");
+	out->password = ci.password ? ci.password : strdup("");
+	out->database = ci.database ? ci.database : strdup("");
+	if (!out->host || !out->user || !out->password || !out->database)
 		return ls_err_set(err, false, "out of memory");
 	return 0;
 }
