@@ -1,5 +1,7 @@
 #include "connectors/postgres/pg_setup.h"
 
+#include "pos.h"
+
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -8,21 +10,15 @@
 
 /* ---- small helpers ------------------------------------------------------------ */
 
+/* LSN text is lib/pos.c's; these keep the connector's call shape. */
 int ls_pgsetup_lsn_parse(const char *text, uint64_t *lsn)
 {
-	unsigned int hi, lo;
-	int used = 0;
-	if (text == NULL || sscanf(text, "%X/%X%n", &hi, &lo, &used) != 2 ||
-	    text[used] != '\0')
-		return -1;
-	*lsn = ((uint64_t)hi << 32) | lo;
-	return 0;
+	return text == NULL ? -1 : ls_lsn_parse(text, lsn, NULL);
 }
 
 char *ls_pgsetup_lsn_format(uint64_t lsn, char *out)
 {
-	snprintf(out, LS_PG_LSN_TEXT_MAX, "%X/%X", (unsigned)(lsn >> 32),
-		(unsigned)lsn);
+	ls_lsn_format(lsn, out, LS_PG_LSN_TEXT_MAX);
 	return out;
 }
 
