@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "connectors/mysql/my_sql.h"
+#include "tests/helpers/testchg.h"
 
 static struct ls_mysql_buf B;
 
@@ -21,34 +22,7 @@ static void teardown(void)
 }
 
 /* "name:type[:k]|..." (k = key column) */
-static struct ls_relation *mkrel(const char *name, char replident, const char *spec)
-{
-	int n = 1;
-	for (const char *p = spec; *p; p++)
-		n += *p == '|';
-	struct ls_relation *r = ls_relation_new((uint16_t)n);
-	r->id = 1;
-	r->schema = strdup("app");
-	r->name = strdup(name);
-	r->replident = (uint8_t)replident;
-	char *copy = strdup(spec), *save = NULL;
-	int i = 0;
-	for (char *c = strtok_r(copy, "|", &save); c; c = strtok_r(NULL, "|", &save), i++) {
-		char *type = strchr(c, ':');
-		*type++ = '\0';
-		char *k = strrchr(type, ':');
-		if (k && strcmp(k, ":k") == 0)
-			*k = '\0';
-		else
-			k = NULL;
-		r->cols[i].name = strdup(c);
-		r->cols[i].type_name = strdup(type);
-		r->cols[i].typmod = -1;
-		r->cols[i].flags = (k || replident == 'f') ? LS_COL_KEY : 0;
-	}
-	free(copy);
-	return r;
-}
+#define mkrel(name, replident, spec) ls_testchg_rel(1, "app", name, replident, spec)
 
 /* Converts in with the mapping of a column of type pgtype; returns the
  * output (valid until the next call) or NULL with the error in err. */
