@@ -59,18 +59,21 @@ SQL
 }
 
 # lockstep config for MODE (direct | kafka) under pipeline name NAME.
+# $LS_TARGET_EXTRA and $LS_KAFKA_EXTRA (lines) are added to the target's
+# section and the Kafka buffer's, to try settings: LS_TARGET_EXTRA="batch_ms = 20".
 lsd_conf() {
 	local name=$1 mode=$2 buffer="type = direct"
 	[ "$mode" = kafka ] && buffer="type = kafka
 brokers = $KAFKA_BOOTSTRAP
 max_lead = 2MiB                  ; the mock keeps ~5 MiB per partition
-kafka.compression.type = zstd"
+kafka.compression.type = zstd${LS_KAFKA_EXTRA:+
+$LS_KAFKA_EXTRA}"
 	printf '%s\n' "[pipeline]" "name = $name" "state_dir = $LS_TMP/$name" "" \
 		"[source]" "type = postgres" "conninfo = $src_DSN dbname=bench" \
 		"tables = public.*" "snapshot = never" "" \
 		"[buffer]" "$buffer" "" \
 		"[target dst]" "type = postgres" "conninfo = $dst_DSN dbname=bench" \
-		"create_tables = false" "" \
+		"create_tables = false" ${LS_TARGET_EXTRA:+"$LS_TARGET_EXTRA"} "" \
 		"[control]" "socket = $LS_TMP/$name.sock" "" \
 		"[drift]" "interval = 0" "" "[log]" "level = notice"
 }
