@@ -1,6 +1,7 @@
 #include "daemon/engines.h"
 
 #include "connectors/kafka/kbuf.h"
+#include "connectors/mysql/my_drift.h"
 #include "connectors/mysql/my_source.h"
 #include "connectors/mysql/my_tgt.h"
 #include "connectors/postgres/pg_drift.h"
@@ -21,7 +22,8 @@ static const struct ls_target_ops *target_for(enum ls_engine e)
 
 static const struct ls_drift_source_ops *drift_source_for(enum ls_engine e)
 {
-	return e == LS_ENGINE_POSTGRES ? &ls_pg_drift_source_ops : NULL;
+	return e == LS_ENGINE_POSTGRES ? &ls_pg_drift_source_ops
+	       : e == LS_ENGINE_MYSQL ? &ls_my_drift_source_ops : NULL;
 }
 
 const struct ls_pipeline_engines ls_daemon_engines = {

@@ -8,7 +8,12 @@
 
 #include <mysql.h>
 
+#include "log.h"
+#include "connectors/mysql/my_setup.h"
+#include "connectors/mysql/my_source.h"
 #include "connectors/mysql/my_sql.h"
+
+#define LOCKED " LOCK IN SHARE MODE"
 
 struct ls_drift_conn {
 	MYSQL *m;
@@ -87,9 +92,14 @@ static int connect_conn(struct ls_drift_conn *c, struct ls_err *err)
 		c->m = NULL;
 		return -1;
 	}
-	/* UTC timestamps; a whole chunk's row hashes fit in GROUP_CONCAT */
+	/* UTC timestamps; a whole chunk's row hashes fit in GROUP_CONCAT; the
+	 * source's locking reads take next-key locks (REPEATABLE READ) and
+	 * give up quickly when writers hold them (a retryable error) */
 	if (run(c, "SET SESSION time_zone = '+00:00', SESSION group_concat_max_len = 1073741824,"
-		" SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'", "session setup", err) < 0) {
+		" SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION', SESSION innodb_lock_wait_timeout = 2",
+		"session setup", err) < 0 ||
+	    run(c, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ", "session setup",
+		err) < 0) {
 		mysql_close(c->m);
 		c->m = NULL;
 		return -1;
@@ -308,12 +318,11 @@ static int check_rel(const struct ls_relation *rel, struct ls_err *err)
 
 /* ---- calls --------------------------------------------------------------------------- */
 
-int ls_mydrift_checksum(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
-			const char *hi, uint64_t *rows, char *hash, size_t hashlen,
-			struct ls_err *err)
+/* lock: a locking read (the source's transactions, see the header). */
+static int do_checksum(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
+		       const char *hi, bool lock, uint64_t *rows, char *hash, size_t hashlen,
+		       struct ls_err *err)
 {
-	if (check_rel(rel, err) < 0 || ensure(c, err) < 0)
-		return -1;
 	struct ls_mysql_buf b;
 	ls_mysql_buf_init(&b);
 	ls_mysql_put(&b, "SELECT COUNT(*), COALESCE(MD5(GROUP_CONCAT(MD5(");
@@ -324,6 +333,8 @@ int ls_mydrift_checksum(struct ls_drift_conn *c, const struct ls_relation *rel, 
 	ls_mysql_qualified(&b, rel->schema, rel->name);
 	ls_mysql_put(&b, " WHERE ");
 	range_where(&b, rel, lo, hi);
+	if (lock)
+		ls_mysql_put(&b, LOCKED);
 	if (b.oom) {
 		ls_mysql_buf_free(&b);
 		return ls_err_set(err, false, "out of memory");
@@ -344,12 +355,11 @@ int ls_mydrift_checksum(struct ls_drift_conn *c, const struct ls_relation *rel, 
 	return 0;
 }
 
-int ls_mydrift_rows(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
-		    const char *hi, int (*row)(void *ctx, const char *key, const char *hash),
-		    void *ctx, struct ls_err *err)
+static int do_rows(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
+		   const char *hi, bool lock,
+		   int (*row)(void *ctx, const char *key, const char *hash), void *ctx,
+		   struct ls_err *err)
 {
-	if (check_rel(rel, err) < 0 || ensure(c, err) < 0)
-		return -1;
 	struct ls_mysql_buf b;
 	ls_mysql_buf_init(&b);
 	ls_mysql_put(&b, "SELECT ");
@@ -362,6 +372,8 @@ int ls_mydrift_rows(struct ls_drift_conn *c, const struct ls_relation *rel, cons
 	range_where(&b, rel, lo, hi);
 	ls_mysql_put(&b, " ORDER BY ");
 	key_list(&b, rel);
+	if (lock)
+		ls_mysql_put(&b, LOCKED);
 	if (b.oom) {
 		ls_mysql_buf_free(&b);
 		return ls_err_set(err, false, "out of memory");
@@ -384,3 +396,407 @@ int ls_mydrift_rows(struct ls_drift_conn *c, const struct ls_relation *rel, cons
 	mysql_free_result(res);
 	return rc;
 }
+
+int ls_mydrift_checksum(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
+			const char *hi, uint64_t *rows, char *hash, size_t hashlen,
+			struct ls_err *err)
+{
+	if (check_rel(rel, err) < 0 || ensure(c, err) < 0)
+		return -1;
+	return do_checksum(c, rel, lo, hi, false, rows, hash, hashlen, err);
+}
+
+int ls_mydrift_rows(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
+		    const char *hi, int (*row)(void *ctx, const char *key, const char *hash),
+		    void *ctx, struct ls_err *err)
+{
+	if (check_rel(rel, err) < 0 || ensure(c, err) < 0)
+		return -1;
+	return do_rows(c, rel, lo, hi, false, row, ctx, err);
+}
+
+/* ---- source side (see the header) ------------------------------------------------------- */
+
+static void rollback(struct ls_drift_conn *c)
+{
+	if (c->m != NULL)
+		(void)mysql_query(c->m, "ROLLBACK");
+}
+
+/* The marker table, created when missing (checked first: a CREATE ... IF
+ * NOT EXISTS would still go to the binlog on every open). */
+static int marker_table(struct ls_drift_conn *c, struct ls_err *err)
+{
+	if (run(c, "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = '"
+		LS_MYDRIFT_MARKER_DB "' AND TABLE_NAME = '" LS_MYDRIFT_MARKER_TABLE "'",
+		"looking for the marker table", err) < 0)
+		return -1;
+	MYSQL_RES *r = mysql_store_result(c->m);
+	bool have = r != NULL && mysql_num_rows(r) > 0;
+	mysql_free_result(r);
+	if (have)
+		return 0;
+	if (run(c, "CREATE DATABASE IF NOT EXISTS `" LS_MYDRIFT_MARKER_DB "`",
+		"creating the marker database", err) < 0 ||
+	    run(c, "CREATE TABLE IF NOT EXISTS `" LS_MYDRIFT_MARKER_DB "`.`"
+		LS_MYDRIFT_MARKER_TABLE "` (id bigint unsigned NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+		" payload longblob NOT NULL) ENGINE=InnoDB", "creating the marker table", err) < 0)
+		return -1;
+	ls_info("drift: created %s.%s on the source for drift markers", LS_MYDRIFT_MARKER_DB,
+		LS_MYDRIFT_MARKER_TABLE);
+	return 0;
+}
+
+static int src_open(const struct ls_config *cfg, struct ls_drift_conn **out, struct ls_err *err)
+{
+	if (cfg->source.conninfo == NULL)
+		return ls_err_set(err, false, "no source conninfo");
+	if (ls_mydrift_open(cfg->source.conninfo, out, err) < 0)
+		return ls_err_prefix(err, "drift source");
+	if (marker_table(*out, err) < 0) {
+		ls_mydrift_close(*out);
+		*out = NULL;
+		return ls_err_prefix(err, "drift source");
+	}
+	return 0;
+}
+
+static int begin(struct ls_drift_conn *c, const struct ls_relation *rel, struct ls_err *err)
+{
+	if (check_rel(rel, err) < 0 || ensure(c, err) < 0)
+		return -1;
+	return run(c, "START TRANSACTION", "begin", err);
+}
+
+/* Writes the marker (insert + delete of its row, see the header) and
+ * commits; rolls back on failure. */
+static int marker_commit(struct ls_drift_conn *c, const struct ls_drift_marker *m,
+			 struct ls_err *err)
+{
+	struct ls_drift_buf p = { 0 };
+	struct ls_mysql_buf b;
+	ls_mysql_buf_init(&b);
+	if (ls_drift_marker_encode(m, &p) < 0) {
+		ls_drift_buf_free(&p);
+		rollback(c);
+		return ls_err_set(err, false, "out of memory");
+	}
+	ls_mysql_put(&b, "INSERT INTO `" LS_MYDRIFT_MARKER_DB "`.`" LS_MYDRIFT_MARKER_TABLE
+		     "` (payload) VALUES (");
+	ls_mysql_hex(&b, p.data ? p.data : "", p.len);
+	ls_mysql_put(&b, ")");
+	ls_drift_buf_free(&p);
+	int rc = b.oom ? ls_err_set(err, false, "out of memory")
+		 : run(c, ls_mysql_buf_str(&b), "writing the marker", err);
+	ls_mysql_buf_free(&b);
+	if (rc == 0)
+		rc = run(c, "DELETE FROM `" LS_MYDRIFT_MARKER_DB "`.`" LS_MYDRIFT_MARKER_TABLE
+			 "` WHERE id = LAST_INSERT_ID()", "removing the marker row", err);
+	if (rc == 0)
+		rc = run(c, "COMMIT", "commit", err);
+	if (rc < 0)
+		rollback(c);
+	return rc;
+}
+
+/* The chunk_rows-th key after lo (locking every row up to it), or NULL
+ * (*hi) when fewer rows remain (then up to the end of the table). */
+static int upper_key(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
+		     int chunk_rows, char **hi, struct ls_err *err)
+{
+	*hi = NULL;
+	struct ls_mysql_buf b;
+	ls_mysql_buf_init(&b);
+	ls_mysql_put(&b, "SELECT ");
+	key_text(&b, rel);
+	ls_mysql_put(&b, " FROM ");
+	ls_mysql_qualified(&b, rel->schema, rel->name);
+	ls_mysql_put(&b, " WHERE ");
+	range_where(&b, rel, lo, NULL);
+	ls_mysql_put(&b, " ORDER BY ");
+	key_list(&b, rel);
+	ls_mysql_printf(&b, " LIMIT %d, 1" LOCKED, chunk_rows > 0 ? chunk_rows - 1 : 0);
+	if (b.oom) {
+		ls_mysql_buf_free(&b);
+		return ls_err_set(err, false, "out of memory");
+	}
+	int rc = run(c, ls_mysql_buf_str(&b), "chunk bound", err);
+	ls_mysql_buf_free(&b);
+	if (rc < 0)
+		return -1;
+	MYSQL_RES *res = mysql_store_result(c->m);
+	if (res == NULL)
+		return my_fail(c, "chunk bound", err);
+	MYSQL_ROW r = mysql_fetch_row(res);
+	if (r != NULL && r[0] != NULL && (*hi = strdup(r[0])) == NULL)
+		rc = ls_err_set(err, false, "out of memory");
+	mysql_free_result(res);
+	return rc;
+}
+
+static int src_chunk(struct ls_drift_conn *c, const struct ls_relation *rel,
+		     struct ls_drift_marker *m, int chunk_rows, char **hi, uint64_t *rows,
+		     char *hash, struct ls_err *err)
+{
+	*hi = NULL;
+	if (begin(c, rel, err) < 0)
+		return -1;
+	if (upper_key(c, rel, m->lo, chunk_rows, hi, err) < 0 ||
+	    do_checksum(c, rel, m->lo, *hi, true, rows, hash, LS_DRIFT_HASH_MAX, err) < 0) {
+		rollback(c);
+		goto fail;
+	}
+	m->hi = *hi;
+	if (marker_commit(c, m, err) == 0)
+		return 0;
+fail:
+	free(*hi);
+	*hi = NULL;
+	m->hi = NULL;
+	return -1;
+}
+
+static int src_rows(struct ls_drift_conn *c, const struct ls_relation *rel,
+		    const struct ls_drift_marker *m,
+		    int (*row)(void *ctx, const char *key, const char *hash), void *ctx,
+		    struct ls_err *err)
+{
+	if (begin(c, rel, err) < 0)
+		return -1;
+	if (do_rows(c, rel, m->lo, m->hi, true, row, ctx, err) < 0) {
+		rollback(c);
+		return -1;
+	}
+	return marker_commit(c, m, err);
+}
+
+/* ---- repair ------------------------------------------------------------------------------ */
+
+/* Column col as the snapshot writes it (my_source.h): the form a target
+ * takes for a MySQL-typed column's text value. */
+static void repair_value(struct ls_mysql_buf *b, const struct ls_column *col)
+{
+	int cls = ls_mydrift_class(col->type_name);
+	if (cls == LS_MYD_BINARY) {
+		ls_mysql_put(b, "CONCAT(X'5C78', LOWER(HEX(");   /* \x */
+		ls_mysql_ident(b, col->name);
+		ls_mysql_put(b, ")))");
+	} else if (cls == LS_MYD_BIT) {
+		ls_mysql_put(b, "CAST(");
+		ls_mysql_ident(b, col->name);
+		ls_mysql_put(b, " + 0 AS CHAR)");
+	} else {
+		ls_mysql_ident(b, col->name);
+	}
+}
+
+/* SELECT key text, every column (repair_value) of the rows with these keys,
+ * locking them (and the gaps of absent keys). */
+static int repair_sql(struct ls_mysql_buf *b, const struct ls_relation *rel,
+		      const char *const *keys, size_t nkeys)
+{
+	ls_mysql_put(b, "SELECT ");
+	key_text(b, rel);
+	for (uint16_t i = 0; i < rel->ncols; i++) {
+		ls_mysql_put(b, ", ");
+		repair_value(b, &rel->cols[i]);
+	}
+	ls_mysql_put(b, " FROM ");
+	ls_mysql_qualified(b, rel->schema, rel->name);
+	ls_mysql_put(b, " WHERE ");
+	for (size_t k = 0; k < nkeys; k++) {
+		if (k)
+			ls_mysql_put(b, " OR ");
+		bound(b, rel, keys[k], "=");
+	}
+	if (nkeys == 0)
+		ls_mysql_put(b, "FALSE");
+	ls_mysql_put(b, LOCKED);
+	return b->oom ? -1 : 0;
+}
+
+/* Splits key text ["v", "w"] (my_drift.h) into its values, unescaped in
+ * place in buf (a copy of the key); -1 when malformed or not n values. */
+static int key_split(char *buf, char **vals, unsigned n)
+{
+	char *p = buf, *o;
+	unsigned k = 0;
+	if (*p++ != '[')
+		return -1;
+	while (*p == '"' && k < n) {
+		vals[k++] = o = ++p;
+		for (; *p && *p != '"'; p++) {
+			if (*p == '\\' && p[1])
+				p++;
+			*o++ = *p;
+		}
+		if (*p != '"')
+			return -1;
+		p++;
+		*o = '\0';
+		if (p[0] == ',' && p[1] == ' ')
+			p += 2;
+	}
+	return k == n && *p == ']' ? 0 : -1;
+}
+
+/* An absent row: its key columns from the key text (binary ones as "\x"
+ * hex, like repair_value), the rest NULL. */
+static int absent_row(const struct ls_relation *rel, const char *key, struct ls_value *vals,
+		      struct ls_drift_buf *out, struct ls_err *err)
+{
+	unsigned nk = ls_relation_nkeys(rel);
+	size_t len = strlen(key);
+	char *buf = malloc(len + 1), **kv = calloc(nk + 1, sizeof *kv);
+	char *hex = malloc(len + 3);
+	int rc = 0;
+	if (buf == NULL || kv == NULL || hex == NULL) {
+		rc = ls_err_set(err, false, "out of memory");
+		goto out;
+	}
+	memcpy(buf, key, len + 1);
+	if (key_split(buf, kv, nk) < 0) {
+		rc = ls_err_set(err, false, "%s.%s: malformed key %s", rel->schema, rel->name, key);
+		goto out;
+	}
+	unsigned k = 0;
+	for (uint16_t i = 0; i < rel->ncols; i++) {
+		vals[i] = (struct ls_value){ .kind = LS_VAL_NULL };
+		if (!(rel->cols[i].flags & LS_COL_KEY))
+			continue;
+		const char *v = kv[k++];
+		if (ls_mydrift_class(rel->cols[i].type_name) == LS_MYD_BINARY) {
+			snprintf(hex, len + 3, "\\x%s", v);
+			v = hex;
+		}
+		vals[i] = (struct ls_value){ .kind = LS_VAL_TEXT, .data = v,
+					     .len = (uint32_t)strlen(v) };
+	}
+	ls_drift_repair_row_add(out, false, vals, rel->ncols);
+out:
+	free(buf);
+	free(kv);
+	free(hex);
+	return rc;
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The REPAIR rows: one per row found, one absent row per key not found. */
+static int repair_rows(struct ls_drift_conn *c, const struct ls_relation *rel,
+		       const char *const *keys, size_t nkeys, struct ls_drift_buf *out,
+		       struct ls_err *err)
+{
+	MYSQL_RES *res = mysql_store_result(c->m);
+	if (res == NULL)
+		return my_fail(c, "repair rows", err);
+	const char **sorted = calloc(nkeys + 1, sizeof *sorted);
+	bool *found = calloc(nkeys + 1, sizeof *found);
+	struct ls_value *vals = calloc(rel->ncols + 1u, sizeof *vals);
+	int rc = 0;
+	if (sorted == NULL || found == NULL || vals == NULL) {
+		rc = ls_err_set(err, false, "out of memory");
+		goto out;
+	}
+	memcpy(sorted, keys, nkeys * sizeof *sorted);
+	qsort(sorted, nkeys, sizeof *sorted, str_cmp);
+	MYSQL_ROW r;
+	while ((r = mysql_fetch_row(res)) != NULL) {
+		unsigned long *lens = mysql_fetch_lengths(res);
+		const char **hit = r[0] ? bsearch(&r[0], sorted, nkeys, sizeof *sorted, str_cmp)
+					: NULL;
+		if (hit != NULL)
+			found[hit - sorted] = true;
+		for (uint16_t i = 0; i < rel->ncols; i++)
+			vals[i] = r[i + 1] == NULL ? (struct ls_value){ .kind = LS_VAL_NULL }
+				  : (struct ls_value){ .kind = LS_VAL_TEXT, .data = r[i + 1],
+						       .len = (uint32_t)lens[i + 1] };
+		ls_drift_repair_row_add(out, true, vals, rel->ncols);
+	}
+	for (size_t k = 0; k < nkeys && rc == 0; k++)
+		if (!found[k])
+			rc = absent_row(rel, sorted[k], vals, out, err);
+	if (rc == 0 && out->oom)
+		rc = ls_err_set(err, false, "out of memory");
+out:
+	mysql_free_result(res);
+	free(sorted);
+	free(found);
+	free(vals);
+	return rc;
+}
+
+static int src_repair(struct ls_drift_conn *c, const struct ls_relation *rel,
+		      struct ls_drift_marker *m, const char *const *keys, size_t nkeys,
+		      struct ls_err *err)
+{
+	struct ls_mysql_buf b;
+	ls_mysql_buf_init(&b);
+	struct ls_drift_buf rows = { 0 };
+	int rc = -1;
+	if (check_rel(rel, err) < 0)
+		goto out;
+	if (repair_sql(&b, rel, keys, nkeys) < 0) {
+		ls_err_set(err, false, "out of memory");
+		goto out;
+	}
+	if (begin(c, rel, err) < 0)
+		goto out;
+	if (run(c, ls_mysql_buf_str(&b), "repair rows", err) < 0 ||
+	    repair_rows(c, rel, keys, nkeys, &rows, err) < 0) {
+		rollback(c);
+		goto out;
+	}
+	m->rows = rows.data ? rows.data : "";
+	m->rows_len = rows.len;
+	rc = marker_commit(c, m, err);
+out:
+	m->rows = NULL;
+	m->rows_len = 0;
+	ls_drift_buf_free(&rows);
+	ls_mysql_buf_free(&b);
+	return rc;
+}
+
+/* ---- describe ------------------------------------------------------------------------------ */
+
+/* The table as the catalog describes it now, built as the stream builds it
+ * (my_source), so key flags and type names match the stream's. */
+static int src_describe(struct ls_drift_conn *c, const struct ls_relation *rel,
+			struct ls_relation **out, struct ls_err *err)
+{
+	*out = NULL;
+	if (ensure(c, err) < 0)
+		return -1;
+	size_t len = strlen(rel->schema) + strlen(rel->name) + 2;
+	char *pat = malloc(len);
+	if (pat == NULL)
+		return ls_err_set(err, false, "out of memory");
+	snprintf(pat, len, "%s.%s", rel->schema, rel->name);
+	struct ls_mytables tabs = { 0 };
+	int rc = ls_mysetup_select_tables(c->m, pat, NULL, &tabs, err);
+	free(pat);
+	const struct ls_mytable *t = rc < 0 ? NULL :
+		ls_mysetup_tables_find(&tabs, rel->schema, rel->name);
+	if (rc == 0 && t == NULL)
+		rc = ls_err_set(err, false, "table %s.%s is gone", rel->schema, rel->name);
+	if (rc == 0 && (*out = ls_my_source_relation(c->m, t, rel->id)) == NULL)
+		rc = ls_err_set(err, false, "out of memory");
+	ls_mysetup_tables_free(&tabs);
+	if (rc < 0)
+		return ls_err_prefix(err, "reading the definition of %s.%s", rel->schema,
+				     rel->name);
+	return 0;
+}
+
+const struct ls_drift_source_ops ls_my_drift_source_ops = {
+	.open = src_open,
+	.close = ls_mydrift_close,
+	.chunk = src_chunk,
+	.rows = src_rows,
+	.repair = src_repair,
+	.describe = src_describe,
+};

@@ -23,8 +23,50 @@
  * equal): json (MariaDB keeps the source text, PostgreSQL jsonb
  * normalises it) and time (an interval on PostgreSQL).
  *
- * Calls block (the apply thread); the connection is the check's own,
- * reconnected when lost.  No mysql.h here: pg_drift uses the classes.
+ * Source side (ls_my_drift_source_ops, a MariaDB/MySQL source).  MariaDB
+ * has no logical messages, so a marker is a row: the source connection
+ * creates LS_MYDRIFT_MARKER_DB.LS_MYDRIFT_MARKER_TABLE
+ *   (id bigint unsigned auto_increment primary key, payload longblob)
+ * (InnoDB) when missing, and each marker is an INSERT of its payload
+ * followed by a DELETE of that row, in the check's transaction: the binlog
+ * carries both row events (my_source turns the insert into a MESSAGE change
+ * of that transaction, prefix LS_DRIFT_PREFIX, and ignores the delete),
+ * while the table itself stays empty.  longblob, not text: the payload is
+ * bytes and survives unchanged whatever the charsets.
+ *
+ * "As of" without a table lock.  The marker must sit in the binlog exactly
+ * where the checksummed state is: no writer of the chunk's rows may commit
+ * between the read and the marker's commit (PostgreSQL needs a SHARE table
+ * lock for that).  Here every read of a source transaction (chunk bound,
+ * checksum, row list, repair rows) is a locking read, SELECT ... LOCK IN
+ * SHARE MODE, in REPEATABLE READ:
+ *   - a locking read does not use the snapshot; it reads the latest
+ *     committed version of each row and waits for uncommitted writers, so
+ *     what it sees is everything committed before it;
+ *   - it keeps an S lock on every row it scans until commit, so no writer
+ *     can update or delete them before the marker commits;
+ *   - under REPEATABLE READ those are next-key locks (the row and the gap
+ *     before it), and a scan that runs off the end locks the supremum, so
+ *     an INSERT into the scanned key range waits too;
+ *   - InnoDB releases a writer's locks only after its binlog write
+ *     (prepare, binlog, commit), so a writer we waited for lies before the
+ *     marker in the binlog and one that waits for us lies after it.
+ * The chunk's rows are (lo, hi]: the bound query scans exactly those rows in
+ * key order (or, for text keys whose column collation is not the binary
+ * order used here, the whole table: more locked, still correct), the
+ * checksum reads them again under the same locks, then the marker is
+ * written and the transaction commits.  Locks are held for milliseconds;
+ * innodb_lock_wait_timeout is 2 s and lock waits and deadlocks (1205,
+ * 1213) are retryable, so the engine retries the chunk.  Repair reads the
+ * rows of its keys the same way; a key with no row locks its gap, so the
+ * row cannot appear before the repair marker.  Repair values are written
+ * as the snapshot writes them (binary columns as bytea hex "\x..", bit as
+ * its number, the rest as the server's text in UTC), the form the targets
+ * take from a MySQL source.  No change counter (change_count is NULL).
+ *
+ * Calls block (the apply thread / libuv work threads); the connection is
+ * the check's own, reconnected when lost.  No mysql.h here: pg_drift uses
+ * the classes.
  */
 #ifndef LS_MY_DRIFT_H
 #define LS_MY_DRIFT_H
@@ -34,6 +76,12 @@
 #include "change.h"
 #include "drift.h"
 #include "err.h"
+
+#define LS_MYDRIFT_MARKER_DB "lockstep"
+#define LS_MYDRIFT_MARKER_TABLE "drift_marker"
+
+/* The source ops for a MySQL/MariaDB source (see above). */
+extern const struct ls_drift_source_ops ls_my_drift_source_ops;
 
 /* How a MySQL column's canonical value is written. */
 enum ls_mydrift_class {

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "pos.h"
 #include "connectors/mysql/my_binlog.h"
+#include "connectors/mysql/my_drift.h"
 #include "connectors/mysql/my_rows.h"
 #include "connectors/mysql/my_setup.h"
 #include "connectors/mysql/my_snapshot.h"
@@ -41,8 +42,11 @@ struct pend_ack {
 	char text[LS_POS_TEXT_MAX];
 };
 
-/* Binlog table id -> index of the captured table, -1: not captured
- * (open addressing; the slot with used == false is empty). */
+/* Binlog table id -> index of the captured table, TM_IGNORED: not
+ * captured, TM_MARKER: the drift marker table (open addressing; the slot
+ * with used == false is empty). */
+#define TM_IGNORED (-1)
+#define TM_MARKER (-3)
 struct tment {
 	bool used;
 	uint64_t table_id;
@@ -147,11 +151,6 @@ struct ls_source {
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
-static char *dup_or_null(const char *s)
-{
-	return s != NULL ? strdup(s) : NULL;
-}
-
 static int64_t now_us(void)
 {
 	struct timespec ts;
@@ -249,6 +248,20 @@ static void mkdirs(const char *dir)
 
 static void free_source(struct ls_source *s);
 
+/* The drift marker table is lockstep's own: never captured as a table (its
+ * inserts become MESSAGE changes, see marker_rows). */
+static char *marker_excluded(const char *exclude)
+{
+	const char *m = LS_MYDRIFT_MARKER_DB "." LS_MYDRIFT_MARKER_TABLE;
+	if (exclude == NULL || exclude[0] == '\0')
+		return strdup(m);
+	size_t n = strlen(exclude) + strlen(m) + 2;
+	char *x = malloc(n);
+	if (x != NULL)
+		snprintf(x, n, "%s,%s", exclude, m);
+	return x;
+}
+
 static int my_open(uv_loop_t *loop, const struct ls_config *cfg, struct ls_source **out,
 		   struct ls_err *err)
 {
@@ -272,10 +285,9 @@ static int my_open(uv_loop_t *loop, const struct ls_config *cfg, struct ls_sourc
 	s->state_path = malloc(pl);
 	s->state_dir = strdup(dir);
 	s->include = strdup(c->tables ? c->tables : "*.*");
-	s->exclude = dup_or_null(c->exclude);
+	s->exclude = marker_excluded(c->exclude);
 	s->name = strdup(cfg->name ? cfg->name : "lockstep");
-	if (!s->state_path || !s->state_dir || !s->include || !s->name ||
-	    (c->exclude && !s->exclude)) {
+	if (!s->state_path || !s->state_dir || !s->include || !s->name || !s->exclude) {
 		free_source(s);
 		return ls_err_set(err, false, "mysql source: out of memory");
 	}
@@ -344,6 +356,17 @@ static struct ls_relation *build_rel(const struct ls_mytable *t, uint32_t id, co
 	return r;
 }
 
+struct ls_relation *ls_my_source_relation(MYSQL *m, const struct ls_mytable *t, uint32_t id)
+{
+	bool *json = calloc((size_t)t->ncols + 1, sizeof *json);
+	if (json == NULL)
+		return NULL;
+	find_json(m, t, json);
+	struct ls_relation *r = build_rel(t, id, json);
+	free(json);
+	return r;
+}
+
 static int table_charsets(struct ls_source *s, int i, struct ls_err *err);
 
 static const struct ls_mytable *live_table(const struct ls_source *s, int i)
@@ -373,10 +396,7 @@ static int refresh_table(struct ls_source *s, int i, struct ls_err *err)
 		ls_mysetup_tables_free(&nt);
 		return 0;
 	}
-	bool *json = calloc((size_t)nt.t[0].ncols + 1, sizeof *json);
-	struct ls_relation *r = json ? (find_json(s->cat, &nt.t[0], json),
-					build_rel(&nt.t[0], (uint32_t)i + 1, json)) : NULL;
-	free(json);
+	struct ls_relation *r = ls_my_source_relation(s->cat, &nt.t[0], (uint32_t)i + 1);
 	if (r == NULL) {
 		ls_mysetup_tables_free(&nt);
 		return ls_err_set(err, false, "catalog refresh of %s: out of memory", pat);
@@ -1116,6 +1136,35 @@ static int set_info(struct ls_source *s, int idx, uint64_t table_id, struct ls_e
 	return 0;
 }
 
+static bool is_marker_table(const struct ls_mybinlog_table_map *tm)
+{
+	return tm->db_len == strlen(LS_MYDRIFT_MARKER_DB) &&
+	       memcmp(tm->db, LS_MYDRIFT_MARKER_DB, tm->db_len) == 0 &&
+	       tm->table_len == strlen(LS_MYDRIFT_MARKER_TABLE) &&
+	       memcmp(tm->table, LS_MYDRIFT_MARKER_TABLE, tm->table_len) == 0;
+}
+
+/* The marker table's map: its columns are known (my_drift.h), so the
+ * payload decodes as bytes whatever binlog_row_metadata says.  A table of
+ * another shape under that name is not ours: ignored, with a warning. */
+static int marker_map(struct ls_source *s, uint64_t table_id, const struct ls_myr_event *mev,
+		      struct ls_err *err)
+{
+	if (mev->map_change == LS_MYR_MAP_SAME)
+		return 0;
+	static const struct ls_myr_col_info cols[] = {
+		{ .name = "id", .is_unsigned = -1, .is_binary = -1, .is_key = 1 },
+		{ .name = "payload", .is_unsigned = -1, .is_binary = 1, .is_key = 0 },
+	};
+	struct ls_myr_table_info info = { .ncols = 2, .cols = cols };
+	struct ls_err e = { 0 };
+	if (ls_myr_set_table_info(s->dec, table_id, &info, &e) == 0)
+		return 0;
+	ls_warn("mysql source: %s.%s is not lockstep's drift marker table (%s); its rows "
+		"are ignored", LS_MYDRIFT_MARKER_DB, LS_MYDRIFT_MARKER_TABLE, e.msg);
+	return tm_put(s, table_id, TM_IGNORED) < 0 ? ls_err_set(err, false, "out of memory") : 0;
+}
+
 static int ev_table_map(struct ls_source *s, const struct ls_mybinlog_event *ev,
 			struct ls_err *err)
 {
@@ -1123,16 +1172,50 @@ static int ev_table_map(struct ls_source *s, const struct ls_mybinlog_event *ev,
 	if (ls_mybinlog_parse_table_map(ev, &tm) < 0)
 		return ls_err_set(err, false, "short TABLE_MAP event");
 	int idx = find_table(s, tm.db, tm.db_len, tm.table, tm.table_len);
+	if (idx < 0 && is_marker_table(&tm))
+		idx = TM_MARKER;
 	if (tm_put(s, tm.table_id, idx) < 0)
 		return ls_err_set(err, false, "out of memory");
-	if (idx < 0)
+	if (idx == TM_IGNORED)
 		return 0;
 	struct ls_myr_event mev;
 	if (ls_myr_decode(s->dec, ev->type, ev->data + LS_MYEV_HEADER_LEN,
 			  ev->len - LS_MYEV_HEADER_LEN, &s->arena, &mev, err) < 0)
 		return -1;
+	if (idx == TM_MARKER)
+		return marker_map(s, tm.table_id, &mev, err);
 	if (mev.map_change != LS_MYR_MAP_SAME || s->stale[idx])
 		return set_info(s, idx, tm.table_id, err);
+	return 0;
+}
+
+/* Rows of the drift marker table: each inserted row is a drift marker
+ * (lib/drift.h), handed on as a MESSAGE change of its transaction, which
+ * is what a PostgreSQL source makes of pg_logical_emit_message.  The
+ * marker's own delete (same transaction) and anything else are ignored. */
+static int marker_rows(struct ls_source *s, const struct ls_mybinlog_event *ev,
+		       struct ls_err *err)
+{
+	if (!s->in_grp)
+		return ls_err_set(err, false, "drift marker outside a GTID group");
+	struct ls_myr_event mev;
+	if (ls_myr_decode(s->dec, ev->type, ev->data + LS_MYEV_HEADER_LEN,
+			  ev->len - LS_MYEV_HEADER_LEN, &s->arena, &mev, err) < 0)
+		return -1;
+	for (uint32_t i = 0; i < mev.nchanges; i++) {
+		const struct ls_tuple *t = &mev.changes[i].new_tup;
+		if (mev.changes[i].op != LS_OP_INSERT || t->ncols < 2 ||
+		    (t->vals[1].kind != LS_VAL_BINARY && t->vals[1].kind != LS_VAL_TEXT))
+			continue;
+		ensure_begun(s);
+		if (s->state == ST_FAILED || s->closing)
+			return 0;
+		struct ls_change m = {
+			.op = LS_OP_MESSAGE, .msg_prefix = LS_DRIFT_PREFIX,
+			.msg_len = t->vals[1].len, .msg_data = t->vals[1].data,
+		};
+		s->cb.on_change(s->cb.ctx, &m, NULL, 0);
+	}
 	return 0;
 }
 
@@ -1142,8 +1225,10 @@ static int ev_rows(struct ls_source *s, const struct ls_mybinlog_event *ev, stru
 	if (ls_mybinlog_rows_table_id(ev, &id) < 0)
 		return ls_err_set(err, false, "short rows event");
 	int idx = tm_get(s, id);
-	if (idx == -1)
+	if (idx == TM_IGNORED)
 		return 0;             /* a table we do not capture */
+	if (idx == TM_MARKER)
+		return marker_rows(s, ev, err);
 	if (idx == -2) {
 		ls_debug("mysql source: rows event for unmapped table id %llu ignored",
 			 (unsigned long long)id);

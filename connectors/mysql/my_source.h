@@ -49,6 +49,9 @@
  *   GTID                 a transaction starts (begin is sent lazily, with
  *                        its first change of a captured table)
  *   TABLE_MAP            decoded; captured tables get their catalog info
+ *   WRITE_ROWS of lockstep.drift_marker (my_drift.h) -> one MESSAGE
+ *                        change per row (prefix "lockstep.drift", data the
+ *                        payload column); that table is never captured
  *   WRITE/UPDATE/DELETE_ROWS of a captured table -> on_change with the
  *                        table's relation; in a group without the
  *                        transactional flag (a non-transactional engine):
@@ -77,6 +80,15 @@ extern const struct ls_source_ops ls_my_source_ops;
 
 #define LS_MY_SOURCE_PERSIST_MS 100
 #define LS_MY_SOURCE_STATE_FILE "mysql_source.state"
+
+/* The relation the stream hands for table t (type names COLUMN_TYPE,
+ * MariaDB JSON columns named "json", read from m's catalog; id the
+ * caller's), so drift's describe (my_drift) sees exactly the stream's
+ * definition.  NULL when out of memory.  m is a MYSQL connection. */
+struct st_mysql;
+struct ls_mytable;
+struct ls_relation *ls_my_source_relation(struct st_mysql *m, const struct ls_mytable *t,
+					  uint32_t id);
 
 /* Tuning for tests, before stream(): heartbeat period and reconnect
  * backoff bounds in ms (0 keeps the defaults 1000 / 500 / 30000). */
