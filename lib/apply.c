@@ -514,6 +514,14 @@ static struct item *next_item(struct ls_apply *a, int wait_ms, bool *flush, bool
 	return it;
 }
 
+static bool queue_empty(struct ls_apply *a)
+{
+	pthread_mutex_lock(&a->mu);
+	bool empty = a->head == NULL;
+	pthread_mutex_unlock(&a->mu);
+	return empty;
+}
+
 static void *thread_main(void *arg)
 {
 	struct ls_apply *a = arg;
@@ -532,6 +540,12 @@ static void *thread_main(void *arg)
 				continue;
 			}
 		}
+		/* Group commit only while records wait: when the queue runs dry
+		 * between source transactions, commit now rather than after
+		 * batch_ms, so a lightly loaded pipeline is not delayed by its
+		 * own batching, and a busy one still commits in groups. */
+		if (it && !a->in_txn && queue_empty(a))
+			flush = true;
 		if (flush && !a->in_txn && a->ops->flush(a->target, &err) < 0) {
 			fail(a, &err);
 			continue;
@@ -662,6 +676,11 @@ void ls_apply_flush(struct ls_apply *a)
 
 void ls_apply_stats(struct ls_apply *a, struct ls_apply_stats *out)
 {
+	if (a == NULL) {   /* a target being torn down: nothing to report */
+		memset(out, 0, sizeof *out);
+		out->committed_offset = -1;
+		return;
+	}
 	pthread_mutex_lock(&a->mu);
 	*out = a->st;
 	out->queue_bytes = a->queue_bytes;

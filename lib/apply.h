@@ -131,6 +131,8 @@ int ls_apply_push(struct ls_apply *a, int64_t offset, const void *bytes, size_t 
 /* Commits the open group now (e.g. before a drift check); asynchronous. */
 void ls_apply_flush(struct ls_apply *a);
 
+/* Thread-safe copy of the counters; a NULL a (a target torn down after a
+ * failure) reads as zeros with committed_offset -1. */
 void ls_apply_stats(struct ls_apply *a, struct ls_apply_stats *out);
 
 /* Stops the thread after the record in hand, joins it, frees the target

@@ -661,6 +661,10 @@ END_TEST
 
 static bool daemon_failed(void *ctx)
 {
+	int code = 0;
+	if (!ls_testd_running(ctx, &code))
+		ck_abort_msg("lockstepd exited (%d) instead of reporting the failure; log:\n%s",
+			     code, ls_testd_log_tail(ctx));
 	json_t *st = ls_testd_get(ctx, "/status");
 	if (st == NULL && getenv("LS_TEST_DEBUG"))
 		fprintf(stderr, "no /status answer\n");

@@ -135,8 +135,11 @@ static rd_kafka_conf_t *make_conf(const struct kbuf *kb, enum kind kind,
 		{ "compression.type", "lz4" }, { "linger.ms", "5" },
 		{ "acks", "all" }, { "enable.idempotence", "true" },
 	};
+	/* A short fetch wait: the broker answers an empty fetch after 20 ms
+	 * instead of 500 ms, which otherwise dominates end-to-end lag on a
+	 * lightly loaded topic. */
 	static const char *const cdef[][2] = {
-		{ "queued.max.messages.kbytes", "16384" },
+		{ "queued.max.messages.kbytes", "16384" }, { "fetch.wait.max.ms", "20" },
 	};
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	int rc = conf_set(conf, "bootstrap.servers", kb->brokers, 0, err);
