@@ -74,12 +74,20 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIBHELP) $(ALL_LIBS)
 $(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o $(LIBHELP) $(ALL_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIBHELP) $(ALL_LIBS) $(LDLIBS)
 
-# Fuzzers are built with clang and libFuzzer, always with ASan/UBSan, from
-# sources (not the gcc archives) so the coverage instrumentation reaches them.
-FUZZ_CFLAGS := -g -O1 -std=c11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(CONN_SRC)
+# Fuzzers are built with clang and libFuzzer, always with ASan/UBSan.  The
+# tree is compiled once with coverage instrumentation into fuzzobj/ (the gcc
+# archives carry none) and each fuzzer links what it needs from that archive.
+FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS := -g -O1 -std=c11 $(FUZZ_SAN)
+FUZZ_OBJ    := $(patsubst %.c,$(BUILD)/fuzzobj/%.o,$(LIB_SRC) $(CONN_SRC))
+$(BUILD)/fuzzobj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(CONN_SRC) $(LDLIBS)
+	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(BUILD)/libfuzztree.a: $(FUZZ_OBJ)
+	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libfuzztree.a
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/libfuzztree.a $(LDLIBS)
 
 tests: $(BINS) $(UNITS) $(ITS) $(TOOLS)
 
