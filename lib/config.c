@@ -723,21 +723,23 @@ static bool kafka_is_secret(const char *key)
 	return false;
 }
 
-/* Reads a secret file whole; strips trailing newlines.  Never puts the
- * content in a message. */
-static int read_secret_file(struct pctx *p, const char *key, const char *spec,
-			    const char *path, char **out)
+/* Reads a regular file of at most max bytes whole into *out (malloc'd,
+ * NUL-terminated, length *len).  Returns 0; -3 when it cannot be opened
+ * and -1 when it cannot be read, with *why saying why; -2 when it is not a
+ * regular file or too big. */
+static int read_small_file(const char *path, long max, char **out, size_t *len,
+			   const char **why)
 {
+	*out = NULL;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
-	if (fd < 0)
-		return key_fail(p, key, "cannot read %s: %s", spec,
-				strerror(errno));
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-	    st.st_size > SECRET_FILE_MAX) {
+	if (fd < 0) {
+		*why = strerror(errno);
+		return -3;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > max) {
 		close(fd);
-		return key_fail(p, key, "%s: not a regular file of at most %d "
-				"bytes", spec, SECRET_FILE_MAX);
+		return -2;
 	}
 	char *buf = malloc((size_t)st.st_size + 1);
 	size_t n = 0;
@@ -753,10 +755,29 @@ static int read_secret_file(struct pctx *p, const char *key, const char *spec,
 	close(fd);
 	if (buf == NULL || r < 0) {
 		free(buf);
-		return key_fail(p, key, "cannot read %s: %s", spec,
-				buf == NULL ? "out of memory" : strerror(e));
+		*why = buf == NULL ? "out of memory" : strerror(e);
+		return -1;
 	}
 	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+/* Reads a secret file whole; strips trailing newlines.  Never puts the
+ * content in a message. */
+static int read_secret_file(struct pctx *p, const char *key, const char *spec,
+			    const char *path, char **out)
+{
+	char *buf;
+	size_t n;
+	const char *why;
+	int rc = read_small_file(path, SECRET_FILE_MAX, &buf, &n, &why);
+	if (rc == -2)
+		return key_fail(p, key, "%s: not a regular file of at most %d "
+				"bytes", spec, SECRET_FILE_MAX);
+	if (rc < 0)
+		return key_fail(p, key, "cannot read %s: %s", spec, why);
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = '\0';
 	if (n == 0 || strlen(buf) != n) {
@@ -1054,35 +1075,16 @@ out:
 int ls_config_load(const char *path, struct ls_config **out, struct ls_err *err)
 {
 	*out = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0)
-		return ls_err_set(err, false, "%s: cannot open: %s", path,
-				  strerror(errno));
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-	    st.st_size > CFG_FILE_MAX) {
-		close(fd);
+	char *text;
+	size_t n;
+	const char *why;
+	int rd = read_small_file(path, CFG_FILE_MAX, &text, &n, &why);
+	if (rd == -2)
 		return ls_err_set(err, false, "%s: not a regular file of at "
 				  "most %d bytes", path, CFG_FILE_MAX);
-	}
-	char *text = malloc((size_t)st.st_size + 1);
-	size_t n = 0;
-	ssize_t r = 1;
-	while (text != NULL && n < (size_t)st.st_size && r > 0) {
-		r = read(fd, text + n, (size_t)st.st_size - n);
-		if (r > 0)
-			n += (size_t)r;
-		else if (r < 0 && errno == EINTR)
-			r = 1;
-	}
-	int e = errno;
-	close(fd);
-	if (text == NULL || r < 0) {
-		free(text);
-		return ls_err_set(err, false, "%s: cannot read: %s", path,
-				  text == NULL ? "out of memory" : strerror(e));
-	}
-	text[n] = '\0';
+	if (rd < 0)
+		return ls_err_set(err, false, "%s: cannot %s: %s", path,
+				  rd == -3 ? "open" : "read", why);
 	int rc;
 	if (strlen(text) != n)
 		rc = ls_err_set(err, false, "%s: contains a NUL byte", path);
