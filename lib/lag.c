@@ -234,12 +234,34 @@ void ls_lag_compute(struct ls_lag_report *r, const struct ls_lag_ring *ring, uin
 	}
 }
 
+/* A binlog is purged by age, and only once the server writes another:
+ * warn while a fifth of the expiry period is still left. */
+static bool binlog_check(struct ls_lag_slot *s)
+{
+	if (strcmp(s->wal_status, "lost") == 0) {
+		s->warning = true;
+		snprintf(s->warning_text, sizeof s->warning_text,
+			 "%.40s: binlog %.80s holding the resume point was purged; the pipeline "
+			 "must be rebuilt", s->name, s->oldest_file);
+	} else if (!s->oldest_active && s->expire_s > 0 && s->oldest_age_s >= 0 &&
+		   s->oldest_age_s * 5 > s->expire_s * 4) {
+		s->warning = true;
+		snprintf(s->warning_text, sizeof s->warning_text,
+			 "%.40s: binlog %.80s holding the resume point is %" PRId64 " s old; the "
+			 "server purges binlogs older than %" PRId64 " s", s->name,
+			 s->oldest_file, s->oldest_age_s, s->expire_s);
+	}
+	return s->warning;
+}
+
 bool ls_lag_slot_check(struct ls_lag_slot *s)
 {
 	s->warning = false;
 	s->warning_text[0] = '\0';
 	if (!s->known)
 		return false;
+	if (s->oldest_file[0])
+		return binlog_check(s);
 	if (strcmp(s->wal_status, "unreserved") == 0 || strcmp(s->wal_status, "lost") == 0) {
 		s->warning = true;
 		snprintf(s->warning_text, sizeof s->warning_text,
@@ -317,6 +339,12 @@ static void slot_json(const struct ls_lag_slot *s, struct ls_json *j)
 	ls_json_kv_int(j, "safe_wal_size", s->safe_wal_size);
 	ls_json_kv_int(j, "max_slot_wal_keep_size", s->max_keep_size);
 	ls_json_kv_uint(j, "retained_wal_bytes", s->retained_bytes);
+	if (s->oldest_file[0]) {
+		ls_json_kv_string(j, "oldest_binlog", s->oldest_file);
+		ls_json_kv_int(j, "oldest_binlog_age_s", s->oldest_age_s);
+		ls_json_kv_int(j, "binlog_expire_logs_seconds", s->expire_s);
+		ls_json_kv_bool(j, "oldest_binlog_active", s->oldest_active);
+	}
 	ls_json_kv_string(j, "warning", s->warning ? s->warning_text : NULL);
 	ls_json_object_end(j);
 }

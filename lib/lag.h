@@ -127,7 +127,8 @@ struct ls_lag_table {
 	uint64_t rows, est_rows;
 };
 
-/* What the source's server holds for us (PostgreSQL: the slot). */
+/* What the source's server holds for us (PostgreSQL: the slot; MySQL/MariaDB:
+ * the binlog after the saved resume point, retained_bytes its size). */
 struct ls_lag_slot {
 	bool known;
 	char name[128];
@@ -135,6 +136,11 @@ struct ls_lag_slot {
 	int64_t safe_wal_size;         /* bytes; -1 unlimited/unknown */
 	int64_t max_keep_size;         /* max_slot_wal_keep_size bytes; -1 unlimited */
 	uint64_t retained_bytes;       /* current WAL - restart_lsn */
+	/* a binlog purged by age (MySQL/MariaDB; oldest_file "" otherwise) */
+	char oldest_file[128];         /* the binlog holding the restart point */
+	int64_t oldest_age_s;          /* since its first event; -1 unknown */
+	int64_t expire_s;              /* binlog_expire_logs_seconds; 0 never, -1 unknown */
+	bool oldest_active;            /* the server still writes it (never purged) */
 	/* computed by ls_lag_slot_check */
 	bool warning;
 	char warning_text[256];
@@ -175,7 +181,9 @@ void ls_lag_report_free(struct ls_lag_report *r);   /* NULL is a no-op */
 void ls_lag_compute(struct ls_lag_report *r, const struct ls_lag_ring *ring, uint64_t now_ns);
 
 /* Sets slot->warning (and its text) when wal_status is "unreserved" or
- * "lost", or safe_wal_size is below 20% of max_keep_size.  Returns it. */
+ * "lost", or safe_wal_size is below 20% of max_keep_size, or (a binlog)
+ * the file holding the restart point is no longer written and older than
+ * 80% of expire_s.  Returns it. */
 bool ls_lag_slot_check(struct ls_lag_slot *slot);
 
 /* GET /lag's body: one JSON object. */

@@ -671,6 +671,10 @@ static void lag_source(struct ls_pipeline *p, struct ls_lag_report *r)
 		s->safe_wal_size = sl.safe_wal_size;
 		s->max_keep_size = sl.max_keep_size;
 		s->retained_bytes = sl.retained_bytes;
+		memcpy(s->oldest_file, sl.oldest_file, sizeof s->oldest_file);
+		s->oldest_age_s = sl.oldest_age_s;
+		s->expire_s = sl.expire_s;
+		s->oldest_active = sl.oldest_active;
 	}
 	if (p->cap == NULL)
 		return;

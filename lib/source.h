@@ -97,6 +97,11 @@ struct ls_source_lag {
 	int64_t safe_wal_size;         /* bytes, -1 when unlimited */
 	int64_t max_keep_size;         /* bytes, -1 when unlimited */
 	uint64_t retained_bytes;       /* current write position - restart point */
+	/* a log purged by age (MySQL/MariaDB binlog; oldest_file "" otherwise): */
+	char oldest_file[128];         /* the log file holding the restart point */
+	int64_t oldest_age_s;          /* since its first event (source clock) */
+	int64_t expire_s;              /* the server's expiry; 0 never */
+	bool oldest_active;            /* still being written: never purged */
 };
 
 struct ls_source_ops {

@@ -294,6 +294,37 @@ START_TEST(lag_compute_takes_the_worst_target)
 }
 END_TEST
 
+START_TEST(lag_slot_check_binlog_age_against_expiry)
+{
+	static const struct {
+		const char *status;
+		int64_t age, expire;
+		bool active, warn;
+	} cases[] = {
+		{ "reserved", 48, 60, false, false },        /* exactly 80% */
+		{ "reserved", 49, 60, false, true },
+		{ "reserved", 500, 60, true, false },        /* still written: never purged */
+		{ "reserved", 500, 0, false, false },        /* never expires */
+		{ "reserved", -1, 60, false, false },        /* age unknown */
+		{ "lost", 0, 60, false, true },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct ls_lag_slot s = { .known = true, .safe_wal_size = -1, .max_keep_size = -1 };
+		snprintf(s.name, sizeof s.name, "mysql_source.state");
+		snprintf(s.wal_status, sizeof s.wal_status, "%s", cases[i].status);
+		snprintf(s.oldest_file, sizeof s.oldest_file, "binlog.000007");
+		s.oldest_age_s = cases[i].age;
+		s.expire_s = cases[i].expire;
+		s.oldest_active = cases[i].active;
+		ck_assert_msg(ls_lag_slot_check(&s) == cases[i].warn, "case %zu", i);
+		if (s.warning)
+			ck_assert_ptr_nonnull(strstr(s.warning_text, "binlog.000007"));
+		else
+			ck_assert_str_eq(s.warning_text, "");
+	}
+}
+END_TEST
+
 START_TEST(lag_slot_check_table)
 {
 	const int64_t mb = 1 << 20;
@@ -466,6 +497,7 @@ int main(void)
 	tcase_add_test(tc, lag_compute_table);
 	tcase_add_test(tc, lag_compute_takes_the_worst_target);
 	tcase_add_test(tc, lag_slot_check_table);
+	tcase_add_test(tc, lag_slot_check_binlog_age_against_expiry);
 	tcase_add_test(tc, lag_report_json_has_every_number);
 	tcase_add_test(tc, lag_metrics_are_prometheus_lines);
 	tcase_add_test(tc, lag_summary_is_one_line);

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "pos.h"
 #include "connectors/mysql/my_binlog.h"
+#include "connectors/mysql/my_binwatch.h"
 #include "connectors/mysql/my_drift.h"
 #include "connectors/mysql/my_rows.h"
 #include "connectors/mysql/my_setup.h"
@@ -113,6 +114,7 @@ struct ls_source {
 
 	struct ls_source_cb cb;
 	struct ls_mybinlog *bl;
+	struct ls_mybw *bw;            /* lag: what the server keeps for us */
 	struct ls_myr *dec;
 	struct ls_arena arena;
 	struct tment *tm;
@@ -1640,6 +1642,13 @@ static void on_handle_closed(uv_handle_t *h)
 	maybe_done(s);
 }
 
+static void on_bw_closed(void *data)
+{
+	struct ls_source *s = data;
+	s->handles--;
+	maybe_done(s);
+}
+
 static void on_bl_closed(void *data)
 {
 	struct ls_source *s = data;
@@ -1679,6 +1688,12 @@ static void my_close(struct ls_source *s, void (*cb)(void *arg), void *arg)
 	uv_timer_stop(&s->persist_timer);
 	uv_timer_stop(&s->timer);
 	uv_timer_start(&s->timer, on_close_timer, 0, SNAP_POLL_MS);
+	if (s->bw != NULL) {
+		struct ls_mybw *w = s->bw;
+		s->bw = NULL;
+		s->handles++;
+		ls_mybw_close(w, on_bw_closed, s);
+	}
 	if (s->bl != NULL) {
 		struct ls_mybinlog *b = s->bl;
 		s->bl = NULL;
@@ -1686,6 +1701,49 @@ static void my_close(struct ls_source *s, void (*cb)(void *arg), void *arg)
 	} else {
 		s->bl_closed = true;
 	}
+}
+
+/* ---- lag (my_binwatch) ---------------------------------------------------------------- */
+
+/* The restart point a crash would resume from: the saved one. */
+static uint64_t bw_needed(void *ctx)
+{
+	const struct ls_source *s = ctx;
+	return s->persisted_seq;
+}
+
+/* The binlog needs no heartbeat of ours (the server sends HEARTBEAT events
+ * to an idle reader); this starts the watch of the server's position,
+ * clock and binlog files. */
+static int my_heartbeat(struct ls_source *s, int interval_ms, struct ls_err *err)
+{
+	if (s->bw != NULL || s->closing || !s->prepared)
+		return ls_err_set(err, false, "mysql source: heartbeat needs a prepared "
+				  "source and starts once");
+	size_t n = strlen(s->name) + 16;
+	char *wname = malloc(n);
+	if (wname == NULL)
+		return ls_err_set(err, false, "out of memory");
+	snprintf(wname, n, "%s.binwatch", s->name);
+	uint32_t id = ls_mybinlog_server_id(wname, s->server.server_id);
+	free(wname);
+	uint32_t reader = s->server_id ? s->server_id :
+		ls_mybinlog_server_id(s->name, s->server.server_id);
+	while (id == reader || id == s->server.server_id || id < 2)
+		id = id + 1 >= (1u << 31) ? 2 : id + 1;
+	struct ls_mybw_opts o = {
+		.conn = &s->conn, .name = LS_MY_SOURCE_STATE_FILE, .dump_server_id = id,
+		.interval_ms = interval_ms, .needed = bw_needed, .ctx = s,
+	};
+	return ls_mybw_new(s->loop, &o, &s->bw, err);
+}
+
+static void my_lag_sample(struct ls_source *s, struct ls_source_lag *out)
+{
+	if (s->bw != NULL)
+		ls_mybw_sample(s->bw, out);
+	else
+		memset(out, 0, sizeof *out);
 }
 
 const struct ls_source_ops ls_my_source_ops = {
@@ -1702,4 +1760,6 @@ const struct ls_source_ops ls_my_source_ops = {
 	.resume = my_resume,
 	.status = my_status,
 	.close = my_close,
+	.heartbeat = my_heartbeat,
+	.lag_sample = my_lag_sample,
 };

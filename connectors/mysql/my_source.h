@@ -69,6 +69,13 @@
  * the GTID set after the last complete transaction; a transaction begun
  * but not finished is abandoned (on_restart) and comes again whole.
  *
+ * Lag (heartbeat, lag_sample): heartbeat starts my_binwatch (the server
+ * already sends HEARTBEAT events to an idle reader, so nothing is written
+ * to the binlog): the server's position and clock, and as the "slot"
+ * (named mysql_source.state) the binlog bytes after the saved resume point,
+ * the file holding it, its age and the server's expiry, with the purge
+ * warning of ls_lag_slot_check.
+ *
  * All calls on the loop thread, except snapshot_progress (any thread).
  */
 #ifndef LS_MY_SOURCE_H
