@@ -16,7 +16,10 @@
  * and, once per file, the timestamp of the Format_description event that
  * opens the file holding the restart point (its age), read by a short
  * non-blocking binlog dump from position 4 on a separate connection with
- * its own replica id (dump_server_id).
+ * its own replica id (dump_server_id).  The server purges by the file's
+ * modification time (its last write, about when it was rotated away), so
+ * an age counted from the file's opening is never younger: a warning on
+ * it comes early, never late.
  *
  * The restart point comes from the caller's needed() on the loop at each
  * tick (a seq as above; 0 = unknown, then the server's position at the
