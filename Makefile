@@ -133,7 +133,9 @@ install: $(BINS)
 	  $(DESTDIR)$(PREFIX)/lib/sysusers.d $(DESTDIR)$(PREFIX)/lib/tmpfiles.d \
 	  $(DESTDIR)$(PREFIX)/share/doc/lockstep
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
-	install -m 0644 systemd/lockstepd@.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
+	sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' systemd/lockstepd@.service \
+	  > $(DESTDIR)$(PREFIX)/lib/systemd/system/lockstepd@.service
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/lockstepd@.service
 	install -m 0644 systemd/lockstep.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/lockstep.conf
 	install -m 0644 systemd/lockstep.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/lockstep.conf
 	install -m 0644 systemd/example.conf $(DESTDIR)$(PREFIX)/share/doc/lockstep/
