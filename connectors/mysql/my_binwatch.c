@@ -8,6 +8,7 @@
 #include <mariadb_rpl.h>
 
 #include "log.h"
+#include "poller.h"
 #include "pos.h"
 
 #define DEFAULT_INTERVAL_MS 1000
@@ -23,16 +24,13 @@ static const char *const SQL_NOW_MYSQL =
 	"SELECT '', UNIX_TIMESTAMP(NOW(6)), 0, @@global.expire_logs_days";
 
 struct ls_mybw {
-	uv_loop_t *loop;
-	uv_timer_t timer;
-	uv_work_t work;
+	struct ls_poller poll;
 	const struct ls_myconn *conn;
 	char *name;
 	uint32_t dump_id;
 	int interval_ms;
 	uint64_t (*needed)(void *ctx);
 	void *ctx;
-	bool busy, closing, timer_closed;
 	void (*close_cb)(void *arg);
 	void *close_arg;
 	/* published on the loop */
@@ -216,9 +214,9 @@ static bool sample_logs(struct ls_mybw *h)
 	return true;
 }
 
-static void work_cb(uv_work_t *w)
+static void work_cb(void *ctx)
 {
-	struct ls_mybw *h = w->data;
+	struct ls_mybw *h = ctx;
 	h->ok = false;
 	h->errmsg[0] = '\0';
 	memset(&h->got, 0, sizeof h->got);
@@ -231,8 +229,9 @@ static void work_cb(uv_work_t *w)
 
 /* ---- the loop --------------------------------------------------------------------- */
 
-static void free_bw(struct ls_mybw *h)
+static void free_bw(void *ctx)
 {
+	struct ls_mybw *h = ctx;
 	void (*cb)(void *) = h->close_cb;
 	void *arg = h->close_arg;
 	if (h->m != NULL)
@@ -243,20 +242,9 @@ static void free_bw(struct ls_mybw *h)
 		cb(arg);
 }
 
-static void maybe_free(struct ls_mybw *h)
+static void after_work(void *ctx, int status)
 {
-	if (h->closing && !h->busy && h->timer_closed)
-		free_bw(h);
-}
-
-static void after_work(uv_work_t *w, int status)
-{
-	struct ls_mybw *h = w->data;
-	h->busy = false;
-	if (h->closing) {
-		maybe_free(h);
-		return;
-	}
+	struct ls_mybw *h = ctx;
 	if (status == 0 && h->ok)
 		h->sample = h->got;
 	bool failed = status != 0 || !h->ok;
@@ -268,14 +256,12 @@ static void after_work(uv_work_t *w, int status)
 	h->failing = failed;
 }
 
-static void on_tick(uv_timer_t *t)
+/* The loop's view of where the source must keep its binlog, handed to the
+ * work thread before each run. */
+static void before_work(void *ctx)
 {
-	struct ls_mybw *h = t->data;
-	if (h->busy || h->closing)
-		return;
+	struct ls_mybw *h = ctx;
 	h->need_seq = h->needed ? h->needed(h->ctx) : 0;
-	if (uv_queue_work(h->loop, &h->work, work_cb, after_work) == 0)
-		h->busy = true;
 }
 
 int ls_mybw_new(uv_loop_t *loop, const struct ls_mybw_opts *o, struct ls_mybw **out,
@@ -287,16 +273,12 @@ int ls_mybw_new(uv_loop_t *loop, const struct ls_mybw_opts *o, struct ls_mybw **
 		free(h);
 		return ls_err_set(err, false, "mysql binlog watch: out of memory");
 	}
-	h->loop = loop;
 	h->conn = o->conn;
 	h->dump_id = o->dump_server_id;
 	h->needed = o->needed;
 	h->ctx = o->ctx;
 	h->interval_ms = o->interval_ms > 0 ? o->interval_ms : DEFAULT_INTERVAL_MS;
-	h->work.data = h;
-	uv_timer_init(loop, &h->timer);
-	h->timer.data = h;
-	uv_timer_start(&h->timer, on_tick, 0, (uint64_t)h->interval_ms);
+	ls_poller_start(&h->poll, loop, h->interval_ms, before_work, work_cb, after_work, h);
 	*out = h;
 	return 0;
 }
@@ -306,13 +288,6 @@ void ls_mybw_sample(const struct ls_mybw *h, struct ls_source_lag *out)
 	*out = h->sample;
 }
 
-static void on_timer_closed(uv_handle_t *handle)
-{
-	struct ls_mybw *h = handle->data;
-	h->timer_closed = true;
-	maybe_free(h);
-}
-
 void ls_mybw_close(struct ls_mybw *h, void (*cb)(void *arg), void *arg)
 {
 	if (h == NULL) {
@@ -320,11 +295,7 @@ void ls_mybw_close(struct ls_mybw *h, void (*cb)(void *arg), void *arg)
 			cb(arg);
 		return;
 	}
-	h->closing = true;
 	h->close_cb = cb;
 	h->close_arg = arg;
-	/* a job not yet started is cancelled; one running finishes first */
-	if (h->busy)
-		(void)uv_cancel((uv_req_t *)&h->work);
-	uv_close((uv_handle_t *)&h->timer, on_timer_closed);
+	ls_poller_close(&h->poll, free_bw);
 }

@@ -7,6 +7,7 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "poller.h"
 #include "connectors/postgres/pg_setup.h"
 
 #define DEFAULT_INTERVAL_MS 1000
@@ -28,12 +29,9 @@ static const char *const SQL_SLOT =
 	" FROM pg_replication_slots WHERE slot_name = $1";
 
 struct ls_pghb {
-	uv_loop_t *loop;
-	uv_timer_t timer;
-	uv_work_t work;
+	struct ls_poller poll;
 	char *conninfo, *slot;
 	int interval_ms, slot_every_ms;
-	bool busy, closing, timer_closed;
 	void (*close_cb)(void *arg);
 	void *close_arg;
 	/* published on the loop */
@@ -133,9 +131,9 @@ static void slot_watch(struct ls_pghb *h)
 	PQclear(r);
 }
 
-static void work_cb(uv_work_t *w)
+static void work_cb(void *ctx)
 {
-	struct ls_pghb *h = w->data;
+	struct ls_pghb *h = ctx;
 	h->ok = h->slot_ok = false;
 	h->errmsg[0] = '\0';
 	memset(&h->got, 0, sizeof h->got);
@@ -152,8 +150,9 @@ static void work_cb(uv_work_t *w)
 
 /* ---- the loop --------------------------------------------------------------------- */
 
-static void free_hb(struct ls_pghb *h)
+static void free_hb(void *ctx)
 {
+	struct ls_pghb *h = ctx;
 	void (*cb)(void *) = h->close_cb;
 	void *arg = h->close_arg;
 	PQfinish(h->conn);
@@ -164,20 +163,9 @@ static void free_hb(struct ls_pghb *h)
 		cb(arg);
 }
 
-static void maybe_free(struct ls_pghb *h)
+static void after_work(void *ctx, int status)
 {
-	if (h->closing && !h->busy && h->timer_closed)
-		free_hb(h);
-}
-
-static void after_work(uv_work_t *w, int status)
-{
-	struct ls_pghb *h = w->data;
-	h->busy = false;
-	if (h->closing) {
-		maybe_free(h);
-		return;
-	}
+	struct ls_pghb *h = ctx;
 	if (status == 0 && h->no_emit_news) {
 		h->no_emit_news = false;
 		ls_warn("postgres source: %s; sampling lag without heartbeat messages (an idle "
@@ -206,15 +194,6 @@ static void after_work(uv_work_t *w, int status)
 	h->failing = failed;
 }
 
-static void on_tick(uv_timer_t *t)
-{
-	struct ls_pghb *h = t->data;
-	if (h->busy || h->closing)
-		return;
-	if (uv_queue_work(h->loop, &h->work, work_cb, after_work) == 0)
-		h->busy = true;
-}
-
 int ls_pghb_new(uv_loop_t *loop, const struct ls_pghb_opts *o, struct ls_pghb **out,
 		struct ls_err *err)
 {
@@ -227,13 +206,9 @@ int ls_pghb_new(uv_loop_t *loop, const struct ls_pghb_opts *o, struct ls_pghb **
 		free(h);
 		return ls_err_set(err, false, "postgres heartbeat: out of memory");
 	}
-	h->loop = loop;
 	h->interval_ms = o->interval_ms > 0 ? o->interval_ms : DEFAULT_INTERVAL_MS;
 	h->slot_every_ms = o->slot_every_ms > 0 ? o->slot_every_ms : DEFAULT_SLOT_EVERY_MS;
-	h->work.data = h;
-	uv_timer_init(loop, &h->timer);
-	h->timer.data = h;
-	uv_timer_start(&h->timer, on_tick, 0, (uint64_t)h->interval_ms);
+	ls_poller_start(&h->poll, loop, h->interval_ms, NULL, work_cb, after_work, h);
 	*out = h;
 	return 0;
 }
@@ -243,13 +218,6 @@ void ls_pghb_sample(const struct ls_pghb *h, struct ls_source_lag *out)
 	*out = h->sample;
 }
 
-static void on_timer_closed(uv_handle_t *handle)
-{
-	struct ls_pghb *h = handle->data;
-	h->timer_closed = true;
-	maybe_free(h);
-}
-
 void ls_pghb_close(struct ls_pghb *h, void (*cb)(void *arg), void *arg)
 {
 	if (h == NULL) {
@@ -257,12 +225,7 @@ void ls_pghb_close(struct ls_pghb *h, void (*cb)(void *arg), void *arg)
 			cb(arg);
 		return;
 	}
-	h->closing = true;
 	h->close_cb = cb;
 	h->close_arg = arg;
-	/* a job not yet started is cancelled (after_work then runs with
-	 * UV_ECANCELED); one running finishes its statement first */
-	if (h->busy)
-		(void)uv_cancel((uv_req_t *)&h->work);
-	uv_close((uv_handle_t *)&h->timer, on_timer_closed);
+	ls_poller_close(&h->poll, free_hb);
 }
