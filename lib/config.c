@@ -82,6 +82,8 @@ static const struct enum_name snapshot_names[] = {
 	{ "initial", LS_SNAPSHOT_INITIAL }, { "never", LS_SNAPSHOT_NEVER }, { 0 } };
 static const struct enum_name ddl_names[] = {
 	{ "apply", LS_DDL_APPLY }, { "stop", LS_DDL_STOP }, { 0 } };
+static const struct enum_name fence_names[] = {
+	{ "revoke", LS_FENCE_REVOKE }, { "read_only", LS_FENCE_READ_ONLY }, { 0 } };
 
 static int check_name(const char *v, const char **why);
 static int check_nonempty(const char *v, const char **why);
@@ -160,6 +162,7 @@ static const struct key keys[] = {
 
 	{ SEC_CUTOVER, "app_roles", K_STRING, CUT(app_roles), NULL, 0,
 	  .check = check_nonempty },
+	{ SEC_CUTOVER, "fence", K_ENUM, CUT(fence), "revoke", 0, .names = fence_names },
 	{ SEC_CUTOVER, "fence_hook", K_STRING, CUT(fence_hook), NULL, 0,
 	  .check = check_nonempty },
 	{ SEC_CUTOVER, "unfence_hook", K_STRING, CUT(unfence_hook), NULL, 0,

@@ -39,6 +39,8 @@ enum ls_engine { LS_ENGINE_NONE = 0, LS_ENGINE_POSTGRES, LS_ENGINE_MYSQL };
 enum ls_buffer_type { LS_BUFFER_KAFKA = 0, LS_BUFFER_DIRECT };
 enum ls_snapshot_mode { LS_SNAPSHOT_INITIAL = 0, LS_SNAPSHOT_NEVER };
 enum ls_ddl_mode { LS_DDL_APPLY = 0, LS_DDL_STOP };
+/* How the built-in cutover fence stops the application's writes. */
+enum ls_fence_mode { LS_FENCE_REVOKE = 0, LS_FENCE_READ_ONLY };
 
 struct ls_kv {
 	char *key;                 /* owned; without the "kafka." prefix */
@@ -96,6 +98,8 @@ struct ls_config_drift {
 /* [cutover] (lib/cutover.h) */
 struct ls_config_cutover {
 	char *app_roles;           /* comma-separated roles the fence applies to */
+	enum ls_fence_mode fence;  /* revoke (default): the slice's write privileges;
+	                              read_only: the whole server or role */
 	char *fence_hook;          /* command run instead of the built-in fence */
 	char *unfence_hook;        /* command lifting fence_hook's fence */
 	char *switch_hook;         /* command repointing the application */

@@ -710,7 +710,8 @@ static int job_fence(struct ls_cutover *c, struct jobout *o)
 {
 	struct proc *pr = c->pr;
 	return c->ops->fence(pr->from, (const char *const *)pr->roles, pr->nroles, slice(c),
-			     pr->nslice, &o->undo, &o->n, &o->err);
+			     pr->nslice, c->cfg->cutover.fence == LS_FENCE_READ_ONLY, &o->undo,
+			     &o->n, &o->err);
 }
 
 static int job_position(struct ls_cutover *c, struct jobout *o)

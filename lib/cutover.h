@@ -125,12 +125,14 @@ struct ls_cutover_ops {
 			   struct ls_err *err);
 	int (*watch_stop)(struct ls_cutover_conn *c, struct ls_err *err);
 	/* Takes write access to tables away from roles and ends their sessions
-	 * (*ended of them).  *undo (malloc'd) gets what lifts the fence again,
+	 * (*ended of them); read_only ([cutover] fence = read_only) makes the
+	 * roles' writes fail however they were granted (the engine says how
+	 * far that reaches: MariaDB's read_only is server-wide).  *undo (malloc'd) gets what lifts the fence again,
 	 * as text the engine runs in unfence (and an operator can read).
 	 * LS_CUTOVER_NO (nothing changed) when a role could still write. */
 	int (*fence)(struct ls_cutover_conn *c, const char *const *roles, int nroles,
-		     const struct ls_relation *const *tables, int ntables, char **undo,
-		     uint64_t *ended, struct ls_err *err);
+		     const struct ls_relation *const *tables, int ntables, bool read_only,
+		     char **undo, uint64_t *ended, struct ls_err *err);
 	int (*unfence)(struct ls_cutover_conn *c, const char *undo, struct ls_err *err);
 	/* Carries the values of the sequences owned by tables' columns plus
 	 * `extra` (comma-separated names, may be NULL) from `from` to `to`;

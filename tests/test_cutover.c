@@ -274,9 +274,10 @@ static int f_watch_stop(struct ls_cutover_conn *c, struct ls_err *err)
 }
 
 static int f_fence(struct ls_cutover_conn *c, const char *const *roles, int nroles,
-		   const struct ls_relation *const *t, int nt, char **undo, uint64_t *ended,
-		   struct ls_err *err)
+		   const struct ls_relation *const *t, int nt, bool read_only, char **undo,
+		   uint64_t *ended, struct ls_err *err)
 {
+	(void)read_only;
 	(void)t;
 	(void)nt;
 	(void)err;

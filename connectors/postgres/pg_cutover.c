@@ -380,16 +380,39 @@ static int end_sessions(struct ls_cutover_conn *c, const char *const *roles, int
 	return 0;
 }
 
+/* fence = read_only: every new session of the roles starts read-only (the
+ * sessions are ended next).  Weaker than the revoke, since a session may
+ * turn it off again; the write watch after the fence still catches that. */
+static int read_only_roles(struct ls_cutover_conn *c, const char *const *roles, int nroles,
+			   char **undo, struct ls_err *err)
+{
+	int rc = 0;
+	for (int i = 0; rc == 0 && i < nroles; i++) {
+		char *ri = PQescapeIdentifier(c->pg, roles[i], strlen(roles[i]));
+		char *sql = NULL;
+		rc = ri && asprintf(&sql, "ALTER ROLE %s SET default_transaction_read_only = on",
+				    ri) >= 0 ? 0 : ls_err_set(err, false, "out of memory");
+		if (rc == 0)
+			rc = q(c, "fencing read-only", sql, 0, NULL, NULL, err);
+		if (rc == 0 && append(undo, "ALTER ROLE %s RESET default_transaction_read_only;\n",
+				      ri) < 0)
+			rc = ls_err_set(err, false, "out of memory");
+		free(sql);
+		PQfreemem(ri);
+	}
+	return rc;
+}
+
 static int pc_fence(struct ls_cutover_conn *c, const char *const *roles, int nroles,
-		    const struct ls_relation *const *tables, int ntables, char **undo,
-		    uint64_t *ended, struct ls_err *err)
+		    const struct ls_relation *const *tables, int ntables, bool read_only,
+		    char **undo, uint64_t *ended, struct ls_err *err)
 {
 	*undo = NULL;
 	*ended = 0;
 	if (q(c, "fence", "BEGIN", 0, NULL, NULL, err) < 0)
 		return -1;
-	int rc = 0;
-	for (int t = 0; rc == 0 && t < ntables; t++) {
+	int rc = read_only ? read_only_roles(c, roles, nroles, undo, err) : 0;
+	for (int t = 0; !read_only && rc == 0 && t < ntables; t++) {
 		char *name = qname(c, tables[t]->schema, tables[t]->name);
 		if (name == NULL)
 			rc = ls_err_set(err, false, "out of memory");
