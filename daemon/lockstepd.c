@@ -23,6 +23,7 @@
 #include "connectors/postgres/pg_cutover.h"
 #include "control.h"
 #include "cutover.h"
+#include "daemon/crash.h"
 #include "daemon/engines.h"
 #include "daemon/notify.h"
 #include "daemon/version.h"
@@ -388,6 +389,7 @@ int main(int argc, char **argv)
 		ls_warn("unknown log level '%s', keeping the default", d.cfg->log_level);
 	/* A client that hangs up mid-response must cost an EPIPE, not the daemon. */
 	signal(SIGPIPE, SIG_IGN);
+	ls_crash_install();
 	rc = run(&d);
 	ls_config_free(d.cfg);
 	return rc;

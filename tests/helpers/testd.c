@@ -154,6 +154,9 @@ int ls_testd_stop(struct ls_testd *d, int timeout_ms)
 		pid_t r = waitpid(d->pid, &st, WNOHANG);
 		if (r == d->pid) {
 			d->pid = 0;
+			if (WIFSIGNALED(st))   /* a crash: its stack trace is in the log */
+				fprintf(stderr, "testd: lockstepd died of signal %d on stop; log:\n%s\n",
+					WTERMSIG(st), ls_testd_log_tail(d));
 			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 		}
 		if (now_ms() > deadline) {
