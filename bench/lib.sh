@@ -209,3 +209,91 @@ median() {
 percentile() {
 	sort -g | awk -v p="$1" '{ a[NR] = $1 } END { if (NR == 0) { print "nan"; exit } i = int(p / 100 * NR + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR; print a[i] }'
 }
+
+# ---------------------------------------------------------------- MariaDB
+# Throwaway MariaDB servers for the my_* benchmarks, under $LS_TMP like the
+# PostgreSQL ones (the same config as tests/helpers/testmy.c: row binlog
+# with full images, GTID strict mode, a non-zero server_id, root without a
+# password over TCP).  mariadbd is started in the background and its PID
+# added to LS_PIDS, so ls_cleanup's SIGTERM shuts it down cleanly.
+#
+#   my_start NAME ID [CONF]  install-db + start with server_id ID and the
+#                            extra [mariadbd] lines CONF; sets ${NAME}_PORT,
+#                            ${NAME}_PID and ${NAME}_MYDSN (lockstep conninfo
+#                            without a database: append " database=DB")
+#   my_stop NAME             SIGTERM, wait
+#   msql NAME SQL            mariadb -N -B as root, output on stdout
+#   msql_file NAME           SQL from stdin
+#   my_gtid NAME             @@gtid_binlog_pos
+#
+# As root, mariadbd runs as the "mysql" user (--user=mysql: it drops
+# privileges itself), the data directory owned by mysql.
+
+MY_SERVER=${MY_SERVER:-/usr/sbin/mariadbd}
+MY_INSTALL_DB=${MY_INSTALL_DB:-/usr/bin/mariadb-install-db}
+
+my_start() {
+	local name=$1 id=$2 conf=${3:-} dir="$LS_TMP/$1" port pid i user=()
+	mkdir -p "$dir"
+	[ "$(id -u)" = 0 ] && { chown mysql: "$dir"; user=(--user=mysql); }
+	"$MY_INSTALL_DB" --no-defaults --datadir="$dir/data" "${user[@]}" \
+		--auth-root-authentication-method=normal --skip-test-db \
+		--skip-name-resolve --innodb-buffer-pool-size=128M \
+		--innodb-log-file-size=256M >"$dir/install.log" 2>&1 ||
+		{ tail -20 "$dir/install.log" >&2; ls_die "mariadb-install-db $name failed"; }
+	port=$(free_port)
+	cat >"$dir/my.cnf" <<EOC
+[mariadbd]
+datadir=$dir/data
+bind_address=127.0.0.1
+port=$port
+socket=$dir/my.sock
+pid_file=$dir/my.pid
+skip_name_resolve
+server_id=$id
+gtid_strict_mode=ON
+binlog_format=ROW
+binlog_row_image=FULL
+innodb_buffer_pool_size=128M
+innodb_log_file_size=256M
+innodb_flush_log_at_trx_commit=2
+innodb_doublewrite=0
+max_connections=200
+$conf
+EOC
+	"$MY_SERVER" --defaults-file="$dir/my.cnf" "${user[@]}" >"$dir/server.log" 2>&1 &
+	pid=$!
+	LS_PIDS+=("$pid")
+	printf -v "${name}_PORT" %s "$port"
+	printf -v "${name}_PID" %s "$pid"
+	printf -v "${name}_MYDSN" %s "host=127.0.0.1 port=$port user=root"
+	for i in $(seq 300); do
+		msql "$name" "SELECT 1" >/dev/null 2>&1 && return 0
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	tail -20 "$dir/server.log" >&2
+	ls_die "MariaDB $name did not start"
+}
+
+my_stop() {
+	local pid_var="${1}_PID"
+	[ -n "${!pid_var:-}" ] || return 0
+	kill -TERM "${!pid_var}" 2>/dev/null
+	wait "${!pid_var}" 2>/dev/null
+	printf -v "$pid_var" %s ""
+}
+
+msql() {
+	local port_var="${1}_PORT"
+	mariadb -N -B -h 127.0.0.1 -P "${!port_var}" -u root -e "$2"
+}
+
+msql_file() {
+	local port_var="${1}_PORT"
+	mariadb -N -B -h 127.0.0.1 -P "${!port_var}" -u root
+}
+
+my_gtid() {
+	msql "$1" "SELECT @@gtid_binlog_pos"
+}
