@@ -594,6 +594,176 @@ START_TEST(pgtarget_bulk_insert_copy_vs_pipeline)
 }
 END_TEST
 
+/* ---- set-based apply -------------------------------------------------------- */
+
+/* Polls a query until it returns want (statistics reach the server's view
+ * asynchronously); returns the last value (owned). */
+static char *poll_q1(const char *want, const char *sql)
+{
+	char *v = NULL;
+	for (int i = 0; i < 500; i++) {
+		free(v);
+		v = q1("%s", sql);
+		if (v && strcmp(v, want) == 0)
+			break;
+		struct timespec ts = { 0, 20 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	return v;
+}
+
+/* Row versions the target wrote: updates and deletes, as the statistics of
+ * the closed target session report them. */
+#define ck_tup_stats(want, table)                                                   \
+	LS_CK_STR_FREE(poll_q1(want, "SELECT n_tup_upd || '/' || n_tup_del FROM"     \
+			       " pg_stat_user_tables WHERE relid = 'app." table "'::regclass"), want)
+
+START_TEST(pgtarget_batch_ends_in_the_same_state_as_row_by_row)
+{
+	struct ls_pgtarget *t = open_target(true, LS_DDL_APPLY, 100000, 600000, -1);
+	struct ls_relation *r = mkrel(1, "b", 'd', "id:integer:k|k2:text:k|v:text|n:integer");
+	APPLY_OK(t, 1, r, ins(r, "1", "x", "one", "1"), ins(r, "2", "x", "two", "2"),
+		 ins(r, "3", "x", "three", "3"), ins(r, "4", "x", "four", "4"),
+		 ins(r, "5", "x", "five", "5"), ins(r, "6", "y,}", "six", "6"),
+		 ins(r, "7", "x", "seven", "7"));
+	flush_ok(t);
+	/* one group: the same key updated three times keeps the last image;
+	 * update then delete; delete then insert; a key change; awkward text */
+	APPLY_OK(t, 2, r, upd(r, 0, "1", "x", "a1", "10"), upd(r, 0, "2", "x", "b1", "20"),
+		 upd(r, 0, "1", "x", "a2", "11"));
+	APPLY_OK(t, 3, r, upd(r, 0, "1", "x", "q\"u\\o,te{}", "12"), del(r, 'K', "2", "x", NULL, NULL),
+		 del(r, 'K', "3", "x", NULL, NULL), ins(r, "3", "x", "three again", "33"));
+	APPLY_OK(t, 4, r, upd(r, 'K', "4", "x", NULL, NULL, "40", "x", "forty", "40"),
+		 upd(r, 0, "3", "x", "NULL", NULL), upd(r, 0, "6", "y,}", "", "66"),
+		 upd(r, 0, "7", "x", "NULL", NULL),
+		 upd(r, 'O', "5", "x", "five", "5", "5", "x", "full old row", "55"));
+	APPLY_OK(t, 5, r, del(r, 'K', "3", "x", NULL, NULL), ins(r, "3", "x", "three once more", "333"),
+		 upd(r, 0, "5", "x", "five last", "555"));
+	flush_ok(t);
+	ck_q1("1|x|q\"u\\o,te{}|12;3|x|three once more|333;5|x|five last|555;6|y,}||66;"
+	      "7|x|NULL|<null>;40|x|forty|40",
+	      "SELECT string_agg(id||'|'||k2||'|'||coalesce(v, '<null>')||'|'||coalesce(n::text, '<null>'),"
+	      " ';' ORDER BY id) FROM app.b");
+	ck_q1("5", "SELECT source_seq FROM lockstep.checkpoint");
+	struct ls_pgtarget_stats st;
+	ls_pgtarget_stats(t, &st);
+	ck_assert_uint_eq(st.missing_rows, 0);
+	ck_assert_uint_eq(st.rows, 7 + 15);
+	ls_pgtarget_free(t);
+	/* row by row would have written 10 updates and 3 deletes; key 1,
+	 * updated three times within one batch, was written once (5's two
+	 * updates are in two batches: the delete of 3 in between ends one) */
+	ck_tup_stats("8/3", "b");
+	ls_relation_free(r);
+}
+END_TEST
+
+START_TEST(pgtarget_batch_keeps_unchanged_toast_and_counts_missing)
+{
+	struct ls_pgtarget *t = open_target(true, LS_DDL_APPLY, 100000, 600000, -1);
+	struct ls_relation *r = mkrel(1, "docs", 'd', "id:bigint:k|body:text|n:integer");
+	char *big = malloc(50001);
+	for (int i = 0; i < 50000; i++)
+		big[i] = (char)('a' + (i * 7) % 26);
+	big[50000] = '\0';
+	APPLY_OK(t, 1, r, ins(r, "7", big, "1"), ins(r, "8", big, "1"), ins(r, "9", big, "1"));
+	flush_ok(t);
+	/* two rows without the TOAST column batch together, the third (with
+	 * it) goes in another statement; 99 matches nothing (drift) */
+	APPLY_OK(t, 2, r, upd(r, 0, "7", UNCH, "2"), upd(r, 0, "8", UNCH, "3"),
+		 upd(r, 0, "9", "small", "4"), upd(r, 0, "7", UNCH, "5"), upd(r, 0, "99", UNCH, "9"));
+	flush_ok(t);
+	ck_q1("7:50000:5,8:50000:3,9:5:4", "SELECT string_agg(id||':'||length(body)||':'||n, ','"
+	      " ORDER BY id) FROM app.docs");
+	char head[21];
+	snprintf(head, sizeof head, "%.20s", big);
+	ck_q1(head, "SELECT substr(body, 1, 20) FROM app.docs WHERE id = 8");
+	struct ls_pgtarget_stats st;
+	ls_pgtarget_stats(t, &st);
+	ck_assert_uint_eq(st.missing_rows, 1);
+	free(big);
+	ls_pgtarget_free(t);
+	ls_relation_free(r);
+}
+END_TEST
+
+/* Tables whose order of row changes others can observe (a foreign key, a
+ * trigger) are applied row by row, in source order. */
+START_TEST(pgtarget_fk_and_trigger_tables_go_row_by_row)
+{
+	ls_testpg_exec(pg, db, "CREATE SCHEMA app;"
+		       "CREATE TABLE app.p (id integer PRIMARY KEY, v text);"
+		       "CREATE TABLE app.c (id integer PRIMARY KEY, pid integer REFERENCES app.p, v text);"
+		       "CREATE TABLE app.tr (id integer PRIMARY KEY, v text);"
+		       "CREATE TABLE app.tr_log (seq serial, id integer, v text);"
+		       "CREATE FUNCTION app.tr_note() RETURNS trigger LANGUAGE plpgsql AS"
+		       " $$ BEGIN INSERT INTO app.tr_log (id, v) VALUES (NEW.id, NEW.v); RETURN NEW; END $$;"
+		       "CREATE TRIGGER tr_note AFTER UPDATE ON app.tr FOR EACH ROW"
+		       " EXECUTE FUNCTION app.tr_note();"
+		       "ALTER TABLE app.tr ENABLE ALWAYS TRIGGER tr_note");
+	struct ls_pgtarget *t = open_target(false, LS_DDL_APPLY, 100000, 600000, -1);
+	struct ls_relation *p = mkrel(1, "p", 'd', "id:integer:k|v:text");
+	struct ls_relation *c = mkrel(2, "c", 'd', "id:integer:k|pid:integer|v:text");
+	struct ls_relation *tr = mkrel(3, "tr", 'd', "id:integer:k|v:text");
+	APPLY_OK(t, 1, p, ins(p, "1", "p1"), ins(p, "2", "p2"));
+	APPLY_OK(t, 2, c, ins(c, "10", "1", "c"), ins(c, "11", "2", "c"));
+	APPLY_OK(t, 3, tr, ins(tr, "1", "a"));
+	flush_ok(t);
+	APPLY_OK(t, 4, c, upd(c, 0, "10", "2", "c1"), upd(c, 0, "10", "2", "c2"),
+		 del(c, 'K', "11", NULL, NULL));
+	APPLY_OK(t, 5, p, upd(p, 0, "1", "p1b"), del(p, 'K', "1", NULL));
+	APPLY_OK(t, 6, tr, upd(tr, 0, "1", "b"), upd(tr, 0, "1", "c"), upd(tr, 0, "1", "d"));
+	flush_ok(t);
+	ck_q1("2:p2", "SELECT string_agg(id||':'||v, ',' ORDER BY id) FROM app.p");
+	ck_q1("10:2:c2", "SELECT string_agg(id||':'||pid||':'||v, ',' ORDER BY id) FROM app.c");
+	/* the trigger saw every update, in order */
+	ck_q1("b,c,d", "SELECT string_agg(v, ',' ORDER BY seq) FROM app.tr_log");
+	ls_pgtarget_free(t);
+	ck_tup_stats("2/1", "c");
+	ck_tup_stats("1/1", "p");
+	ls_relation_free(p);
+	ls_relation_free(c);
+	ls_relation_free(tr);
+}
+END_TEST
+
+/* A failing batch statement cannot say which row failed: its error names
+ * the table and the batch's key range and is retryable; the reset replays
+ * the group row by row, where the error names the row. */
+START_TEST(pgtarget_batch_error_names_table_and_key)
+{
+	ls_testpg_exec(pg, db, "CREATE SCHEMA app; CREATE TABLE app.e (id integer PRIMARY KEY,"
+		       " n integer CHECK (n >= 0))");
+	struct ls_pgtarget *t = open_target(false, LS_DDL_APPLY, 100000, 600000, -1);
+	struct ls_relation *r = mkrel(1, "e", 'd', "id:integer:k|n:integer");
+	APPLY_OK(t, 1, r, ins(r, "1", "1"), ins(r, "2", "2"), ins(r, "3", "3"));
+	flush_ok(t);
+	struct ls_change bad[] = { upd(r, 0, "1", "10"), upd(r, 0, "2", "-1"), upd(r, 0, "3", "30") };
+	struct ls_err err = { 0 };
+	int rc = apply(t, 2, r, 3, bad, &err);
+	if (rc == 0)
+		rc = ls_pgtarget_flush(t, &err);
+	ck_assert_int_eq(rc, -1);
+	ck_assert_msg(err.retryable, "not retryable: %s", err.msg);
+	ck_assert_msg(strstr(err.msg, "\"app\".\"e\" UPDATE") && strstr(err.msg, "(id)=(\"1\")") &&
+		      strstr(err.msg, "(\"3\"), 3 rows") && strstr(err.msg, "e_n_check"), "%s",
+		      err.msg);
+	ck_assert_msg(ls_pgtarget_reset(t, &err) == 0, "reset: %s", err.msg);
+	rc = apply(t, 2, r, 3, bad, &err);
+	if (rc == 0)
+		rc = ls_pgtarget_flush(t, &err);
+	ck_assert_int_eq(rc, -1);
+	ck_assert_msg(!err.retryable, "retryable: %s", err.msg);
+	ck_assert_str_eq(ls_pgtarget_sqlstate(t), "23514");
+	ck_assert_msg(strstr(err.msg, "\"app\".\"e\" UPDATE key (id)=(2)") &&
+		      strstr(err.msg, "e_n_check"), "%s", err.msg);
+	ck_q1("1:1,2:2,3:3", "SELECT string_agg(id||':'||n, ',' ORDER BY id) FROM app.e");
+	ck_q1("1", "SELECT source_seq FROM lockstep.checkpoint");
+	ls_pgtarget_free(t);
+	ls_relation_free(r);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("pg_target");
@@ -615,6 +785,10 @@ int main(void)
 	tcase_add_test(tc, pgtarget_ddl_apply_add_alter_drop);
 	tcase_add_test(tc, pgtarget_ddl_stop_errors_and_applies_nothing);
 	tcase_add_test(tc, pgtarget_bulk_insert_copy_vs_pipeline);
+	tcase_add_test(tc, pgtarget_batch_ends_in_the_same_state_as_row_by_row);
+	tcase_add_test(tc, pgtarget_batch_keeps_unchanged_toast_and_counts_missing);
+	tcase_add_test(tc, pgtarget_fk_and_trigger_tables_go_row_by_row);
+	tcase_add_test(tc, pgtarget_batch_error_names_table_and_key);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -61,6 +61,21 @@ void ls_pgsql_copy_escape(struct ls_pgsql_buf *b, const char *s, size_t n)
 	ls_pgsql_putn(b, s + start, run);
 }
 
+void ls_pgsql_array_elem(struct ls_pgsql_buf *b, const char *s, size_t n)
+{
+	ls_sbuf_putc(b, '"');
+	size_t start = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] != '"' && s[i] != '\\')
+			continue;
+		ls_pgsql_putn(b, s + start, i - start);
+		ls_sbuf_putc(b, '\\');
+		start = i;   /* the quote or backslash itself follows its escape */
+	}
+	ls_pgsql_putn(b, s + start, n - start);
+	ls_sbuf_putc(b, '"');
+}
+
 void ls_pgsql_bytea_hex(struct ls_pgsql_buf *b, const void *p, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";

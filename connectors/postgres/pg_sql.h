@@ -41,6 +41,11 @@ void ls_pgsql_literal(struct ls_pgsql_buf *b, const char *s, size_t n);
  * tab, newline and carriage return become \\ \t \n \r (the delimiter, row
  * end and escape characters); every other byte passes unchanged. */
 void ls_pgsql_copy_escape(struct ls_pgsql_buf *b, const char *s, size_t n);
+/* Appends n bytes as one element of a text-format array literal ('{a,b}'):
+ * double-quoted, with " and \ escaped by a backslash, so any text (commas,
+ * braces, spaces, the word NULL) reads back unchanged.  A SQL NULL element
+ * is the bare word NULL, which callers append themselves. */
+void ls_pgsql_array_elem(struct ls_pgsql_buf *b, const char *s, size_t n);
 /* Appends bytea hex input: \x0a1b... (no quoting or COPY escaping). */
 void ls_pgsql_bytea_hex(struct ls_pgsql_buf *b, const void *p, size_t n);
 

@@ -21,8 +21,14 @@
 #define LOW 256
 #define MAX_STMTS_PER_REL 64   /* beyond: unnamed statements, no cache growth */
 #define COPY_CHUNK (64 * 1024)
+/* Set-based apply (see "batches" below): rows per statement, bytes of
+ * pending rows per table and for all tables together. */
+#define BATCH_ROWS 1000
+#define BATCH_SLOTS 2048          /* hash slots, a power of two > 2 * BATCH_ROWS */
+#define BATCH_BYTES (1024 * 1024)
+#define PENDING_BYTES (8 * 1024 * 1024)
 
-enum pend_kind { P_PLAIN, P_STMT, P_SYNC, P_WANT, P_CKPT };
+enum pend_kind { P_PLAIN, P_STMT, P_SYNC, P_WANT, P_CKPT, P_BATCH };
 
 struct stmt {
 	struct stmt *next;
@@ -32,6 +38,21 @@ struct stmt {
 	int *pcol;                 /* owned: parameter i -> source column index */
 };
 
+/* Pending UPDATEs (all with one set of present columns) or DELETEs of one
+ * table, one row per key, sent as one statement when flushed.  A row is a
+ * record in data: uint32 key bytes, uint32 all bytes, then the values as
+ * array elements (ls_pgsql_array_elem or NULL), each NUL-terminated: key
+ * columns first, then (UPDATE) the other present columns, in column order. */
+struct batch {
+	uint8_t op;                /* LS_OP_UPDATE or LS_OP_DELETE; 0 when empty */
+	char *mask;                /* owned: the statement's mask, see batch_mask() */
+	int n;                     /* rows */
+	size_t *rec;               /* owned: BATCH_ROWS offsets into data */
+	int32_t *slot;             /* owned: BATCH_SLOTS row indexes, -1 free */
+	struct ls_pgsql_buf data;
+	struct trel *next;         /* in t->pending while n > 0 */
+};
+
 struct trel {
 	struct trel *next;
 	struct ls_relation *src;   /* owned: last definition handed over */
@@ -39,6 +60,15 @@ struct trel {
 	bool checked;              /* table verified on this connection */
 	bool *bytea;               /* owned, per source column */
 	bool *text_cmp;            /* owned, per source column: no '=' operator */
+	/* set-based apply allowed: no triggers, foreign keys (either way),
+	 * rules, exclusion constraints, inheritance children or unique index
+	 * but the key's, not REPLICA IDENTITY FULL: then no other statement
+	 * of the group can tell in which order its rows changed */
+	bool batchable;
+	char *casts;               /* owned: per source column, NUL-terminated:
+				      the target type without typmod */
+	size_t casts_len;
+	struct batch b;
 	struct stmt *stmts;
 	int nstmts;
 	/* state at the start of the current source transaction, restored when
@@ -47,6 +77,9 @@ struct trel {
 	struct ls_relation *b_src; /* owned; NULL: the relation was new */
 	char *b_qname;             /* owned */
 	bool *b_bytea, *b_text_cmp;/* owned */
+	bool b_batchable;
+	char *b_casts;             /* owned */
+	size_t b_casts_len;
 };
 
 struct pend {
@@ -54,6 +87,7 @@ struct pend {
 	uint8_t op;                /* LS_OP_* or 0 */
 	struct trel *rel;
 	struct stmt *stmt;
+	int nrows;                 /* P_BATCH: rows the statement carries */
 	char key[100];             /* "(id)=(5)" for error messages */
 };
 
@@ -102,7 +136,13 @@ struct ls_pgtarget {
 	struct ls_pgtarget_ckpt ckpt;
 	struct ls_pgtarget_stats stats;
 
-	struct ls_pgsql_buf sql, pbuf, copybuf;
+	/* tables with pending batches, and the bytes their rows take */
+	struct trel *pending;
+	size_t pending_bytes;
+	struct ls_pgsql_buf *abuf; /* owned: one array literal per parameter */
+	int nabuf;
+
+	struct ls_pgsql_buf sql, pbuf, copybuf, bmask;
 	const char **pvals;
 	size_t *poffs;             /* offset into pbuf, or SIZE_MAX */
 	int pcap;
@@ -186,9 +226,19 @@ static void record_error(struct ls_pgtarget *t, const PGresult *r, const struct 
 		   st ? " (SQLSTATE " : "", st ? st : "", st ? ")" : "");
 	/* COPY and DDL errors say where in their context ("COPY t, line 3,
 	 * column c: ..."); prepared statements have no useful one */
-	if (ctx && !(p && p->stmt)) {
+	if (ctx && !(p && p->stmt) && !(p && p->kind == P_BATCH)) {
 		size_t l = strlen(t->perr.msg);
 		snprintf(t->perr.msg + l, sizeof t->perr.msg - l, "; %s", ctx);
+	}
+	/* A statement of many rows does not say which one failed.  The reset
+	 * that a retryable error brings replays the group row by row (no
+	 * batches in savepoint mode), which either names the row or, had the
+	 * batch itself been the cause, applies it. */
+	if (p && p->kind == P_BATCH && !t->perr.retryable) {
+		t->perr.retryable = true;
+		size_t l = strlen(t->perr.msg);
+		snprintf(t->perr.msg + l, sizeof t->perr.msg - l, "; replaying the group row by "
+			 "row to find the row");
 	}
 }
 
@@ -207,10 +257,14 @@ static void forget_stmts(struct ls_pgtarget *t)
 	}
 }
 
+static void drop_pending(struct ls_pgtarget *t);
+static int flush_all(struct ls_pgtarget *t, struct ls_err *err);
+
 /* Drops the connection after an error: the server rolls the open group
  * back.  Cached statements and table checks belong to the connection. */
 static void fail(struct ls_pgtarget *t)
 {
+	drop_pending(t);
 	if (t->conn)
 		PQfinish(t->conn);
 	t->conn = NULL;
@@ -299,6 +353,9 @@ static int process_head(struct ls_pgtarget *t)
 				ls_err_set(&t->perr, false, "target %s: checkpoint row for pipeline "
 					   "%s vanished", t->target, t->pipeline);
 				rc = -1;
+			} else if (p->kind == P_BATCH) {
+				int miss = p->nrows - atoi(PQcmdTuples(r));
+				*(mine ? &t->txn_missing : &t->group_missing) += miss > 0 ? miss : 0;
 			} else if ((p->op == LS_OP_UPDATE || p->op == LS_OP_DELETE) &&
 				   strcmp(PQcmdTuples(r), "0") == 0) {
 				if (mine)
@@ -332,15 +389,17 @@ static int drain_until(struct ls_pgtarget *t, unsigned n, struct ls_err *err)
 	return 0;
 }
 
-/* Registers a command just sent; drains when too many are in flight. */
-static int pushed(struct ls_pgtarget *t, uint8_t kind, uint8_t op, struct trel *rel,
-		  struct stmt *s, const char *key, struct ls_err *err)
+/* Registers a command just sent (carrying nrows rows); drains when too many
+ * are in flight. */
+static int pushed_rows(struct ls_pgtarget *t, uint8_t kind, uint8_t op, struct trel *rel,
+		       struct stmt *s, const char *key, int nrows, struct ls_err *err)
 {
 	struct pend *p = &t->ring[(t->head + t->count) % RING];
 	p->kind = kind;
 	p->op = op;
 	p->rel = rel;
 	p->stmt = s;
+	p->nrows = nrows;
 	snprintf(p->key, sizeof p->key, "%s", key ? key : "");
 	t->count++;
 	t->nsent++;
@@ -349,6 +408,12 @@ static int pushed(struct ls_pgtarget *t, uint8_t kind, uint8_t op, struct trel *
 	if (!PQsendFlushRequest(t->conn))
 		return conn_error(t, err, "flush request");
 	return drain_until(t, LOW, err);
+}
+
+static int pushed(struct ls_pgtarget *t, uint8_t kind, uint8_t op, struct trel *rel,
+		  struct stmt *s, const char *key, struct ls_err *err)
+{
+	return pushed_rows(t, kind, op, rel, s, key, 1, err);
 }
 
 /* Sends a parameterized command (text parameters, types inferred). */
@@ -574,8 +639,18 @@ void ls_pgtarget_free(struct ls_pgtarget *t)
 		free(r->b_qname);
 		free(r->b_bytea);
 		free(r->b_text_cmp);
+		free(r->casts);
+		free(r->b_casts);
+		free(r->b.mask);
+		free(r->b.rec);
+		free(r->b.slot);
+		ls_pgsql_buf_free(&r->b.data);
 		free(r);
 	}
+	for (int i = 0; i < t->nabuf; i++)
+		ls_pgsql_buf_free(&t->abuf[i]);
+	free(t->abuf);
+	ls_pgsql_buf_free(&t->bmask);
 	free_stmts(t->retired);
 	ls_pgsql_buf_free(&t->sql);
 	ls_pgsql_buf_free(&t->pbuf);
@@ -649,7 +724,7 @@ static int commit_group(struct ls_pgtarget *t, struct ls_err *err)
 {
 	if (!t->in_group)
 		return 0;
-	if (end_copy(t, err) < 0)
+	if (flush_all(t, err) < 0 || end_copy(t, err) < 0)
 		return -1;
 	char off[24], seq[24];
 	if (t->group_txns > 0) {
@@ -704,7 +779,7 @@ static void discard_saved(struct ls_pgtarget *t);
  * transaction boundary. */
 static int take_savepoint(struct ls_pgtarget *t, struct ls_err *err)
 {
-	if (end_copy(t, err) < 0)
+	if (flush_all(t, err) < 0 || end_copy(t, err) < 0)
 		return -1;
 	t->run_rel = NULL;
 	t->run_len = 0;
@@ -809,6 +884,10 @@ int ls_pgtarget_abort_txn(struct ls_pgtarget *t, struct ls_err *err)
 		return -1;
 	if (!t->in_txn)
 		return ls_err_set(err, false, "target %s: abort outside a transaction", t->target);
+	/* pending rows are all this transaction's: a group it did not open
+	 * has none of others' in savepoint mode (batches are off there), and
+	 * goes whole otherwise */
+	drop_pending(t);
 	if (!t->txn_sp && !t->txn_opened) {
 		unsave_rels(t, true);
 		fail(t);
@@ -912,6 +991,10 @@ static int set_def(struct trel *r, const struct ls_relation *rel)
 	r->qname = q.data;
 	r->bytea = bt;
 	r->text_cmp = tc;
+	free(r->casts);            /* compare_table() reads them anew */
+	r->casts = NULL;
+	r->casts_len = 0;
+	r->batchable = false;
 	return 0;
 }
 
@@ -935,7 +1018,10 @@ static int retire_stmts(struct ls_pgtarget *t, struct trel *r, struct ls_err *er
 
 /* Per-column facts from the target catalog: type as format_type() spells
  * it, whether it is bytea, whether it has an equality operator (json, xml,
- * point... do not; those compare as text in REPLICA IDENTITY FULL matches). */
+ * point... do not; those compare as text in REPLICA IDENTITY FULL matches),
+ * and the type without typmod for casts in batch statements (typmod -1
+ * spells bpchar and "bit" so that they do not mean char(1) and bit(1): the
+ * assignment to the column applies its typmod, as for a single row). */
 static const char COLS_SQL[] =
 	"SELECT a.attname, format_type(a.atttypid, a.atttypmod), bt.oid = 'bytea'::regtype,"
 	" bt.typtype IN ('e','r','m')"
@@ -945,7 +1031,8 @@ static const char COLS_SQL[] =
 	"   LEFT JOIN pg_type eb ON et.typtype = 'd' AND eb.oid = et.typbasetype"
 	"   WHERE et.oid = bt.typelem AND (COALESCE(eb.typtype, et.typtype) IN ('e','r','m')"
 	"   OR EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprname = '='"
-	"     AND o.oprleft = COALESCE(eb.oid, et.oid) AND o.oprright = o.oprleft))))"
+	"     AND o.oprleft = COALESCE(eb.oid, et.oid) AND o.oprright = o.oprleft)))),"
+	" format_type(a.atttypid, -1)"
 	" FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid"
 	" JOIN pg_type bt ON bt.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END"
 	" WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped"
@@ -1023,6 +1110,8 @@ static int compare_table(struct ls_pgtarget *t, struct trel *r, struct ls_pgsql_
 		return -1;
 	const struct ls_relation *s = r->src;
 	*missing = 0;
+	struct ls_pgsql_buf casts;
+	ls_pgsql_buf_init(&casts);
 	for (int i = 0; i < s->ncols; i++) {
 		int row = -1;
 		for (int j = 0; j < PQntuples(t->want) && row < 0; j++)
@@ -1042,6 +1131,17 @@ static int compare_table(struct ls_pgtarget *t, struct trel *r, struct ls_pgsql_
 					s->cols[i].name, have, s->cols[i].type_name);
 		r->bytea[i] = PQgetvalue(t->want, row, 2)[0] == 't';
 		r->text_cmp[i] = PQgetvalue(t->want, row, 3)[0] != 't';
+		ls_pgsql_put(&casts, PQgetvalue(t->want, row, 4));
+		ls_pgsql_putn(&casts, "", 1);
+	}
+	free(r->casts);
+	r->casts = NULL;
+	r->casts_len = 0;
+	if (*missing == 0 && !casts.oom && casts.len) {
+		r->casts_len = casts.len;
+		r->casts = casts.data;
+	} else {
+		ls_pgsql_buf_free(&casts);
 	}
 	if (s->replident == LS_REPLIDENT_FULL)
 		return 0;
@@ -1109,6 +1209,30 @@ static int add_missing(struct ls_pgtarget *t, struct trel *r, const bool *miss,
 	return 0;
 }
 
+/* Whether rows of the table may be applied set-based (struct trel's
+ * batchable).  Conservative: any trigger counts, even one that
+ * session_replication_role = replica keeps from firing, and so does a
+ * foreign key from or to it (its checks are triggers). */
+static const char BATCH_SQL[] =
+	"SELECT c.relkind = 'r' AND NOT c.relhasrules AND NOT c.relhassubclass"
+	" AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid)"
+	" AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.contype IN ('f', 'x')"
+	"   AND (k.conrelid = c.oid OR k.confrelid = c.oid))"
+	" AND (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique) = 1"
+	" FROM pg_class c WHERE c.oid = to_regclass($1)";
+
+static int check_batchable(struct ls_pgtarget *t, struct trel *r, struct ls_err *err)
+{
+	r->batchable = false;
+	if (r->src->replident == LS_REPLIDENT_FULL || r->casts == NULL)
+		return 0;
+	const char *v[1] = { r->qname };
+	if (want_sql(t, BATCH_SQL, 1, v, err) < 0)
+		return -1;
+	r->batchable = PQntuples(t->want) == 1 && PQgetvalue(t->want, 0, 0)[0] == 't';
+	return 0;
+}
+
 /* First sight of a relation on this connection: create or check the table. */
 static int check_table(struct ls_pgtarget *t, struct trel *r, struct ls_err *err)
 {
@@ -1149,6 +1273,8 @@ static int check_table(struct ls_pgtarget *t, struct trel *r, struct ls_err *err
 	}
 	ls_pgsql_buf_free(&mism);
 	free(miss);
+	if (rc == 0)
+		rc = check_batchable(t, r, err);
 	if (rc == 0)
 		r->checked = true;
 	return rc;
@@ -1205,8 +1331,13 @@ static int save_rel(struct ls_pgtarget *t, struct trel *r)
 	r->b_qname = strdup(r->qname);
 	r->b_bytea = malloc(n * sizeof *r->b_bytea);
 	r->b_text_cmp = malloc(n * sizeof *r->b_text_cmp);
-	if (!r->b_src || !r->b_qname || !r->b_bytea || !r->b_text_cmp)
+	r->b_batchable = r->batchable;
+	r->b_casts_len = r->casts_len;
+	r->b_casts = malloc(r->casts_len + 1);
+	if (!r->b_src || !r->b_qname || !r->b_bytea || !r->b_text_cmp || !r->b_casts)
 		return -1;
+	if (r->casts_len)
+		memcpy(r->b_casts, r->casts, r->casts_len);
 	memcpy(r->b_bytea, r->bytea, n * sizeof *r->b_bytea);
 	memcpy(r->b_text_cmp, r->text_cmp, n * sizeof *r->b_text_cmp);
 	return 0;
@@ -1233,18 +1364,25 @@ static void unsave_rels(struct ls_pgtarget *t, bool restore)
 				r->qname = r->b_qname;
 				r->bytea = r->b_bytea;
 				r->text_cmp = r->b_text_cmp;
+				free(r->casts);
+				r->casts = r->b_casts;
+				r->casts_len = r->b_casts_len;
+				r->batchable = r->b_batchable && r->casts_len > 0;
 				r->b_src = NULL;
 				r->b_qname = NULL;
 				r->b_bytea = r->b_text_cmp = NULL;
+				r->b_casts = NULL;
 			}
 		}
 		ls_relation_free(r->b_src);
 		free(r->b_qname);
 		free(r->b_bytea);
 		free(r->b_text_cmp);
+		free(r->b_casts);
 		r->b_src = NULL;
 		r->b_qname = NULL;
 		r->b_bytea = r->b_text_cmp = NULL;
+		r->b_casts = NULL;
 	}
 	t->txn_touched = 0;
 }
@@ -1260,7 +1398,7 @@ static int relation_in_group(struct ls_pgtarget *t, const struct ls_relation *re
 	struct trel *r = find_rel(t, rel->id);
 	if (r && r->checked && rel_equal(r->src, rel))
 		return 0;
-	if (end_copy(t, err) < 0)
+	if (flush_all(t, err) < 0 || end_copy(t, err) < 0)
 		return -1;
 	if (r == NULL) {
 		r = calloc(1, sizeof *r);
@@ -1612,6 +1750,449 @@ static int send_params(struct ls_pgtarget *t, struct trel *r, const struct ls_ch
 	return pushed(t, P_STMT, ch->op, r, named ? st : NULL, key, err);
 }
 
+/* ---- batches ------------------------------------------------------------------ */
+
+/* Set-based apply.  Within a group, UPDATEs and DELETEs of a batchable
+ * table (struct trel) are held back as pending rows, one per key, and sent
+ * as one statement per table and up to BATCH_ROWS rows:
+ *   UPDATE t AS ls_t SET c = ls_v.p2::type ... FROM unnest($1::text[], ...)
+ *     AS ls_v(p1, ...) WHERE ls_t.k = ls_v.p1::type ...
+ *   DELETE FROM t AS ls_t USING unnest(...) AS ls_v(p1, ...) WHERE ...
+ * A key updated again keeps only its last image (an update carries the
+ * whole new row, bar unchanged TOAST values: rows batch together only with
+ * the same present columns).  Every change that could tell the difference
+ * sends the table's pending rows first: another op on the table, other
+ * present columns, a key change, an INSERT or DELETE of a pending key; and
+ * all tables' before a change to a table that is not batchable, TRUNCATE,
+ * a relation change, a savepoint and the commit.  Between batchable tables
+ * order is not observable (no triggers, foreign keys or second unique
+ * index; see BATCH_SQL), so their changes may pass each other.  On the
+ * server this saves the per-statement executor work and, above all, the
+ * row versions of hot rows updated many times in one target transaction,
+ * which every later update of them has to walk past. */
+
+static uint32_t key_hash(const char *k, size_t n)
+{
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)k[i]) * 16777619u;
+	return h;
+}
+
+static const char *rec_at(const struct batch *b, int i, uint32_t *klen, uint32_t *len)
+{
+	const char *p = b->data.data + b->rec[i];
+	memcpy(klen, p, 4);
+	memcpy(len, p + 4, 4);
+	return p + 8;
+}
+
+/* Index of the pending row with key k, or -1; *slot_out gets the slot
+ * where it is or would go. */
+static int batch_find(const struct batch *b, const char *k, uint32_t klen, uint32_t *slot_out)
+{
+	uint32_t s = key_hash(k, klen) & (BATCH_SLOTS - 1);
+	for (;; s = (s + 1) & (BATCH_SLOTS - 1)) {
+		int i = b->slot[s];
+		if (i < 0)
+			break;
+		uint32_t kl, l;
+		const char *p = rec_at(b, i, &kl, &l);
+		if (kl == klen && memcmp(p, k, klen) == 0)
+			break;
+	}
+	*slot_out = s;
+	return b->slot[s];
+}
+
+static void batch_clear(struct ls_pgtarget *t, struct trel *r)
+{
+	struct batch *b = &r->b;
+	if (b->n == 0)
+		return;
+	t->pending_bytes -= b->data.len;
+	for (struct trel **pp = &t->pending; *pp; pp = &(*pp)->b.next)
+		if (*pp == r) {
+			*pp = r->b.next;
+			break;
+		}
+	b->next = NULL;
+	b->n = 0;
+	b->op = 0;
+	ls_pgsql_buf_reset(&b->data);
+	for (int i = 0; i < BATCH_SLOTS; i++)
+		b->slot[i] = -1;
+}
+
+/* Forgets every pending row (the group is rolled back). */
+static void drop_pending(struct ls_pgtarget *t)
+{
+	while (t->pending)
+		batch_clear(t, t->pending);
+	t->pending_bytes = 0;
+}
+
+/* Appends one value as an array element, NUL-terminated. */
+static int put_elem(struct ls_pgtarget *t, struct trel *r, int col, const struct ls_value *v,
+		    struct ls_pgsql_buf *out, struct ls_err *err)
+{
+	if (v->kind == LS_VAL_NULL) {
+		ls_pgsql_putn(out, "NULL", 5);
+		return 0;
+	}
+	if (v->kind == LS_VAL_TEXT) {
+		ls_pgsql_array_elem(out, v->data, v->len);
+	} else {
+		ls_pgsql_buf_reset(&t->pbuf);
+		if (grow_params(t, 1) < 0)
+			return ls_err_set(err, false, "out of memory");
+		if (param_value(t, r, col, v, 0, err) < 0)
+			return -1;
+		ls_pgsql_array_elem(out, t->pbuf.data, t->pbuf.len - 1);
+	}
+	ls_pgsql_putn(out, "", 1);
+	return 0;
+}
+
+static bool has_value(const struct ls_value *v)
+{
+	return v->kind == LS_VAL_TEXT || v->kind == LS_VAL_BINARY;
+}
+
+/* Appends the row record for key tuple kt and (UPDATE, mask of set codes)
+ * the present non-key columns of nt; returns its key length or -1. */
+static int put_record(struct ls_pgtarget *t, struct trel *r, const struct ls_tuple *kt,
+		      const struct ls_tuple *nt, const char *set, struct ls_err *err)
+{
+	struct ls_pgsql_buf *d = &r->b.data;
+	size_t at = d->len;
+	ls_pgsql_putn(d, "\0\0\0\0\0\0\0\0", 8);
+	const struct ls_relation *s = r->src;
+	for (int i = 0; i < s->ncols; i++)
+		if ((s->cols[i].flags & LS_COL_KEY) && put_elem(t, r, i, &kt->vals[i], d, err) < 0)
+			return -1;
+	uint32_t klen = (uint32_t)(d->len - at - 8);
+	for (int i = 0; set && i < s->ncols; i++)
+		if (!(s->cols[i].flags & LS_COL_KEY) && set[i] == 'v' &&
+		    put_elem(t, r, i, &nt->vals[i], d, err) < 0)
+			return -1;
+	if (d->oom)
+		return ls_err_set(err, false, "out of memory");
+	uint32_t len = (uint32_t)(d->len - at - 8);
+	memcpy(d->data + at, &klen, 4);
+	memcpy(d->data + at + 4, &len, 4);
+	return (int)klen;
+}
+
+static int batch_alloc(struct batch *b)
+{
+	if (b->rec)
+		return 0;
+	b->rec = malloc(BATCH_ROWS * sizeof *b->rec);
+	b->slot = malloc(BATCH_SLOTS * sizeof *b->slot);
+	if (b->rec == NULL || b->slot == NULL)
+		return -1;
+	for (int i = 0; i < BATCH_SLOTS; i++)
+		b->slot[i] = -1;
+	return 0;
+}
+
+static int flush_rel(struct ls_pgtarget *t, struct trel *r, struct ls_err *err);
+
+/* Whether the key columns of a and b hold the same values. */
+static bool same_key(const struct ls_relation *s, const struct ls_tuple *a,
+		     const struct ls_tuple *b)
+{
+	for (int i = 0; i < s->ncols; i++) {
+		if (!(s->cols[i].flags & LS_COL_KEY))
+			continue;
+		const struct ls_value *x = &a->vals[i], *y = &b->vals[i];
+		if (!has_value(x) || x->kind != y->kind || x->len != y->len ||
+		    memcmp(x->data, y->data, x->len) != 0)
+			return false;
+	}
+	return true;
+}
+
+static bool key_present(const struct ls_relation *s, const struct ls_tuple *tup)
+{
+	for (int i = 0; i < s->ncols; i++)
+		if ((s->cols[i].flags & LS_COL_KEY) && !has_value(&tup->vals[i]))
+			return false;
+	return true;
+}
+
+/* The batch mask of an UPDATE into t->bmask ("u" + per column 'v' present,
+ * '-' unchanged TOAST) or a DELETE ("d"); false when the update sets no
+ * column outside the key (the row path handles that). */
+static bool batch_mask(struct ls_pgtarget *t, const struct trel *r, const struct ls_change *ch)
+{
+	struct ls_pgsql_buf *m = &t->bmask;
+	ls_pgsql_buf_reset(m);
+	ls_pgsql_put(m, ch->op == LS_OP_UPDATE ? "u" : "d");
+	if (ch->op != LS_OP_UPDATE)
+		return !m->oom;
+	int nset = 0;
+	for (int i = 0; i < r->src->ncols; i++) {
+		bool v = ch->new_tup.vals[i].kind != LS_VAL_UNCHANGED;
+		nset += v && !(r->src->cols[i].flags & LS_COL_KEY);
+		ls_pgsql_put(m, v ? "v" : "-");
+	}
+	return nset > 0 && !m->oom;
+}
+
+/* Looks key tuple kt up among r's pending rows: sends them first when it is
+ * there.  For an INSERT into a batchable table. */
+static int flush_if_pending(struct ls_pgtarget *t, struct trel *r, const struct ls_tuple *kt,
+			    struct ls_err *err)
+{
+	struct batch *b = &r->b;
+	if (b->n == 0)
+		return 0;
+	if (kt->ncols != r->src->ncols || !key_present(r->src, kt))
+		return flush_rel(t, r, err);
+	size_t at = b->data.len;
+	int klen = put_record(t, r, kt, NULL, NULL, err);
+	if (klen < 0)
+		return -1;
+	uint32_t slot;
+	int found = batch_find(b, b->data.data + at + 8, (uint32_t)klen, &slot);
+	b->data.len = at;   /* only a probe */
+	return found >= 0 ? flush_rel(t, r, err) : 0;
+}
+
+/* Takes an UPDATE or DELETE of a batchable table into its batch: returns 1
+ * when taken, 0 when it must go the row path (r's pending rows sent
+ * first), -1 on error. */
+static int batch_change(struct ls_pgtarget *t, struct trel *r, const struct ls_change *ch,
+			struct ls_err *err)
+{
+	const struct ls_relation *s = r->src;
+	struct batch *b = &r->b;
+	const struct ls_tuple *kt = &ch->new_tup;
+	bool upd = ch->op == LS_OP_UPDATE;
+	if (!upd || ch->old_kind != LS_OLD_NONE)
+		kt = &ch->old_tup;
+	bool ok = (!upd || ch->new_tup.ncols == s->ncols) && kt->ncols == s->ncols &&
+		  (upd || ch->old_kind != LS_OLD_NONE) && key_present(s, kt) &&
+		  (!upd || kt == &ch->new_tup || same_key(s, kt, &ch->new_tup)) &&
+		  batch_mask(t, r, ch);
+	if (!ok)   /* key change, missing values, nothing to set: one row */
+		return flush_rel(t, r, err) < 0 ? -1 : 0;
+	const char *mask = ls_pgsql_buf_str(&t->bmask);
+	if (b->n && (b->op != ch->op || strcmp(b->mask, mask) != 0) && flush_rel(t, r, err) < 0)
+		return -1;
+	if (batch_alloc(b) < 0)
+		return ls_err_set(err, false, "out of memory");
+	if (b->n == 0 && (b->mask == NULL || strcmp(b->mask, mask) != 0)) {
+		free(b->mask);
+		if ((b->mask = strdup(mask)) == NULL)
+			return ls_err_set(err, false, "out of memory");
+	}
+	size_t at = b->data.len;
+	int klen = put_record(t, r, kt, upd ? &ch->new_tup : NULL, upd ? mask + 1 : NULL, err);
+	if (klen < 0)
+		return -1;
+	uint32_t slot;
+	int found = batch_find(b, b->data.data + at + 8, (uint32_t)klen, &slot);
+	if (found >= 0 && !upd) {
+		/* deleted again (re-inserted in between): the first goes alone */
+		b->data.len = at;
+		if (flush_rel(t, r, err) < 0)
+			return -1;
+		at = b->data.len;
+		klen = put_record(t, r, kt, NULL, NULL, err);
+		if (klen < 0)
+			return -1;
+		found = batch_find(b, b->data.data + at + 8, (uint32_t)klen, &slot);
+	}
+	if (b->n == 0) {
+		b->op = ch->op;
+		b->next = t->pending;
+		t->pending = r;
+	}
+	t->pending_bytes += b->data.len - at;
+	if (found >= 0) {
+		b->rec[found] = at;        /* the last image wins */
+	} else {
+		b->slot[slot] = b->n;
+		b->rec[b->n++] = at;
+	}
+	if (b->n >= BATCH_ROWS || b->data.len >= BATCH_BYTES)
+		return flush_rel(t, r, err) < 0 ? -1 : 1;
+	if (t->pending_bytes >= PENDING_BYTES)
+		return flush_all(t, err) < 0 ? -1 : 1;
+	return 1;
+}
+
+static const char *cast_of(const struct trel *r, int col)
+{
+	const char *c = r->casts;
+	for (int i = 0; i < col; i++)
+		c += strlen(c) + 1;
+	return c;
+}
+
+/* The statement of a batch mask; parameters: key columns, then the set
+ * ones, each a text[] of the rows' values. */
+static void batch_sql(struct ls_pgsql_buf *b, const struct trel *r, struct stmt *st)
+{
+	const struct ls_relation *s = r->src;
+	bool upd = st->mask[0] == 'u';
+	int np = 0, nkey;
+	for (int i = 0; i < s->ncols; i++)
+		if (s->cols[i].flags & LS_COL_KEY)
+			st->pcol[np++] = i;
+	nkey = np;
+	for (int i = 0; upd && i < s->ncols; i++)
+		if (!(s->cols[i].flags & LS_COL_KEY) && st->mask[1 + i] == 'v')
+			st->pcol[np++] = i;
+	st->nparams = np;
+	ls_pgsql_buf_reset(b);
+	ls_pgsql_printf(b, upd ? "UPDATE %s AS ls_t SET " : "DELETE FROM %s AS ls_t USING ",
+			r->qname);
+	for (int j = nkey; j < np; j++) {
+		ls_pgsql_put(b, j > nkey ? ", " : "");
+		ls_pgsql_ident(b, s->cols[st->pcol[j]].name);
+		ls_pgsql_printf(b, " = ls_v.p%d::%s", j + 1, cast_of(r, st->pcol[j]));
+	}
+	ls_pgsql_put(b, upd ? " FROM unnest(" : "unnest(");
+	for (int j = 0; j < np; j++)
+		ls_pgsql_printf(b, "%s$%d::text[]", j ? ", " : "", j + 1);
+	ls_pgsql_put(b, ") AS ls_v(");
+	for (int j = 0; j < np; j++)
+		ls_pgsql_printf(b, "%sp%d", j ? ", " : "", j + 1);
+	ls_pgsql_put(b, ") WHERE ");
+	for (int j = 0; j < nkey; j++) {
+		ls_pgsql_put(b, j ? " AND ls_t." : "ls_t.");
+		ls_pgsql_ident(b, s->cols[st->pcol[j]].name);
+		ls_pgsql_printf(b, " = ls_v.p%d::%s", j + 1, cast_of(r, st->pcol[j]));
+	}
+}
+
+/* "(a, b)=(1, x) .. (9, y), 120 rows" from the first and last rows' keys. */
+static void batch_keys(char *out, size_t size, const struct trel *r, const struct stmt *st)
+{
+	const struct batch *b = &r->b;
+	char names[60] = "", first[60] = "", last[60] = "";
+	size_t nl = 0;
+	int nkey = 0;
+	for (int j = 0; j < st->nparams && (r->src->cols[st->pcol[j]].flags & LS_COL_KEY); j++) {
+		if (nl < sizeof names)
+			nl += (size_t)snprintf(names + nl, sizeof names - nl, "%s%s", j ? ", " : "",
+					       r->src->cols[st->pcol[j]].name);
+		nkey++;
+	}
+	for (int w = 0; w < 2; w++) {
+		char *o = w ? last : first;
+		size_t ol = 0;
+		uint32_t kl, l;
+		const char *e = rec_at(b, w ? b->n - 1 : 0, &kl, &l);
+		for (int j = 0; j < nkey && ol < sizeof first; j++) {
+			ol += (size_t)snprintf(o + ol, sizeof first - ol, "%s%s", j ? ", " : "", e);
+			e += strlen(e) + 1;
+		}
+	}
+	snprintf(out, size, "(%.30s)=(%.25s) .. (%.25s), %d rows", names, first, last, b->n);
+}
+
+/* Sends r's pending rows as one statement (prepared on first use of its
+ * mask) and empties the batch. */
+static int send_batch(struct ls_pgtarget *t, struct trel *r, struct stmt *st, bool named,
+		      struct ls_err *err)
+{
+	const struct batch *b = &r->b;
+	int np = st->nparams;
+	if (np > t->nabuf) {
+		struct ls_pgsql_buf *a = realloc(t->abuf, (size_t)np * sizeof *a);
+		if (a == NULL)
+			return ls_err_set(err, false, "out of memory");
+		t->abuf = a;
+		for (; t->nabuf < np; t->nabuf++)
+			ls_pgsql_buf_init(&t->abuf[t->nabuf]);
+	}
+	if (grow_params(t, np) < 0)
+		return ls_err_set(err, false, "out of memory");
+	for (int j = 0; j < np; j++) {
+		ls_pgsql_buf_reset(&t->abuf[j]);
+		ls_pgsql_putn(&t->abuf[j], "{", 1);
+	}
+	for (int i = 0; i < b->n; i++) {
+		uint32_t kl, l;
+		const char *e = rec_at(b, i, &kl, &l);
+		for (int j = 0; j < np; j++) {
+			size_t el = strlen(e);
+			if (i)
+				ls_pgsql_putn(&t->abuf[j], ",", 1);
+			ls_pgsql_putn(&t->abuf[j], e, el);
+			e += el + 1;
+		}
+	}
+	for (int j = 0; j < np; j++) {
+		ls_pgsql_putn(&t->abuf[j], "}", 1);
+		if (t->abuf[j].oom)
+			return ls_err_set(err, false, "out of memory");
+		t->pvals[j] = t->abuf[j].data;
+	}
+	int ok = named ? PQsendQueryPrepared(t->conn, st->name, np, t->pvals, NULL, NULL, 0)
+		       : PQsendQueryParams(t->conn, ls_pgsql_buf_str(&t->sql), np, NULL, t->pvals,
+					   NULL, NULL, 0);
+	if (!ok)
+		return conn_error(t, err, "send");
+	char key[100];
+	batch_keys(key, sizeof key, r, st);
+	return pushed_rows(t, P_BATCH, b->op, r, named ? st : NULL, key, b->n, err);
+}
+
+static int flush_rel(struct ls_pgtarget *t, struct trel *r, struct ls_err *err)
+{
+	struct batch *b = &r->b;
+	if (b->n == 0)
+		return 0;
+	if (end_copy(t, err) < 0)
+		return -1;
+	struct stmt *st = find_stmt(r, b->mask);
+	bool named = true;
+	if (st == NULL) {
+		st = build_stmt(t, r, b->mask);
+		if (st == NULL)
+			return ls_err_set(err, false, "out of memory");
+		named = r->nstmts < MAX_STMTS_PER_REL;
+		if (named) {
+			st->next = r->stmts;
+			r->stmts = st;
+			r->nstmts++;
+		}
+		batch_sql(&t->sql, r, st);
+		if (t->sql.oom) {
+			if (!named)
+				free_stmts(st);
+			return ls_err_set(err, false, "out of memory");
+		}
+		if (named) {
+			if (!PQsendPrepare(t->conn, st->name, ls_pgsql_buf_str(&t->sql), 0, NULL))
+				return conn_error(t, err, "send");
+			if (pushed(t, P_PLAIN, b->op, r, NULL, NULL, err) < 0)
+				return -1;
+		}
+	}
+	int rc = send_batch(t, r, st, named, err);
+	if (!named)
+		free_stmts(st);
+	if (rc == 0)
+		batch_clear(t, r);
+	return rc;
+}
+
+/* Sends every table's pending rows. */
+static int flush_all(struct ls_pgtarget *t, struct ls_err *err)
+{
+	while (t->pending)
+		if (flush_rel(t, t->pending, err) < 0)
+			return -1;
+	return 0;
+}
+
 /* ---- COPY --------------------------------------------------------------------- */
 
 /* Leaves pipeline mode (results all read) and starts COPY into r. */
@@ -1736,7 +2317,7 @@ static int abandon_copy(struct ls_pgtarget *t, struct ls_err *err)
 
 static int truncate_rels(struct ls_pgtarget *t, const struct ls_change *ch, struct ls_err *err)
 {
-	if (end_copy(t, err) < 0)
+	if (flush_all(t, err) < 0 || end_copy(t, err) < 0)
 		return -1;
 	struct ls_pgsql_buf b;
 	ls_pgsql_buf_init(&b);
@@ -1795,10 +2376,23 @@ static int change_in_txn(struct ls_pgtarget *t, const struct ls_relation *rel,
 		return ls_err_set(err, false, "target %s: change for unknown relation id %u",
 				  t->target, ch->relid);
 	t->group_rows++;
+	if (ch->op != LS_OP_INSERT && ch->op != LS_OP_UPDATE && ch->op != LS_OP_DELETE)
+		return ls_err_set(err, false, "target %s: unknown change op %d", t->target, ch->op);
+	/* batches only outside savepoint mode: a replay after a failure goes
+	 * row by row, so that an error names its row */
+	if (!r->batchable || t->sp_mode) {
+		if (flush_all(t, err) < 0)
+			return -1;
+	} else if (ch->op == LS_OP_INSERT) {
+		if (flush_if_pending(t, r, &ch->new_tup, err) < 0)
+			return -1;
+	} else {
+		int rc = batch_change(t, r, ch, err);
+		if (rc != 0)
+			return rc < 0 ? -1 : 0;
+	}
 	if (ch->op == LS_OP_INSERT)
 		return insert_row(t, r, ch, err);
-	if (ch->op != LS_OP_UPDATE && ch->op != LS_OP_DELETE)
-		return ls_err_set(err, false, "target %s: unknown change op %d", t->target, ch->op);
 	t->run_rel = NULL;
 	if (end_copy(t, err) < 0)
 		return -1;
