@@ -13,6 +13,7 @@
 #endif
 #endif
 
+#ifndef LS_CRASH_SANITIZED
 static void say(const char *s)
 {
 	/* async-signal-safe: write(2) only */
@@ -32,6 +33,8 @@ static void on_fatal(int sig)
 	/* SA_RESETHAND restored the default action: die of the same signal */
 	raise(sig);
 }
+
+#endif
 
 void ls_crash_install(void)
 {
