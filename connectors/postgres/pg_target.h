@@ -20,6 +20,20 @@
  * COPY for long runs of INSERTs into one table), so memory does not grow with
  * transaction size.
  *
+ * Set-based apply: within a group, UPDATEs and DELETEs of a table whose
+ * change order nothing else can observe (no triggers, foreign keys either
+ * way, rules, exclusion constraints, inheritance children or unique index
+ * but the key's; not REPLICA IDENTITY FULL; checked on the target) are held
+ * back, one row per key, and sent as one statement per table and up to 1000
+ * rows (UPDATE ... FROM unnest(...), DELETE ... USING unnest(...)).  A key
+ * updated again keeps its last image; rows batch together only with the
+ * same present columns (unchanged TOAST values stay out).  The result is
+ * the state applying each change in order gives: pending rows are sent
+ * before anything that could tell (another op or column set on the table,
+ * a key change, an INSERT or DELETE of a pending key, a change to a table
+ * that does not batch, TRUNCATE, a relation change, a savepoint, the
+ * commit).  Memory: at most 1 MiB of pending rows per table, 8 MiB in all.
+ *
  * Call order:
  *   ls_pgtarget_new -> ls_pgtarget_checkpoint (where to resume)
  *   -> { ls_pgtarget_relation* ; ls_pgtarget_begin ; ls_pgtarget_change* ;
@@ -32,7 +46,10 @@
  * resume from; the caller replays from there.  err->retryable says whether
  * that is worth doing (connection loss, serialization failure, deadlock,
  * admin shutdown) or the input itself is bad (a data error naming table,
- * column and key; DDL under ddl=stop; an incompatible table).
+ * column and key; DDL under ddl=stop; an incompatible table).  A failed
+ * set-based statement names the table and its key range and is retryable:
+ * the replay after reset goes row by row (savepoint mode), so a bad row
+ * then fails alone with its key.
  * ls_pgtarget_sqlstate() gives the server's SQLSTATE of the last error.
  *
  * Replication origin: the session is tagged with origin lockstep_<pipeline>
@@ -84,7 +101,8 @@ struct ls_pgtarget_stats {
 	uint64_t txns;             /* source transactions committed */
 	uint64_t rows;             /* changes applied and committed */
 	uint64_t copy_rows;        /* of which through COPY */
-	uint64_t missing_rows;     /* UPDATE/DELETE that matched no row (drift) */
+	uint64_t missing_rows;     /* UPDATE/DELETE that matched no row (drift);
+				      a key updated again in one batch counts once */
 	uint64_t ddl;              /* DDL statements applied */
 };
 
@@ -172,7 +190,7 @@ int ls_pgtarget_snapshot_state(struct ls_pgtarget *t, const char *schema, const 
 /* After a failure: reconnects (forgetting prepared statements and checked
  * tables, keeping relation definitions), rereads the checkpoint and arms
  * savepoint mode until the next commit of source transactions (see
- * ls_pgtarget_begin). */
+ * ls_pgtarget_begin; no set-based apply in it either). */
 int ls_pgtarget_reset(struct ls_pgtarget *t, struct ls_err *err)
 	__attribute__((warn_unused_result));
 
