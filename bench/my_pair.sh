@@ -250,7 +250,7 @@ my_machine() {
 	printf '%s cores (%s), %s GiB RAM, %s, MariaDB %s, sysbench %s\n' "$(nproc)" \
 		"$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)" \
 		"$(awk '/MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)" \
-		"$(uname -sr)" "$("$MY_SERVER" --version | sed 's/.*Ver \([^ ]*\).*/\1/')" \
+		"$(uname -sr)" "$("$MY_SERVER" --version | sed 's/.*Ver \([0-9.]*\).*/\1/')" \
 		"$(sysbench --version | awk '{ print $2 }')"
 }
 
