@@ -184,11 +184,11 @@ void ls_buffer_reader_close(struct ls_buffer_reader *r);
 
 void ls_buffer_stats(const struct ls_buffer *b, struct ls_buffer_stats *out);
 
-/* Stops appends and readers (no on_record or on_writable fires after this
- * returns), lets in-flight records finish within the implementation's close
- * timeout (on_durable / on_error may still fire until then), releases
- * everything and calls cb(arg) from the loop.  cb may be NULL.  NULL b is a
- * no-op. */
+/* Stops appends and readers: no callback of the producer or the readers
+ * fires after this returns (their owners may be gone).  In-flight records
+ * still get the implementation's close timeout to become durable, unreported
+ * (the source re-reads them after a restart).  Then releases everything and
+ * calls cb(arg) from the loop.  cb may be NULL.  NULL b is a no-op. */
 void ls_buffer_close(struct ls_buffer *b, ls_buffer_close_cb cb, void *arg);
 
 /* ---- helpers for implementations ---------------------------------------- */

@@ -290,13 +290,17 @@ static void error_cb(rd_kafka_t *rk, int code, const char *reason,
 static void producer_finish(struct kbuf *kb);
 
 /* Reports what the delivery reports decided: an error once, else durable
- * records from the head of the ring in append order. */
+ * records from the head of the ring in append order.  Once the buffer is
+ * closing nobody is told: the producer's owner (the capture, and the
+ * source it acknowledges to) is already gone; what is delivered meanwhile
+ * is re-read after a restart and skipped by the targets' checkpoints. */
 static void producer_emit(struct kbuf *kb)
 {
+	bool tell = !kb->closing;
 	if (kb->perr_pending && !kb->failed) {
 		kb->failed = 1;
 		kb->perr_pending = 0;
-		if (kb->pcb.on_error)
+		if (tell && kb->pcb.on_error)
 			kb->pcb.on_error(kb->pcb.ctx, &kb->perr);
 	}
 	while (!kb->failed && kb->head_n < kb->tail_n) {
@@ -306,7 +310,7 @@ static void producer_emit(struct kbuf *kb)
 		kb->head_n++;
 		kb->durable++;
 		ls_buffer_window_release(&kb->win, s->len);
-		if (kb->pcb.on_durable)
+		if (tell && kb->pcb.on_durable)
 			kb->pcb.on_durable(kb->pcb.ctx, s->seq);
 	}
 	if (!kb->closing && !kb->failed &&
