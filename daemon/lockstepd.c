@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "connectors/mysql/my_cutover.h"
 #include "connectors/postgres/pg_cutover.h"
 #include "control.h"
 #include "cutover.h"
@@ -142,6 +143,20 @@ static void on_pipeline_failed(void *ctx, const struct ls_err *err)
 	ls_error("pipeline %s failed and waits for the operator: %s", d->cfg->name, err->msg);
 }
 
+/* Cutover needs the source and its targets in this process and of one
+ * engine: the fence, the sequences and the reverse direction speak it on
+ * both sides.  NULL: cutover is refused with that reason. */
+static const struct ls_cutover_ops *cutover_ops(const struct ls_config *c)
+{
+	if (!c->source.present || c->ntargets == 0)
+		return NULL;
+	for (int i = 0; i < c->ntargets; i++)
+		if (c->targets[i].type != c->source.type)
+			return NULL;
+	return c->source.type == LS_ENGINE_POSTGRES ? &ls_pg_cutover_ops
+	       : c->source.type == LS_ENGINE_MYSQL ? &ls_my_cutover_ops : NULL;
+}
+
 static int start_components(struct daemon *d, struct ls_err *err)
 {
 	if (ls_control_status_provider(d->ctl, status_basics, d) < 0 ||
@@ -153,13 +168,8 @@ static int start_components(struct daemon *d, struct ls_err *err)
 		return -1;
 	if (ls_pipeline_register(d->pipeline, d->ctl) < 0)
 		return ls_err_set(err, false, "out of memory registering control routes");
-	/* cutover: PostgreSQL to PostgreSQL, source and targets in this process */
-	const struct ls_config *c = d->cfg;
-	bool pg = c->source.present && c->source.type == LS_ENGINE_POSTGRES && c->ntargets > 0;
-	for (int i = 0; i < c->ntargets; i++)
-		pg = pg && c->targets[i].type == LS_ENGINE_POSTGRES;
 	struct ls_cutover_opts co = {
-		.cfg = c, .ops = pg ? &ls_pg_cutover_ops : NULL, .pipeline = d->pipeline,
+		.cfg = d->cfg, .ops = cutover_ops(d->cfg), .pipeline = d->pipeline,
 		.engines = &ls_daemon_engines,
 	};
 	if (ls_cutover_new(&d->loop, &co, &d->cutover, err) < 0)

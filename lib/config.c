@@ -18,6 +18,7 @@
 #include <ini.h>
 
 #include "log.h"
+#include "pos.h"
 
 #define CFG_LINE_MAX 8192            /* longest line accepted */
 #define CFG_FILE_MAX (1024 * 1024)   /* largest config file */
@@ -93,6 +94,7 @@ static int check_ident(const char *v, const char **why);
 static int check_topic(const char *v, const char **why);
 static int check_listen(const char *v, const char **why);
 static int check_level(const char *v, const char **why);
+static int check_gtid(const char *v, const char **why);
 
 #define PIPE(f) offsetof(struct ls_config, f)
 #define SRC(f) offsetof(struct ls_config_source, f)
@@ -128,6 +130,8 @@ static const struct key keys[] = {
 	  .min = 0, .max = UINT32_MAX },
 	{ SEC_SOURCE, "skip_origins", K_STRING, SRC(skip_origins), NULL, 0,
 	  .check = check_nonempty },
+	{ SEC_SOURCE, "start_gtid", K_STRING, SRC(start_gtid), NULL, 0,
+	  .check = check_gtid },
 
 	{ SEC_BUFFER, "type", K_ENUM, BUF(type), "kafka", 0,
 	  .names = buffer_names },
@@ -288,6 +292,13 @@ static int check_level(const char *v, const char **why)
 	enum ls_log_level l;
 	*why = "expected debug | info | notice | warning | error";
 	return ls_log_level_from_name(v, &l);
+}
+
+static int check_gtid(const char *v, const char **why)
+{
+	struct ls_gtid_set set;
+	*why = "expected a MariaDB GTID set such as 0-1-100,1-2-5";
+	return ls_gtid_set_parse(v, &set, NULL) == 0 && set.n > 0 ? 0 : -1;
 }
 
 /* ---- value parsers ---- */

@@ -60,9 +60,14 @@ struct ls_config_source {
 	char *publication;         /* default lockstep_<pipeline name> */
 	uint32_t server_id;        /* MySQL replica server id, default 0 = derive */
 	char *skip_origins;        /* comma-separated replication origins whose
-	                              transactions are not captured (PostgreSQL);
+	                              transactions are not captured (PostgreSQL
+	                              origins; MySQL: the server ids lockstep's
+	                              apply tags its writes with, one per name);
 	                              NULL = lockstep_<name>_rev, the reverse
 	                              apply of a cutover (lib/cutover.h) */
+	char *start_gtid;          /* MySQL: the first start streams after this
+	                              GTID set instead of the server's current
+	                              position (a saved resume point wins) */
 };
 
 struct ls_config_buffer {

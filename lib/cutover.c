@@ -59,6 +59,7 @@ struct jobout {
 	struct ls_err err;
 	char role_from[128], role_to[128];
 	bool origin_ok;
+	char origin_why[LS_ERR_MSG_MAX];   /* the engine's reason when not ok */
 	struct ls_pos pos;
 	uint64_t n;
 	char first[512];
@@ -685,6 +686,8 @@ static int job_plan(struct ls_cutover *c, struct jobout *o)
 		snprintf(origin, sizeof origin, "lockstep_%s", c->cfg->name);
 		if (ops->origin_exists(pr->to, origin, &o->origin_ok, &o->err) < 0)
 			return -1;
+		if (!o->origin_ok)
+			snprintf(o->origin_why, sizeof o->origin_why, "%s", o->err.msg);
 	}
 	return ops->sequences(pr->from, pr->to, slice(c), pr->nslice, c->cfg->cutover.sequences,
 			      true, &o->seqs, &o->nseqs, &o->err);
@@ -966,10 +969,10 @@ static void do_ready(struct ls_cutover *c)
 			return;
 		}
 		if (!c->jo.origin_ok) {
-			stop_proc(c, false, "replication origin lockstep_%s does not exist on the new "
-				  "side: the forward apply cannot tag its transactions (see the "
-				  "daemon's log), so the reverse direction would loop",
-				  c->cfg->name);
+			stop_proc(c, false, "the forward apply cannot tag its transactions on the new "
+				  "side as lockstep_%s (%s), so the reverse direction would loop",
+				  c->cfg->name, c->jo.origin_why[0] ? c->jo.origin_why :
+				  "no such replication origin; see the daemon's log");
 			return;
 		}
 		pr->phase = 2;
@@ -1221,6 +1224,27 @@ static const char *rev_state(struct ls_cutover *c, char *err, size_t size)
 	return c->rev_open ? c->host.reverse_state(c->host.ctx, &c->rev, err, size) : "stopped";
 }
 
+/* Where the reverse stream starts: PostgreSQL's slot holds the drain
+ * point; a MySQL source is told the GTID set taken there.  Each procedure
+ * gets its own state directory, so a later cutover never resumes from an
+ * earlier one's saved position. */
+static int reverse_start(struct ls_cutover *c, struct ls_config *rc, struct ls_err *err)
+{
+	struct proc *pr = c->pr;
+	char *dir = NULL;
+	if (asprintf(&dir, "%s/reverse-%" PRId64, c->cfg->state_dir, pr->id) < 0)
+		return ls_err_set(err, false, "out of memory");
+	free(rc->state_dir);
+	rc->state_dir = dir;
+	if (rc->source.type != LS_ENGINE_MYSQL)
+		return 0;
+	if (pr->rev_at.text[0] == '\0')
+		return ls_err_set(err, false, "the new side's drain position has no GTID: the "
+				  "reverse direction needs GTIDs on (gtid_binlog_pos is empty)");
+	rc->source.start_gtid = strdup(pr->rev_at.text);
+	return rc->source.start_gtid ? 0 : ls_err_set(err, false, "out of memory");
+}
+
 static void do_reverse(struct ls_cutover *c)
 {
 	struct proc *pr = c->pr;
@@ -1230,6 +1254,8 @@ static void do_reverse(struct ls_cutover *c)
 		step_begin(c, S_REVERSE);
 		struct ls_err e = {0};
 		struct ls_config *rc = ls_cutover_reverse_config(c->cfg, pr->tidx, pr->slice_text, &e);
+		if (rc != NULL && reverse_start(c, rc, &e) < 0)
+			rc = (ls_config_free(rc), NULL);
 		if (rc == NULL || c->host.reverse_open(c->host.ctx, rc, &c->rev, &e) < 0) {
 			stop_proc(c, true, "reverse pipeline: %s", e.msg);
 			return;
@@ -1796,9 +1822,9 @@ int64_t ls_cutover_start(struct ls_cutover *c, const struct ls_cutover_request *
 			 struct ls_err *err)
 {
 	if (c->ops == NULL)
-		return ls_err_set(err, false, "cutover is not available for this pipeline's engines "
-				  "(PostgreSQL to PostgreSQL only, with source and target in this "
-				  "daemon)");
+		return ls_err_set(err, false, "cutover is not available for this pipeline: it needs "
+				  "the source and its targets in this daemon and of one engine "
+				  "(PostgreSQL to PostgreSQL, or MariaDB to MariaDB)");
 	if (c->pr && c->pr->active)
 		return ls_err_set(err, true, "%s %" PRId64 " is running", kind(c->pr), c->pr->id);
 	if (!r->rollback && !r->dry_run && c->phase == PH_CUT_OVER)

@@ -34,6 +34,13 @@
  *                lockstep_<pipeline> and the reverse source skips them;
  *                the reverse apply's origin lockstep_<pipeline>_rev is
  *                skipped by the forward source: no replication loop.
+ *                MariaDB has no origins: the apply writes with a session
+ *                server_id derived from the origin name
+ *                (ls_mybinlog_origin_id) and the sources skip those ids;
+ *                there is no slot either, so the reverse source starts
+ *                after the GTID set taken at the drain ([source]
+ *                start_gtid).  Each procedure's reverse pipeline keeps its
+ *                state in <state_dir>/reverse-<procedure number>.
  * Rollback, within rollback_window after a cutover: ready (reverse
  * converged, drift clean), fence the new side, drain the reverse stream,
  * carry sequences back, verify, switch back (the old side's fence is lifted

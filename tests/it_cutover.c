@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/helpers/testcut.h"
 #include "tests/helpers/testd.h"
 #include "tests/helpers/testsrv.h"
 #include "tests/helpers/testutil.h"
@@ -261,11 +262,6 @@ static void assert_equal(const char *table, const char *where)
 	}
 }
 
-static long long num(json_t *o, const char *key)
-{
-	return (long long)json_integer_value(json_object_get(o, key));
-}
-
 static long qlong(struct ls_testpg *pg, const char *sql)
 {
 	char *s = ls_testpg_query1(pg, "shop", "%s", sql);
@@ -274,67 +270,9 @@ static long qlong(struct ls_testpg *pg, const char *sql)
 	return v;
 }
 
-static char ctl_out[1 << 20];
-
-/* lockstepctl ARGS: exit code and the JSON it printed (--json); the text
- * stays in ctl_out. */
 static int ctl(const char *args, json_t **out)
 {
-	char cmd[2048];
-	snprintf(cmd, sizeof cmd, "'%s' --socket '%s' %s", ls_test_build_path("lockstepctl"),
-		 ls_testd_socket(d), args);
-	FILE *f = popen(cmd, "r");
-	ck_assert_ptr_nonnull(f);
-	char *buf = ctl_out;
-	size_t n = fread(buf, 1, sizeof ctl_out - 1, f);
-	buf[n] = '\0';
-	int st = pclose(f);
-	if (out)
-		*out = json_loads(buf, 0, NULL);
-	if (out && *out == NULL)
-		fprintf(stderr, "lockstepctl printed: %s\n", buf);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static json_t *proc_of(json_t *doc)
-{
-	json_t *p = json_object_get(doc, "procedure");
-	ck_assert_msg(json_is_object(p), "no procedure in %s", json_dumps(doc, JSON_COMPACT));
-	return p;
-}
-
-static json_t *step_of(json_t *pr, const char *name)
-{
-	size_t i;
-	json_t *s, *found = NULL;
-	json_array_foreach(json_object_get(pr, "steps"), i, s)
-		if (strcmp(json_string_value(json_object_get(s, "step")), name) == 0)
-			found = s;
-	return found;
-}
-
-static const char *sval(json_t *o, const char *key)
-{
-	const char *s = json_string_value(json_object_get(o, key));
-	return s ? s : "";
-}
-
-/* The report files exist and name the outcome. */
-static void assert_report(json_t *pr)
-{
-	const char *path = sval(pr, "report");
-	ck_assert_msg(path[0] != '\0', "no report path");
-	FILE *f = fopen(path, "r");
-	ck_assert_msg(f != NULL, "report %s missing", path);
-	fclose(f);
-	char txt[1100];
-	snprintf(txt, sizeof txt, "%.*s.txt", (int)(strlen(path) - 5), path);
-	f = fopen(txt, "r");
-	ck_assert_msg(f != NULL, "report %s missing", txt);
-	char line[2048] = "";
-	ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
-	fclose(f);
-	ck_assert_msg(strstr(line, sval(pr, "outcome")) != NULL, "report text says: %s", line);
+	return ls_testcut_ctl(d, args, out);
 }
 
 /* The old side serves: the application can write there. */
@@ -366,7 +304,7 @@ static void assert_nothing_lost(struct load *l)
 static long long rev_applied_changes(void)
 {
 	json_t *j = ls_testd_get(d, "/cutover");
-	long long n = num(json_object_get(j, "reverse"), "changes_applied");
+	long long n = ls_testcut_num(json_object_get(j, "reverse"), "changes_applied");
 	json_decref(j);
 	return n;
 }
@@ -374,7 +312,7 @@ static long long rev_applied_changes(void)
 static long long fwd_applied_changes(void)
 {
 	json_t *j = ls_testd_get(d, "/status");
-	long long n = num(json_array_get(json_object_get(j, "targets"), 0), "changes");
+	long long n = ls_testcut_num(json_array_get(json_object_get(j, "targets"), 0), "changes");
 	json_decref(j);
 	return n;
 }
@@ -389,8 +327,8 @@ static bool pipe_drained(void *ctx)
 	struct drained *w = ctx;
 	json_t *j = ls_testd_get(d, w->reverse ? "/cutover" : "/lag");
 	long long seq = w->reverse
-		? num(json_object_get(j, "reverse"), "applied_seq")
-		: num(json_object_get(json_array_get(json_object_get(j, "targets"), 0), "applied"), "seq");
+		? ls_testcut_num(json_object_get(j, "reverse"), "applied_seq")
+		: ls_testcut_num(json_object_get(json_array_get(json_object_get(j, "targets"), 0), "applied"), "seq");
 	json_decref(j);
 	return seq >= w->lsn;
 }
@@ -428,34 +366,30 @@ START_TEST(cutover_and_rollback_under_load)
 	/* a dry run changes nothing */
 	json_t *doc = NULL;
 	int rc = ctl("cutover --dry-run --tables public.orders --json", &doc);
-	json_t *pr = proc_of(doc);
-	ck_assert_msg(rc == 0, "dry run exited %d: %s", rc, sval(pr, "reason"));
+	json_t *pr = ls_testcut_proc(doc);
+	ck_assert_msg(rc == 0, "dry run exited %d: %s", rc, ls_testcut_str(pr, "reason"));
 	ck_assert(json_is_true(json_object_get(pr, "dry_run")));
 	ck_assert(json_is_false(json_object_get(json_object_get(pr, "fence"), "applied")));
-	ck_assert(strstr(sval(pr, "plan"), "public.orders_id_seq") != NULL);
-	ck_assert_str_eq(sval(doc, "phase"), "idle");
+	ck_assert(strstr(ls_testcut_str(pr, "plan"), "public.orders_id_seq") != NULL);
+	ck_assert_str_eq(ls_testcut_str(doc, "phase"), "idle");
 	json_decref(doc);
 	wait_load(&l, false, 20);
 
 	rc = ctl("cutover --tables public.orders --json --timeout 60", &doc);
-	pr = proc_of(doc);
-	ck_assert_msg(rc == 0, "cutover exited %d: %s; log:\n%s", rc, sval(pr, "reason"),
+	pr = ls_testcut_proc(doc);
+	ck_assert_msg(rc == 0, "cutover exited %d: %s; log:\n%s", rc, ls_testcut_str(pr, "reason"),
 		      ls_testd_log_tail(d));
-	ck_assert_str_eq(sval(pr, "outcome"), "succeeded");
-	ck_assert_str_eq(sval(doc, "phase"), "cut_over");
+	ck_assert_str_eq(ls_testcut_str(pr, "outcome"), "succeeded");
+	ck_assert_str_eq(ls_testcut_str(doc, "phase"), "cut_over");
 	const char *names[] = { "ready", "fence", "drain", "sequences", "verify", "switch", "reverse" };
-	for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-		json_t *s = step_of(pr, names[i]);
-		ck_assert_msg(s && strcmp(sval(s, "state"), "ok") == 0, "step %s: %s", names[i],
-			      s ? sval(s, "detail") : "missing");
-	}
+	ls_testcut_assert_steps_ok(pr, names, 7);
 	double window = json_number_value(json_object_get(pr, "write_unavailable_seconds"));
 	ck_assert_msg(window > 0 && window < 60, "fenced window %.3f s", window);
 	ck_assert_int_eq(json_array_size(json_object_get(pr, "tables")), 1);
 	json_t *seq = json_array_get(json_object_get(pr, "sequences"), 0);
-	ck_assert_str_eq(sval(seq, "name"), "public.orders_id_seq");
+	ck_assert_str_eq(ls_testcut_str(seq, "name"), "public.orders_id_seq");
 	ck_assert(json_is_true(json_object_get(seq, "carried")));
-	assert_report(pr);
+	ls_testcut_assert_report(pr);
 	json_decref(doc);
 
 	/* the load goes on against the new side, serial keys without collisions */
@@ -495,20 +429,20 @@ START_TEST(cutover_and_rollback_under_load)
 	ck_assert_int_eq(fwd_applied_changes() - f0, 20);
 	assert_equal("orders", "true");
 	json_t *st = ls_testd_get(d, "/status");
-	ck_assert_int_ge(num(json_object_get(st, "source"), "skipped_origin_txns"), 1);
-	ck_assert_str_eq(sval(st, "pipeline_state"), "streaming");
+	ck_assert_int_ge(ls_testcut_num(json_object_get(st, "source"), "skipped_origin_txns"), 1);
+	ck_assert_str_eq(ls_testcut_str(st, "pipeline_state"), "streaming");
 	json_decref(st);
 
 	/* more writes on the new side, then back */
 	load_start(&l);
 	wait_load(&l, true, 100);
 	rc = ctl("rollback --json --timeout 60", &doc);
-	pr = proc_of(doc);
-	ck_assert_msg(rc == 0, "rollback exited %d: %s; log:\n%s", rc, sval(pr, "reason"),
+	pr = ls_testcut_proc(doc);
+	ck_assert_msg(rc == 0, "rollback exited %d: %s; log:\n%s", rc, ls_testcut_str(pr, "reason"),
 		      ls_testd_log_tail(d));
-	ck_assert_str_eq(sval(doc, "phase"), "rolled_back");
+	ck_assert_str_eq(ls_testcut_str(doc, "phase"), "rolled_back");
 	ck_assert(json_is_null(json_object_get(doc, "reverse")));
-	assert_report(pr);
+	ls_testcut_assert_report(pr);
 	json_decref(doc);
 	wait_load(&l, false, 100);       /* back on the old side */
 	load_stop(&l);
@@ -533,12 +467,12 @@ START_TEST(cutover_stops_when_lag_is_too_high)
 	wait_load(&l, false, 200);
 	json_t *doc = NULL;
 	int rc = ctl("cutover --max-lag-seconds 0.5 --timeout 3 --json", &doc);
-	json_t *pr = proc_of(doc);
-	ck_assert_msg(rc == 1, "cutover exited %d, want 1: %s", rc, sval(pr, "reason"));
-	ck_assert_str_eq(sval(pr, "outcome"), "failed");
-	ck_assert_msg(strncmp(sval(pr, "reason"), "ready:", 6) == 0, "reason: %s", sval(pr, "reason"));
+	json_t *pr = ls_testcut_proc(doc);
+	ck_assert_msg(rc == 1, "cutover exited %d, want 1: %s", rc, ls_testcut_str(pr, "reason"));
+	ck_assert_str_eq(ls_testcut_str(pr, "outcome"), "failed");
+	ck_assert_msg(strncmp(ls_testcut_str(pr, "reason"), "ready:", 6) == 0, "reason: %s", ls_testcut_str(pr, "reason"));
 	ck_assert(json_is_false(json_object_get(json_object_get(pr, "fence"), "applied")));
-	assert_report(pr);
+	ls_testcut_assert_report(pr);
 	json_decref(doc);
 	assert_old_serves(&l);
 	ck_assert_int_eq(ls_testd_post(d, "/resume"), 200);
@@ -556,20 +490,20 @@ START_TEST(cutover_stops_on_drift)
 	ls_testpg_exec(dst, "shop", "UPDATE items SET v = 'behind lockstep''s back' WHERE id = 7");
 	json_t *doc = NULL;
 	int rc = ctl("cutover --json", &doc);
-	json_t *pr = proc_of(doc);
-	ck_assert_msg(rc == 1, "cutover exited %d, want 1: %s", rc, sval(pr, "reason"));
-	ck_assert_msg(strstr(sval(pr, "reason"), "drift") != NULL, "reason: %s", sval(pr, "reason"));
+	json_t *pr = ls_testcut_proc(doc);
+	ck_assert_msg(rc == 1, "cutover exited %d, want 1: %s", rc, ls_testcut_str(pr, "reason"));
+	ck_assert_msg(strstr(ls_testcut_str(pr, "reason"), "drift") != NULL, "reason: %s", ls_testcut_str(pr, "reason"));
 	ck_assert(json_is_false(json_object_get(json_object_get(pr, "fence"), "applied")));
 	json_t *dr = json_array_get(json_object_get(pr, "drift"), 0);
-	ck_assert_int_eq(num(dr, "drift_rows"), 1);
-	assert_report(pr);
+	ck_assert_int_eq(ls_testcut_num(dr, "drift_rows"), 1);
+	ls_testcut_assert_report(pr);
 	json_decref(doc);
 	/* the human view: one line per step, the outcome, the report */
 	rc = ctl("cutover", NULL);
 	ck_assert_int_eq(rc, 1);
-	ck_assert_msg(strstr(ctl_out, "cutover 2 started\n  ready         failed") &&
-		      strstr(ctl_out, "cutover failed: ready: drift: 1 row(s) differ in the slice") &&
-		      strstr(ctl_out, "report: "), "lockstepctl printed:\n%s", ctl_out);
+	ck_assert_msg(strstr(ls_testcut_ctl_text(), "cutover 2 started\n  ready         failed") &&
+		      strstr(ls_testcut_ctl_text(), "cutover failed: ready: drift: 1 row(s) differ in the slice") &&
+		      strstr(ls_testcut_ctl_text(), "report: "), "lockstepctl printed:\n%s", ls_testcut_ctl_text());
 	assert_old_serves(&l);
 	ls_testpg_exec(dst, "shop", "UPDATE items SET v = 'i7' WHERE id = 7");
 	assert_nothing_lost(&l);
@@ -612,16 +546,16 @@ START_TEST(cutover_stops_on_a_write_after_the_fence)
 	int rc = ctl("cutover --json", &doc);
 	atomic_store(&w.stop, true);
 	pthread_join(w.thread, NULL);
-	json_t *pr = proc_of(doc);
-	ck_assert_msg(rc == 1, "cutover exited %d, want 1: %s", rc, sval(pr, "reason"));
-	ck_assert_msg(strncmp(sval(pr, "reason"), "fence:", 6) == 0 &&
-		      strstr(sval(pr, "reason"), "after the fence") != NULL, "reason: %s",
-		      sval(pr, "reason"));
+	json_t *pr = ls_testcut_proc(doc);
+	ck_assert_msg(rc == 1, "cutover exited %d, want 1: %s", rc, ls_testcut_str(pr, "reason"));
+	ck_assert_msg(strncmp(ls_testcut_str(pr, "reason"), "fence:", 6) == 0 &&
+		      strstr(ls_testcut_str(pr, "reason"), "after the fence") != NULL, "reason: %s",
+		      ls_testcut_str(pr, "reason"));
 	json_t *fence = json_object_get(pr, "fence");
 	ck_assert(json_is_true(json_object_get(fence, "applied")));
 	ck_assert(json_is_true(json_object_get(fence, "lifted")));
-	ck_assert_str_eq(sval(step_of(pr, "unfence"), "state"), "ok");
-	assert_report(pr);
+	ck_assert_str_eq(ls_testcut_str(ls_testcut_step(pr, "unfence"), "state"), "ok");
+	ls_testcut_assert_report(pr);
 	json_decref(doc);
 	ck_assert_int_gt(atomic_load(&w.n), 0);
 	assert_old_serves(&l);
@@ -639,15 +573,15 @@ START_TEST(cutover_stops_when_a_hook_fails)
 	wait_load(&l, false, 50);
 	json_t *doc = NULL;
 	int rc = ctl("cutover --json", &doc);
-	json_t *pr = proc_of(doc);
-	ck_assert_msg(rc == 1, "cutover exited %d, want 1: %s", rc, sval(pr, "reason"));
-	ck_assert_msg(strstr(sval(pr, "reason"), "switch_hook exited 3: repointing failed") != NULL,
-		      "reason: %s", sval(pr, "reason"));
+	json_t *pr = ls_testcut_proc(doc);
+	ck_assert_msg(rc == 1, "cutover exited %d, want 1: %s", rc, ls_testcut_str(pr, "reason"));
+	ck_assert_msg(strstr(ls_testcut_str(pr, "reason"), "switch_hook exited 3: repointing failed") != NULL,
+		      "reason: %s", ls_testcut_str(pr, "reason"));
 	ck_assert(json_is_true(json_object_get(json_object_get(pr, "fence"), "lifted")));
-	ck_assert_str_eq(sval(doc, "phase"), "idle");
+	ck_assert_str_eq(ls_testcut_str(doc, "phase"), "idle");
 	ck_assert_msg(json_number_value(json_object_get(pr, "write_unavailable_seconds")) > 0,
 		      "no fenced window reported");
-	assert_report(pr);
+	ls_testcut_assert_report(pr);
 	json_decref(doc);
 	/* nothing was left on the new side for a reverse direction */
 	ck_assert_int_eq(qlong(dst, "SELECT count(*) FROM pg_replication_slots"), 0);

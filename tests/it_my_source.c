@@ -150,6 +150,13 @@ START_TEST(mysetup_patterns_members_and_server_ids)
 	ck_assert_uint_eq(id, ls_mybinlog_server_id("shop", 1));
 	ck_assert_uint_ne(ls_mybinlog_server_id("shop", id), id);
 	ck_assert_uint_ne(ls_mybinlog_server_id("other", 1), id);
+	/* origin tags: stable, apart from every derived replica id */
+	uint32_t o = ls_mybinlog_origin_id("lockstep_shop");
+	ck_assert_uint_eq(o, ls_mybinlog_origin_id("lockstep_shop"));
+	ck_assert_uint_ne(o, ls_mybinlog_origin_id("lockstep_shop_rev"));
+	ck_assert_uint_ge(o, 0x80000000u);
+	ck_assert_uint_lt(o, 0xffffffffu);
+	ck_assert_uint_lt(ls_mybinlog_server_id("lockstep_shop", 1), 0x80000000u);
 }
 END_TEST
 

@@ -76,17 +76,29 @@ static uint64_t rd8(const uint8_t *p)
 	return (uint64_t)rd4(p) | (uint64_t)rd4(p + 4) << 32;
 }
 
-uint32_t ls_mybinlog_server_id(const char *name, uint32_t avoid)
+static uint32_t fnv32(const char *s)
 {
 	uint32_t h = 2166136261u;
-	for (const char *p = name ? name : ""; *p; p++) {
+	for (const char *p = s ? s : ""; *p; p++) {
 		h ^= (uint8_t)*p;
 		h *= 16777619u;
 	}
+	return h;
+}
+
+uint32_t ls_mybinlog_server_id(const char *name, uint32_t avoid)
+{
+	uint32_t h = fnv32(name);
 	uint32_t id = 2 + h % (0x7fffffffu - 2);
 	if (id == avoid)
 		id = id + 1 < 0x7fffffffu ? id + 1 : 2;
 	return id;
+}
+
+uint32_t ls_mybinlog_origin_id(const char *origin)
+{
+	uint32_t id = 0x80000000u | (fnv32(origin) & 0x7fffffffu);
+	return id == UINT32_MAX ? id - 1 : id;
 }
 
 uint64_t ls_mybinlog_backoff_ms(uint64_t prev, uint64_t base, uint64_t cap,

@@ -203,6 +203,12 @@ void ls_mybinlog_stats(const struct ls_mybinlog *b, struct ls_mybinlog_stats *ou
  * equal to avoid (the source server's own id). */
 uint32_t ls_mybinlog_server_id(const char *name, uint32_t avoid);
 
+/* The session server id lockstep's apply writes with for replication origin
+ * `origin` (e.g. lockstep_<pipeline>), so a source reading that server's
+ * binlog can tell lockstep's own transactions apart (skip_origins).  FNV-1a
+ * in [2^31, 2^32 - 1): never one ls_mybinlog_server_id derives. */
+uint32_t ls_mybinlog_origin_id(const char *origin);
+
 /* Decorrelated jitter: min(cap, random in [base, prev * 3]). */
 uint64_t ls_mybinlog_backoff_ms(uint64_t prev, uint64_t base, uint64_t cap,
 	uint32_t rnd);

@@ -80,6 +80,12 @@ struct ls_source {
 	bool snapshot_never;
 	int workers;
 	uint32_t server_id;
+	/* Transactions written with these session server ids are lockstep's
+	 * own apply (skip_origins, one id per origin name): not captured. */
+	char *skip_origins;
+	uint32_t skip_ids[16];
+	int nskip_ids;
+	char *start_from;              /* [source] start_gtid, NULL = server's now */
 	int hb_ms, base_ms, cap_ms;
 	enum state state;
 
@@ -129,6 +135,8 @@ struct ls_source {
 	uint8_t grp_flags;
 	struct ls_gtid_set after;
 	struct ls_txn txn;
+	bool skip_grp;                 /* the open group is lockstep's own apply */
+	uint64_t skipped_txns;
 
 	/* acknowledgements and the state file */
 	struct pend_ack *acks;
@@ -264,6 +272,44 @@ static char *marker_excluded(const char *exclude)
 	return x;
 }
 
+/* skip_origins (default lockstep_<name>_rev, a cutover's reverse apply)
+ * as the server ids my_target tags lockstep's writes with. */
+static int skip_ids_init(struct ls_source *s, const struct ls_config_source *c,
+			 struct ls_err *err)
+{
+	char def[96];
+	snprintf(def, sizeof def, "lockstep_%s_rev", s->name);
+	s->skip_origins = strdup(c->skip_origins ? c->skip_origins : def);
+	s->start_from = c->start_gtid ? strdup(c->start_gtid) : NULL;
+	if (s->skip_origins == NULL || (c->start_gtid && s->start_from == NULL))
+		return ls_err_set(err, false, "mysql source: out of memory");
+	for (const char *p = s->skip_origins; *p != '\0';) {
+		p += strspn(p, " ,");
+		size_t len = strcspn(p, ","), l = len;
+		while (l > 0 && p[l - 1] == ' ')
+			l--;
+		char name[128];
+		if (l >= sizeof name || s->nskip_ids == 16)
+			return ls_err_set(err, false, "mysql source: skip_origins: at most 16 "
+					  "names of at most 127 characters");
+		if (l > 0) {
+			memcpy(name, p, l);
+			name[l] = '\0';
+			s->skip_ids[s->nskip_ids++] = ls_mybinlog_origin_id(name);
+		}
+		p += len;
+	}
+	return 0;
+}
+
+static bool skipped_id(const struct ls_source *s, uint32_t server_id)
+{
+	for (int i = 0; i < s->nskip_ids; i++)
+		if (s->skip_ids[i] == server_id)
+			return true;
+	return false;
+}
+
 static int my_open(uv_loop_t *loop, const struct ls_config *cfg, struct ls_source **out,
 		   struct ls_err *err)
 {
@@ -297,6 +343,10 @@ static int my_open(uv_loop_t *loop, const struct ls_config *cfg, struct ls_sourc
 	s->snapshot_never = c->snapshot == LS_SNAPSHOT_NEVER;
 	s->workers = c->snapshot_workers > 0 ? c->snapshot_workers : 1;
 	s->server_id = c->server_id;
+	if (skip_ids_init(s, c, err) < 0) {
+		free_source(s);
+		return -1;
+	}
 	uv_timer_init(loop, &s->timer);
 	uv_timer_init(loop, &s->persist_timer);
 	s->timer.data = s->persist_timer.data = s;
@@ -603,6 +653,17 @@ static int decide_start(struct ls_source *s, MYSQL *m, struct ls_err *err)
 			return ls_err_prefix(err, "resuming from %s", s->state_path);
 		ls_info("mysql source: resuming after GTID %s (%s)", s->start_gtid,
 			s->state_path);
+	} else if (s->start_from != NULL) {
+		struct ls_gtid_set set;
+		snprintf(s->start_gtid, sizeof s->start_gtid, "%s", s->start_from);
+		if (ls_gtid_set_parse(s->start_gtid, &set, err) < 0 ||
+		    ls_mysetup_check_resume(m, &set, err) < 0)
+			return ls_err_prefix(err, "start_gtid %s", s->start_gtid);
+		mkdirs(s->state_dir);
+		if (state_write(s->state_dir, s->state_path, s->start_gtid, 0, err) < 0)
+			return -1;
+		ls_info("mysql source: first start; streaming after start_gtid %s",
+			s->start_gtid);
 	} else {
 		snprintf(s->start_gtid, sizeof s->start_gtid, "%s", s->server.gtid_pos);
 		mkdirs(s->state_dir);
@@ -1080,6 +1141,7 @@ static int ev_gtid(struct ls_source *s, const struct ls_mybinlog_event *ev, stru
 		return -1;
 	s->in_grp = true;
 	s->begun = false;
+	s->skip_grp = skipped_id(s, g.gtid.server);
 	s->grp_flags = g.flags;
 	s->txn.xid = g.gtid.seq;
 	s->txn.commit.seq = pos_seq(&ev->pos);
@@ -1098,6 +1160,9 @@ static int end_group(struct ls_source *s, struct ls_err *err)
 	ls_debug("mysql source: GTID group %s at seq %llu %s", s->txn.commit.text,
 		 (unsigned long long)s->txn.commit.seq, s->begun ? "captured" : "not captured");
 	s->in_grp = false;
+	if (s->skip_grp && !s->begun)
+		s->skipped_txns++;
+	s->skip_grp = false;
 	s->done = s->after;
 	snprintf(s->done_text, sizeof s->done_text, "%s", s->txn.commit.text);
 	(void)ls_mybinlog_set_resume(s->bl, s->done_text);
@@ -1200,6 +1265,8 @@ static int marker_rows(struct ls_source *s, const struct ls_mybinlog_event *ev,
 {
 	if (!s->in_grp)
 		return ls_err_set(err, false, "drift marker outside a GTID group");
+	if (s->skip_grp)
+		return 0;
 	struct ls_myr_event mev;
 	if (ls_myr_decode(s->dec, ev->type, ev->data + LS_MYEV_HEADER_LEN,
 			  ev->len - LS_MYEV_HEADER_LEN, &s->arena, &mev, err) < 0)
@@ -1240,6 +1307,8 @@ static int ev_rows(struct ls_source *s, const struct ls_mybinlog_event *ev, stru
 	if (!s->in_grp)
 		return ls_err_set(err, false, "rows of %s.%s outside a GTID group", rel->schema,
 				  rel->name);
+	if (s->skip_grp)
+		return 0;             /* lockstep's own apply: no replication loop */
 	if (!(s->grp_flags & LS_MYGTID_TRANSACTIONAL))
 		return ls_err_set(err, false, "table %s.%s was changed by a non-transactional "
 				  "statement (GTID %s): its changes cannot be captured "
@@ -1573,12 +1642,16 @@ static void my_status(struct ls_source *s, struct ls_json *j)
 	ls_json_kv_uint(j, "reconnects", st.reconnects);
 	ls_json_kv_uint(j, "replica_server_id", st.server_id);
 	ls_json_kv_bool(j, "connected", st.connected);
+	ls_json_kv_string(j, "skip_origins", s->skip_origins);
+	ls_json_kv_uint(j, "skipped_origin_txns", s->skipped_txns);
 }
 
 /* ---- close ------------------------------------------------------------------------------- */
 
 static void free_source(struct ls_source *s)
 {
+	free(s->skip_origins);
+	free(s->start_from);
 	for (int i = 0; i < s->tables.n; i++) {
 		if (s->rels)
 			ls_relation_free(s->rels[i]);

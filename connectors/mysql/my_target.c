@@ -1,6 +1,9 @@
 #include "connectors/mysql/my_target.h"
+
+#include "connectors/mysql/my_binlog.h"
 #include "connectors/mysql/my_drift.h"
 
+#include <inttypes.h>
 #include <mysql.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -9,6 +12,7 @@
 #include <time.h>
 
 #include "connectors/mysql/my_sql.h"
+#include "log.h"
 
 #define DEFAULT_STMT_BYTES (1024 * 1024)
 #define SAVEPOINT "SAVEPOINT ls_txn"
@@ -24,6 +28,8 @@ struct sess {
 	const char *target;        /* borrowed name, for messages */
 	unsigned last_errno;
 	bool mariadb;
+	uint32_t origin_id;        /* session server id tagging lockstep's writes */
+	bool untagged;             /* the server refused the tag */
 };
 
 /* Where a statement came from, for error messages. */
@@ -237,6 +243,31 @@ static void put_literal(struct sess *s, struct ls_mysql_buf *b, const char *p, s
 	b->len += k + 2;
 }
 
+/* Writes with session server id origin_id, so a source reading this
+ * server's binlog skips them (a cutover's reverse direction: no loop).  A
+ * server that refuses (no SUPER / BINLOG REPLAY, or MySQL, whose server_id
+ * is global only) still gets the data; the cutover checks the tag first. */
+static int sess_tag(struct sess *s, struct ls_err *err)
+{
+	if (s->origin_id == 0)
+		return 0;
+	char sql[64];
+	snprintf(sql, sizeof sql, "SET SESSION server_id = %" PRIu32, s->origin_id);
+	if (mysql_query(s->conn, sql) == 0) {
+		s->untagged = false;
+		return 0;
+	}
+	unsigned e = mysql_errno(s->conn);
+	if (e != 1227 && e != 1228 && e != 1238)
+		return sess_error(s, NULL, err);
+	if (!s->untagged)
+		ls_warn("mysql target %s: cannot tag lockstep's writes with a session "
+			"server_id (%s): a cutover's reverse direction would send them back",
+			s->target ? s->target : "", mysql_error(s->conn));
+	s->untagged = true;
+	return 0;
+}
+
 static int sess_connect(struct sess *s, const struct ls_mysql_conninfo *ci, struct ls_err *err)
 {
 	pthread_once(&lib_once, lib_init);
@@ -261,7 +292,8 @@ static int sess_connect(struct sess *s, const struct ls_mysql_conninfo *ci, stru
 	s->mariadb = strstr(mysql_get_server_info(s->conn), "MariaDB") != NULL;
 	if (sess_exec(s, SQL_MODE, err) < 0 ||
 	    sess_exec(s, "SET SESSION time_zone = '+00:00'", err) < 0 ||
-	    sess_exec(s, "SET SESSION foreign_key_checks = 0", err) < 0) {
+	    sess_exec(s, "SET SESSION foreign_key_checks = 0", err) < 0 ||
+	    sess_tag(s, err) < 0) {
 		mysql_close(s->conn);
 		s->conn = NULL;
 		return -1;
@@ -456,6 +488,9 @@ int ls_mytarget_new(const struct ls_mytarget_opts *opts, struct ls_mytarget **ou
 		return ls_err_set(err, false, "out of memory");
 	}
 	t->s.target = t->target;
+	char origin[96];
+	snprintf(origin, sizeof origin, "lockstep_%s", t->pipeline);
+	t->s.origin_id = ls_mybinlog_origin_id(origin);
 	if (ls_mysql_conninfo_parse(t->conninfo, &t->ci, err) < 0) {
 		ls_err_prefix(err, "target %s", t->target);
 		ls_mytarget_free(t);
@@ -1356,6 +1391,7 @@ int ls_mytarget_copy_open(struct ls_mytarget *t, struct ls_mytarget_copy **out,
 		return ls_err_set(err, false, "out of memory");
 	c->t = t;
 	c->s.target = t->target;
+	c->s.origin_id = t->s.origin_id;
 	if (sess_connect(&c->s, &t->ci, err) < 0) {
 		free(c);
 		return -1;

@@ -67,6 +67,7 @@ static int my_init(struct ls_srv *s, char *err, size_t errsz)
 		 "bind_address=127.0.0.1\n"
 		 "socket=%s/my.sock\n"
 		 "pid_file=%s/my.pid\n"
+		 "tmpdir=%s\n"
 		 "skip_name_resolve\n"
 		 "log_bin=%s/data/binlog\n"
 		 "binlog_format=ROW\n"
@@ -76,7 +77,7 @@ static int my_init(struct ls_srv *s, char *err, size_t errsz)
 		 "innodb_flush_log_at_trx_commit=2\n"
 		 "innodb_doublewrite=0\n"
 		 MY_INNODB,
-		 s->dir, s->dir, s->dir, s->dir);
+		 s->dir, s->dir, s->dir, s->dir, s->dir);
 	snprintf(cnf, sizeof cnf, "%s/my.cnf", s->dir);
 	if (ls_srv_append(cnf, text) != 0 ||
 	    (s->extra_conf && (ls_srv_append(cnf, s->extra_conf) != 0 ||
