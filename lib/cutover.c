@@ -856,42 +856,68 @@ static int drift_poll(struct ls_cutover *c, const char *when)
 /* 0 waiting, 1 converged, -1 stopped: the pipe's target has applied up to
  * `want` (0: a source position sampled now), within max_lag when
  * check_lag. */
-static int lag_poll(struct ls_cutover *c, uint64_t want, bool check_lag)
+/* Where one target stands: 1 when it has applied `want` (0: the source
+ * position sampled first) within the lag bound, else 0 with *why set. */
+static int target_ready(struct ls_cutover *c, const char *target, uint64_t want,
+			bool check_lag, char *why, size_t size)
 {
 	struct proc *pr = c->pr;
 	struct ls_cutover_lag l;
 	memset(&l, 0, sizeof l);
 	l.lag_s = -1;
-	if (pr->pipe->lag(pr->pipe->p, pr->target, &l) < 0) {
-		stop_proc(c, true, "no target %s", pr->target);
-		return -1;
-	}
+	if (pr->pipe->lag(pr->pipe->p, target, &l) < 0)
+		return snprintf(why, size, "no target %s", target), -1;
 	if (want == 0 && !pr->have_s0 && l.source_seq > 0) {
 		pr->have_s0 = true;
 		pr->s0.seq = l.source_seq;
 	}
 	if (want == 0)
 		want = pr->have_s0 ? pr->s0.seq : UINT64_MAX;
-	if (l.applied_known) {
+	if (l.applied_known && strcmp(target, pr->target) == 0) {
 		pr->applied.seq = l.applied_seq;
 		snprintf(pr->applied.text, sizeof pr->applied.text, "%s", l.applied);
 	}
 	bool lag_ok = !check_lag || (l.lag_s >= 0 && l.lag_s <= pr->max_lag_s);
 	if (strcmp(l.state, "failed") != 0 && l.applied_known && l.applied_seq >= want && lag_ok)
 		return 1;
+	if (strcmp(l.state, "failed") == 0)
+		snprintf(why, size, "the pipeline failed (see lockstepctl status)");
+	else if (!lag_ok)
+		snprintf(why, size, "target %s: apply lag %.1f s is above %.1f s after %.0f s",
+			 target, l.lag_s, pr->max_lag_s, pr->timeout_s);
+	else
+		snprintf(why, size, "target %s has not applied up to the source position within "
+			 "%.0f s (applied %s)", target, pr->timeout_s,
+			 l.applied_known ? l.applied : "nothing");
+	return 0;
+}
+
+/* Every target of the pipe (a cutover: all of the forward pipeline's, so
+ * none is left behind the fence; a rollback: the reverse's one) has
+ * applied `want`: 1; 0 = polled again later; -1 = stopped (deadline). */
+static int lag_poll(struct ls_cutover *c, uint64_t want, bool check_lag)
+{
+	struct proc *pr = c->pr;
+	char why[512] = "";
+	int n = pr->rollback ? 1 : c->cfg->ntargets;
+	for (int i = 0; i < n; i++) {
+		const char *t = pr->rollback ? pr->target : c->cfg->targets[i].name;
+		int rc = target_ready(c, t, want, check_lag, why, sizeof why);
+		if (rc < 0) {
+			stop_proc(c, true, "%s", why);
+			return -1;
+		}
+		if (rc == 0)
+			break;
+		why[0] = '\0';
+	}
+	if (why[0] == '\0')
+		return 1;
 	if (!past(pr->deadline_ns)) {
 		wait_ms(c, (uint64_t)c->poll_ms);
 		return 0;
 	}
-	if (strcmp(l.state, "failed") == 0)
-		stop_proc(c, false, "the pipeline failed (see lockstepctl status)");
-	else if (!lag_ok)
-		stop_proc(c, false, "target %s: apply lag %.1f s is above %.1f s after %.0f s",
-			  pr->target, l.lag_s, pr->max_lag_s, pr->timeout_s);
-	else
-		stop_proc(c, false, "target %s has not applied up to the source position within "
-			  "%.0f s (applied %s)", pr->target, pr->timeout_s,
-			  l.applied_known ? l.applied : "nothing");
+	stop_proc(c, false, "%s", why);
 	return -1;
 }
 

@@ -5,9 +5,9 @@
  * Cutover, each step logged with its time and shown in GET /cutover; the
  * first failed check stops it with the old side serving (a fence already
  * applied is lifted again):
- *   1 ready      the target converged: it applied up to a source position
- *                sampled after the start and its apply lag is within
- *                max_lag_seconds; a fresh drift check of the slice is clean
+ *   1 ready      every target converged (not only the one cut over to):
+ *                each applied up to a source position sampled after the
+ *                start and its apply lag is within max_lag_seconds; a fresh drift check of the slice is clean
  *                (plan checks first: roles exist and are not superusers nor
  *                lockstep's own, the forward apply's replication origin
  *                exists on the new side, the reverse pipeline's name fits)
@@ -18,7 +18,7 @@
  *                temporary logical slot); a row change of the slice
  *                committed after the fence position, within `settle` ms, is
  *                a failed check
- *   3 drain      the target applies up to the fence position; then the
+ *   3 drain      every target applies up to the fence position; then the
  *                reverse direction's slot and publication are made on the
  *                new side (the drain point: nothing after it is missed)
  *   4 sequences  sequence values (owned by the slice's columns, plus

@@ -167,11 +167,14 @@ END_TEST
 
 /* ---- the procedure with a fake engine and fake pipelines ---------------------------------- */
 
+static const char *extra_targets = "";   /* more [target] sections for start_engine */
+
 struct fake {
 	/* knobs */
 	uint64_t watch_writes;         /* writes seen after the fence */
 	int check_roles_rc, sequences_rc;
 	double lag_s;
+	double other_lag_s;            /* a second target, "report" */
 	bool drift_dirty;
 	/* what happened, in order */
 	char calls[2048];
@@ -365,13 +368,15 @@ static const struct ls_cutover_ops fake_ops = {
 static int p_lag(void *p, const char *target, struct ls_cutover_lag *out)
 {
 	(void)p;
-	if (strcmp(target, "new") != 0 && strcmp(target, "old") != 0)
+	bool other = strcmp(target, "report") == 0;
+	if (strcmp(target, "new") != 0 && strcmp(target, "old") != 0 && !other)
 		return -1;
+	double lag = other ? F.other_lag_s : F.lag_s;
 	F.source += 5;
 	out->applied_known = true;
-	out->applied_seq = F.lag_s > 1 ? 1 : F.source + 20;
+	out->applied_seq = lag > 1 ? 1 : F.source + 20;
 	snprintf(out->applied, sizeof out->applied, "0/%llX", (unsigned long long)out->applied_seq);
-	out->lag_s = F.lag_s;
+	out->lag_s = lag;
 	out->source_seq = F.source;
 	snprintf(out->state, sizeof out->state, "streaming");
 	return 0;
@@ -456,9 +461,9 @@ static void start_engine(const char *cutover_section)
 	snprintf(text, sizeof text,
 		 "[pipeline]\nname = shop\nstate_dir = %s\n\n"
 		 "[source]\ntype = postgres\nconninfo = old\n\n[buffer]\ntype = direct\n\n"
-		 "[target new]\ntype = postgres\nconninfo = new\n\n"
+		 "[target new]\ntype = postgres\nconninfo = new\n\n%s"
 		 "[cutover]\napp_roles = app\nsettle = 0\nhook_timeout = 5s\n%s", dir,
-		 cutover_section);
+		 extra_targets, cutover_section);
 	cfg = parse(text);
 	uv_loop_init(&loop);
 	struct ls_cutover_opts o = {
@@ -519,7 +524,7 @@ static json_t *run(bool rollback, bool dry_run, double timeout)
 {
 	struct ls_cutover_request r = {
 		.rollback = rollback, .dry_run = dry_run, .max_lag_s = -1, .timeout_s = timeout,
-		.uid = 1234,
+		.uid = 1234, .target = extra_targets[0] ? "new" : NULL,
 	};
 	struct ls_err err = {0};
 	int64_t id = ls_cutover_start(cut, &r, &err);
@@ -633,6 +638,27 @@ START_TEST(cutover_lag_fails_before_any_fence)
 	ck_assert_int_eq(F.unfences, 0);
 	json_decref(d);
 	stop_engine();
+}
+END_TEST
+
+/* Every target must be ready, not only the one cut over to: a second
+ * one lagging stops the procedure before the fence, naming it. */
+START_TEST(cutover_waits_for_every_target)
+{
+	extra_targets = "[target report]\ntype = postgres\nconninfo = report\n\n";
+	start_engine("");
+	F.other_lag_s = 30;
+	json_t *d = run(false, false, 0.2);
+	char steps[512];
+	steps_of(d, steps, sizeof steps);
+	ck_assert_str_eq(steps, "ready:failed");
+	json_t *pr = json_object_get(d, "procedure");
+	ck_assert_msg(strstr(sval(pr, "reason"), "target report: apply lag 30.0 s"), "%s",
+		      sval(pr, "reason"));
+	ck_assert_int_eq(F.fences, 0);
+	json_decref(d);
+	stop_engine();
+	extra_targets = "";
 }
 END_TEST
 
@@ -795,6 +821,7 @@ int main(void)
 	tcase_add_test(tc, cutover_runs_every_step_in_order);
 	tcase_add_test(tc, cutover_write_after_fence_lifts_the_fence);
 	tcase_add_test(tc, cutover_lag_fails_before_any_fence);
+	tcase_add_test(tc, cutover_waits_for_every_target);
 	tcase_add_test(tc, cutover_drift_fails_the_ready_step);
 	tcase_add_test(tc, cutover_hook_failure_unfences_and_drops_the_reverse_slot);
 	tcase_add_test(tc, cutover_check_command_failure_stops);
