@@ -1,5 +1,7 @@
 #include "cutover.h"
 
+#include "cutstate.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -1652,6 +1654,100 @@ static void write_report(struct ls_cutover *c, struct proc *pr)
 		ls_warn("cannot write the report %s: %s", path, strerror(errno));
 }
 
+/* ---- the cut-over state across restarts (lib/cutstate.h) ------------------------------------------ */
+
+static void state_save(struct ls_cutover *c)
+{
+	struct proc *pr = c->pr;
+	struct ls_cutstate st = {
+		.id = pr->id, .tables = pr->tables_pat, .slice = pr->slice_text,
+		.window_until_us = c->window_until_us, .undo = c->oldside_undo,
+	};
+	snprintf(st.target, sizeof st.target, "%s", pr->target);
+	snprintf(st.rev_start, sizeof st.rev_start, "%s", pr->have_rev ? pr->rev_at.text : "");
+	snprintf(st.report, sizeof st.report, "%s", pr->report);
+	struct ls_err err;
+	if (ls_cutstate_save(c->cfg->state_dir, &st, &err) < 0)
+		ls_error("cutover %" PRId64 ": %s: a daemon restart would forget the reverse "
+			 "pipeline and the rollback window", pr->id, err.msg);
+}
+
+static void on_window(uv_timer_t *t);
+static int reverse_start(struct ls_cutover *c, struct ls_config *rc, struct ls_err *err);
+
+/* After a restart: the reverse pipeline again, from where it stood (its
+ * slot, or its saved GTID in its own state directory), and what is left of
+ * the rollback window. */
+static void on_restore(uv_timer_t *t)
+{
+	struct ls_cutover *c = t->data;
+	struct proc *pr = c->pr;
+	struct ls_err e = {0};
+	struct ls_config *rc = ls_cutover_reverse_config(c->cfg, pr->tidx, pr->slice_text, &e);
+	if (rc != NULL && reverse_start(c, rc, &e) < 0)
+		rc = (ls_config_free(rc), NULL);
+	if (rc == NULL || c->host.reverse_open(c->host.ctx, rc, &c->rev, &e) < 0) {
+		ls_error("cutover %" PRId64 ": the reverse pipeline does not start again: %s; the "
+			 "old side misses the new side's writes until it does, and rollback is "
+			 "refused", pr->id, e.msg);
+		return;
+	}
+	c->rev_open = true;
+	int64_t left_ms = (c->window_until_us - wall_us()) / 1000;
+	ls_notice("cutover %" PRId64 " (tables %s, target %s) restored after a restart: %s_rev "
+		  "streams the new side back again; rollback possible for %" PRId64 " s more",
+		  pr->id, pr->slice_text, pr->target, c->cfg->name, left_ms > 0 ? left_ms / 1000 : 0);
+	uv_timer_start(&c->window, on_window, left_ms > 0 ? (uint64_t)left_ms : 0, 0);
+}
+
+/* Reads what the last successful cutover left (lib/cutstate.h): 1 and the
+ * phase is cut_over again (the reverse pipeline starts from the loop), 0
+ * when there is nothing, -1 with err. */
+static int state_restore(struct ls_cutover *c, struct ls_err *err)
+{
+	struct ls_cutstate st;
+	int rc = ls_cutstate_load(c->cfg->state_dir, &st, err);
+	if (rc <= 0)
+		return rc;
+	int tidx = -1;
+	for (int i = 0; i < c->cfg->ntargets; i++)
+		if (strcmp(c->cfg->targets[i].name, st.target) == 0)
+			tidx = i;
+	struct proc *pr = tidx < 0 ? NULL : calloc(1, sizeof *pr);
+	if (pr == NULL) {
+		ls_err_set(err, false, "%s/%s names target %s, which this config does not have",
+			   c->cfg->state_dir, LS_CUTSTATE_FILE, st.target);
+		ls_cutstate_clear(&st);
+		return -1;
+	}
+	pr->id = st.id;
+	pr->tidx = tidx;
+	snprintf(pr->target, sizeof pr->target, "%s", st.target);
+	snprintf(pr->outcome, sizeof pr->outcome, "succeeded");
+	snprintf(pr->report, sizeof pr->report, "%s", st.report);
+	pr->have_rev = st.rev_start[0] != '\0';
+	snprintf(pr->rev_at.text, sizeof pr->rev_at.text, "%s", st.rev_start);
+	pr->tables_pat = st.tables;
+	pr->slice_text = st.slice;
+	pr->from_ci = c->cfg->source.conninfo;
+	pr->to_ci = c->cfg->targets[tidx].conninfo;
+	pr->pipe = &c->host.fwd;
+	c->pr = pr;
+	c->next_id = st.id;
+	c->phase = PH_CUT_OVER;
+	c->oldside_undo = st.undo;
+	c->window_until_us = st.window_until_us;
+	uv_timer_start(&c->window, on_restore, 0, 0);
+	return 1;
+}
+
+static void state_forget(struct ls_cutover *c)
+{
+	struct ls_err err;
+	if (ls_cutstate_remove(c->cfg->state_dir, &err) < 0)
+		ls_warn("%s", err.msg);
+}
+
 /* ---- procedure: end ------------------------------------------------------------------------------ */
 
 static void on_window(uv_timer_t *t);
@@ -1677,6 +1773,7 @@ static void finish(struct ls_cutover *c)
 	} else if (ok && !pr->dry_run) {
 		c->phase = PH_ROLLED_BACK;
 		uv_timer_stop(&c->window);
+		state_forget(c);
 		free(c->newside_undo);
 		c->newside_undo = pr->undo ? strdup(pr->undo) : NULL;
 	} else if (pr->rollback) {
@@ -1685,6 +1782,8 @@ static void finish(struct ls_cutover *c)
 		c->phase = c->rev_open ? PH_CUT_OVER : PH_IDLE;
 	}
 	write_report(c, pr);
+	if (ok && !pr->dry_run && !pr->rollback)
+		state_save(c);   /* names the report, so after it */
 	ls_notice("%s %" PRId64 " %s%s%s; report %s", kind(pr), pr->id, pr->outcome,
 		  pr->reason[0] ? ": " : "", pr->reason, pr->report);
 	if (c->ops) {
@@ -1763,6 +1862,7 @@ static void on_window(uv_timer_t *t)
 	ls_notice("rollback window closed: the reverse pipeline %s_rev stops and its slot goes",
 		  c->cfg->name);
 	c->phase = PH_IDLE;
+	state_forget(c);
 	free(c->oldside_undo);
 	c->oldside_undo = NULL;
 	if (c->rev_open) {
@@ -2081,6 +2181,10 @@ int ls_cutover_new(uv_loop_t *loop, const struct ls_cutover_opts *o, struct ls_c
 	uv_timer_init(loop, &c->timer);
 	uv_timer_init(loop, &c->window);
 	c->timer.data = c->window.data = c;
+	struct ls_err e = {0};
+	if (c->ops && state_restore(c, &e) < 0)
+		ls_error("cutover: %s; the reverse pipeline and the rollback window of the last "
+			 "cutover are not restored (its report says how to go on by hand)", e.msg);
 	*out = c;
 	return 0;
 }

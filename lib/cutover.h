@@ -70,9 +70,13 @@
  * &timeout=S] and POST /rollback[?max_lag=S&timeout=S] (admin) start a
  * procedure (202, or 409 when one runs); GET /cutover shows it.
  *
- * Not kept across a daemon restart: the reverse pipeline and the rollback
- * window live in this process (the reverse slot keeps the new side's
- * changes meanwhile; the report holds what is needed to go on by hand).
+ * Across a daemon restart: a successful cutover leaves <state_dir>/
+ * cutover.state (lib/cutstate.h: the slice, the target, the rollback
+ * deadline, the old side's fence undo); at start the phase is cut_over
+ * again, the reverse pipeline resumes from its slot or saved GTID, and the
+ * rest of the window runs.  A rollback or the window's end removes it.  A
+ * procedure running when the daemon stops is not resumed: its report says
+ * what state each side is in.
  */
 #ifndef LS_CUTOVER_H
 #define LS_CUTOVER_H

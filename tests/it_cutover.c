@@ -10,6 +10,9 @@
  *    no replication loop in either direction (row changes applied counted
  *    exactly); `lockstepctl rollback` brings every row written on the new
  *    side back and the load back to the old side;
+ *  - the daemon stops inside the rollback window while the application
+ *    writes to the new side: after the restart the cutover's state is back,
+ *    the reverse pipeline brings those rows over and the rollback works;
  *  - a failed check at each kind of step stops the procedure with the old
  *    side serving and nothing lost: lag too high (target paused), drift (a
  *    direct write on the target), a write after the fence (a superuser
@@ -457,6 +460,60 @@ START_TEST(cutover_and_rollback_under_load)
 }
 END_TEST
 
+struct phase_want {
+	const char *phase;
+	bool reverse_streaming;
+};
+
+static bool cutover_phase_is(void *ctx)
+{
+	struct phase_want *w = ctx;
+	json_t *j = ls_testd_get(d, "/cutover");
+	bool ok = j && strcmp(ls_testcut_str(j, "phase"), w->phase) == 0 &&
+		  (!w->reverse_streaming ||
+		   strcmp(ls_testcut_str(json_object_get(j, "reverse"), "state"), "streaming") == 0);
+	json_decref(j);
+	return ok;
+}
+
+/* The daemon stops inside the rollback window while the application
+ * writes to the new side, and starts again: the cutover's state comes
+ * back, the reverse pipeline resumes from its slot (the rows written while
+ * lockstep was down reach the old side) and the rollback still works. */
+START_TEST(cutover_survives_a_daemon_restart)
+{
+	start_daemon("touch @DIR@/switched");
+	struct load l = { .ids = NULL };
+	load_start(&l);
+	wait_load(&l, false, 50);
+	json_t *doc = NULL;
+	int rc = ctl("cutover --tables public.orders --json --timeout 60", &doc);
+	ck_assert_msg(rc == 0, "cutover exited %d: %s", rc, ls_testcut_str(ls_testcut_proc(doc),
+								  "reason"));
+	json_decref(doc);
+	wait_load(&l, true, 50);
+	ck_assert_int_eq(ls_testd_stop(d, 30000), 0);
+	wait_load(&l, true, 200);        /* the application goes on while lockstep is down */
+	ls_testd_start(d);
+	struct phase_want w = { "cut_over", true };
+	ck_assert_msg(ls_test_wait_until(cutover_phase_is, &w, 60000), "not cut over with the "
+		      "reverse streaming after the restart; log:\n%s", ls_testd_log_tail(d));
+	wait_load(&l, true, 50);
+	rc = ctl("rollback --json --timeout 60", &doc);
+	json_t *pr = ls_testcut_proc(doc);
+	ck_assert_msg(rc == 0, "rollback exited %d: %s; log:\n%s", rc, ls_testcut_str(pr, "reason"),
+		      ls_testd_log_tail(d));
+	ck_assert_str_eq(ls_testcut_str(doc, "phase"), "rolled_back");
+	json_decref(doc);
+	wait_load(&l, false, 50);
+	load_stop(&l);
+	assert_has_all(&l, src, "old");   /* the rows written while lockstep was down too */
+	ck_assert_int_eq(atomic_load(&l.dups), 0);
+	assert_equal("orders", "true");
+	free(l.ids);
+}
+END_TEST
+
 START_TEST(cutover_stops_when_lag_is_too_high)
 {
 	start_daemon("touch @DIR@/switched");
@@ -595,6 +652,7 @@ int main(void)
 {
 	const struct ls_testutil_case cases[] = {
 		{ "cutover_rollback", cutover_and_rollback_under_load },
+		{ "restart", cutover_survives_a_daemon_restart },
 		{ "lag", cutover_stops_when_lag_is_too_high },
 		{ "drift", cutover_stops_on_drift },
 		{ "write_after_fence", cutover_stops_on_a_write_after_the_fence },

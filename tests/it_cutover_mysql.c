@@ -418,6 +418,46 @@ START_TEST(cutover_and_rollback_under_load)
 }
 END_TEST
 
+static bool cut_over_and_streaming(void *ctx)
+{
+	(void)ctx;
+	json_t *j = ls_testd_get(d, "/cutover");
+	bool ok = j && strcmp(ls_testcut_str(j, "phase"), "cut_over") == 0 &&
+		  strcmp(ls_testcut_str(json_object_get(j, "reverse"), "state"), "streaming") == 0;
+	json_decref(j);
+	return ok;
+}
+
+/* lockstepd stops inside the rollback window while the application writes
+ * to the new side: after the restart the reverse source resumes from its
+ * saved GTID (its own state directory) and the rollback loses nothing. */
+START_TEST(cutover_survives_a_daemon_restart)
+{
+	start_daemon("touch @DIR@/switched");
+	struct load l = { .ids = NULL };
+	load_start(&l);
+	wait_load(&l, false, 50);
+	cut_over(&l);
+	wait_load(&l, true, 50);
+	ck_assert_int_eq(ls_testd_stop(d, 30000), 0);
+	wait_load(&l, true, 200);
+	ls_testd_start(d);
+	ck_assert_msg(ls_test_wait_until(cut_over_and_streaming, NULL, 60000), "not cut over "
+		      "with the reverse streaming after the restart; log:\n%s", ls_testd_log_tail(d));
+	json_t *doc = NULL;
+	int rc = ls_testcut_ctl(d, "rollback --json --timeout 60", &doc);
+	ck_assert_msg(rc == 0, "rollback exited %d: %s; log:\n%s", rc,
+		      ls_testcut_str(ls_testcut_proc(doc), "reason"), ls_testd_log_tail(d));
+	json_decref(doc);
+	wait_load(&l, false, 50);
+	load_stop(&l);
+	assert_has_all(&l, src, "old");
+	ck_assert_int_eq(atomic_load(&l.dups), 0);
+	assert_equal("orders", "TRUE");
+	free(l.ids);
+}
+END_TEST
+
 struct su_writer {
 	pthread_t thread;
 	atomic_bool stop;
@@ -495,6 +535,7 @@ int main(void)
 {
 	const struct ls_testutil_case cases[] = {
 		{ "cutover_rollback", cutover_and_rollback_under_load },
+		{ "restart", cutover_survives_a_daemon_restart },
 		{ "write_after_fence", cutover_stops_on_a_write_after_the_fence },
 		{ "db_grant", cutover_refuses_a_fence_revokes_cannot_hold },
 	};

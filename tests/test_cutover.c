@@ -447,6 +447,8 @@ static struct ls_cutover *cut;
 static struct ls_config *cfg;
 static char dir[] = "/tmp/ls-cutover-test-XXXXXX";
 
+static void new_engine(void);
+
 static void start_engine(const char *cutover_section)
 {
 	memset(&F, 0, sizeof F);
@@ -466,6 +468,12 @@ static void start_engine(const char *cutover_section)
 		 extra_targets, cutover_section);
 	cfg = parse(text);
 	uv_loop_init(&loop);
+	new_engine();
+}
+
+/* An engine on cfg and the fakes, as the daemon makes one at start. */
+static void new_engine(void)
+{
 	struct ls_cutover_opts o = {
 		.cfg = cfg, .ops = &fake_ops, .poll_ms = 2,
 		.host = {
@@ -500,6 +508,18 @@ static void stop_engine(void)
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
 	ck_assert_int_eq(system(cmd), 0);
 	memcpy(dir + strlen(dir) - 6, "XXXXXX", 6);
+}
+
+/* The daemon stops and starts again on the same state directory. */
+static void restart_engine(void)
+{
+	bool done = false;
+	ls_cutover_close(cut, closed, &done);
+	while (!done)
+		uv_run(&loop, UV_RUN_ONCE);
+	new_engine();
+	for (int i = 0; i < 100; i++)
+		uv_run(&loop, UV_RUN_NOWAIT);
 }
 
 /* GET /cutover's document, parsed. */
@@ -777,6 +797,33 @@ START_TEST(cutover_then_rollback)
 }
 END_TEST
 
+/* A restart inside the rollback window forgets nothing: the phase, the
+ * reverse pipeline (opened again) and the old side's fence undo come back,
+ * and the rollback works; after it, a restart finds nothing to restore. */
+START_TEST(cutover_state_survives_a_restart)
+{
+	start_engine("switch_hook = true\nswitch_back_hook = true\n");
+	json_t *d = run(false, false, 5);
+	ck_assert_str_eq(sval(d, "phase"), "cut_over");
+	json_decref(d);
+	ck_assert_int_eq(F.reverse_opens, 1);
+	restart_engine();
+	ck_assert_str_eq(ls_cutover_phase(cut), "cut_over");
+	ck_assert_int_eq(F.reverse_opens, 2);
+	F.calls[0] = '\0';
+	d = run(true, false, 5);
+	ck_assert_str_eq(sval(d, "phase"), "rolled_back");
+	ck_assert_msg(strstr(F.calls, "unfence(old,old)") != NULL, "%s", F.calls);
+	json_t *pr = json_object_get(d, "procedure");
+	ck_assert_int_eq(json_integer_value(json_object_get(pr, "id")), 2);
+	json_decref(d);
+	restart_engine();
+	ck_assert_str_eq(ls_cutover_phase(cut), "idle");
+	ck_assert_int_eq(F.reverse_opens, 2);
+	stop_engine();
+}
+END_TEST
+
 START_TEST(cutover_rollback_window_closes)
 {
 	start_engine("rollback_window = 1s\n");
@@ -829,6 +876,7 @@ int main(void)
 	tcase_add_test(tc, cutover_dry_run_changes_nothing);
 	tcase_add_test(tc, cutover_then_rollback);
 	tcase_add_test(tc, cutover_rollback_window_closes);
+	tcase_add_test(tc, cutover_state_survives_a_restart);
 	suite_add_tcase(s, tc);
 	SRunner *r = srunner_create(s);
 	srunner_run_all(r, CK_NORMAL);

@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "pos.h"
+#include "statefile.h"
 #include "connectors/mysql/my_binlog.h"
 #include "connectors/mysql/my_binwatch.h"
 #include "connectors/mysql/my_drift.h"
@@ -183,28 +184,10 @@ static uint64_t pos_seq(const struct ls_binlog_pos *p)
 static int state_write(const char *dir, const char *path, const char *gtid, uint64_t seq,
 		       struct ls_err *err)
 {
-	char tmp[4200], text[LS_POS_TEXT_MAX + 64];
+	char text[LS_POS_TEXT_MAX + 64];
 	int n = snprintf(text, sizeof text, "gtid=%s\nseq=%llu\n", gtid,
 			 (unsigned long long)seq);
-	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-		return ls_err_set(err, false, "state file path too long");
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return ls_err_set(err, false, "cannot write %s: %s", tmp, strerror(errno));
-	bool ok = write(fd, text, (size_t)n) == n && fsync(fd) == 0;
-	int e = errno;
-	ok = close(fd) == 0 && ok;
-	if (!ok || rename(tmp, path) < 0) {
-		e = ok ? errno : e;
-		unlink(tmp);
-		return ls_err_set(err, false, "cannot write %s: %s", path, strerror(e));
-	}
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		(void)fsync(dfd);
-		close(dfd);
-	}
-	return 0;
+	return ls_statefile_write(dir, path, text, (size_t)n, err);
 }
 
 /* Reads the state file: 1 when present (gtid and seq set), 0 when absent,
