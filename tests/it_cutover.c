@@ -38,6 +38,7 @@
 static struct ls_testpg *src, *dst;
 static struct ls_testd *d;
 
+
 static const char SCHEMA[] =
 	"CREATE ROLE app LOGIN;"
 	"CREATE TABLE orders (id serial PRIMARY KEY, v text, n int);"
@@ -70,46 +71,11 @@ static void teardown(void)
 
 static void start_daemon(const char *switch_hook)
 {
-	char conf[4096];
-	snprintf(conf, sizeof conf,
-		 "[pipeline]\nname = shop\nstate_dir = @DIR@\n\n"
-		 "[source]\ntype = postgres\nconninfo = %s\ntables = public.*\n\n"
-		 "[buffer]\ntype = direct\n\n"
-		 "[target new]\ntype = postgres\nconninfo = %s\ncreate_tables = true\nbatch_ms = 20\n\n"
-		 "[control]\nsocket = @DIR@/control.sock\n\n"
-		 "[drift]\ninterval = 0\nchunk_rows = 100\n\n"
-		 "[cutover]\napp_roles = app\nswitch_hook = %s\n"
-		 "switch_back_hook = rm -f @DIR@/switched\n"
-		 "check_command = test -d @DIR@\ncheck_command = true\n"
-		 "max_lag_seconds = 5\nsettle = 500\nrollback_window = 1h\n\n"
-		 "[log]\nlevel = info\n",
-		 ls_testpg_conninfo(src, "shop"), ls_testpg_conninfo(dst, "shop"), switch_hook);
-	d = ls_testd_new();
-	ls_testd_config(d, conf);
-	ls_testd_start(d);
-	ls_testd_wait_state(d, "streaming", 120000);
+	d = ls_testcut_daemon("postgres", ls_testpg_conninfo(src, "shop"), ls_testpg_conninfo(dst, "shop"),
+			      "public.*", switch_hook);
 }
 
 /* ---- the application's load ---------------------------------------------------------- */
-
-struct load {
-	pthread_t thread;
-	atomic_bool stop;
-	atomic_long ok_old, ok_new, failures, dups;
-	char flag[1024];
-	pthread_mutex_t mu;
-	long *ids;                     /* every id the load saw committed */
-	size_t n, cap;
-	double max_gap;                /* longest time without a commit, s */
-	char err[256];
-};
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static PGconn *app_connect(struct ls_testpg *pg)
 {
@@ -122,16 +88,16 @@ static PGconn *app_connect(struct ls_testpg *pg)
 	return NULL;
 }
 
-/* Inserts one order at a time on the side the flag file points to; a
- * failure (fenced, session ended) is retried, a unique violation counted. */
+/* The load's thread: inserts one order at a time on the side the flag
+ * file points to; a failure (fenced, session ended) is retried, a unique
+ * violation counted. */
 static void *load_main(void *arg)
 {
-	struct load *l = arg;
+	struct ls_testcut_load *l = arg;
 	PGconn *c = NULL;
 	bool on_new = false;
-	double last = now_s();
 	while (!atomic_load(&l->stop)) {
-		bool want_new = access(l->flag, F_OK) == 0;
+		bool want_new = ls_testcut_load_wants_new(l);
 		if (c == NULL || PQstatus(c) != CONNECTION_OK || want_new != on_new) {
 			PQfinish(c);
 			on_new = want_new;
@@ -144,20 +110,7 @@ static void *load_main(void *arg)
 		}
 		PGresult *r = PQexec(c, "INSERT INTO orders (v, n) VALUES ('load', 1) RETURNING id");
 		if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-			long id = atol(PQgetvalue(r, 0, 0));
-			double t = now_s();
-			pthread_mutex_lock(&l->mu);
-			if (t - last > l->max_gap)
-				l->max_gap = t - last;
-			last = t;
-			if (l->n == l->cap) {
-				l->cap = l->cap ? l->cap * 2 : 1024;
-				l->ids = realloc(l->ids, l->cap * sizeof *l->ids);
-			}
-			if (l->ids)
-				l->ids[l->n++] = id;
-			pthread_mutex_unlock(&l->mu);
-			atomic_fetch_add(on_new ? &l->ok_new : &l->ok_old, 1);
+			ls_testcut_load_note(l, atol(PQgetvalue(r, 0, 0)), on_new);
 		} else {
 			const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 			if (st && strcmp(st, "23505") == 0)
@@ -172,58 +125,23 @@ static void *load_main(void *arg)
 	return NULL;
 }
 
-/* Starts the load; a restarted load keeps the ids it committed before. */
-static void load_start(struct load *l)
+static void load_start(struct ls_testcut_load *l)
 {
-	long *ids = l->ids;
-	size_t n = l->n, cap = l->cap;
-	memset(l, 0, sizeof *l);
-	l->ids = ids;
-	l->n = n;
-	l->cap = cap;
-	pthread_mutex_init(&l->mu, NULL);
-	snprintf(l->flag, sizeof l->flag, "%s/switched", ls_testd_dir(d));
-	ck_assert_int_eq(pthread_create(&l->thread, NULL, load_main, l), 0);
-}
-
-static void load_stop(struct load *l)
-{
-	atomic_store(&l->stop, true);
-	pthread_join(l->thread, NULL);
-	ck_assert_msg(l->err[0] == '\0', "%s", l->err);
-}
-
-struct progress {
-	struct load *l;
-	long want;
-	bool on_new;
-};
-
-static bool load_progressed(void *ctx)
-{
-	struct progress *p = ctx;
-	return atomic_load(p->on_new ? &p->l->ok_new : &p->l->ok_old) >= p->want;
-}
-
-static void wait_load(struct load *l, bool on_new, long more)
-{
-	struct progress p = { l, atomic_load(on_new ? &l->ok_new : &l->ok_old) + more, on_new };
-	ck_assert_msg(ls_test_wait_until(load_progressed, &p, 60000),
-		      "the load made no progress on the %s side; log:\n%s", on_new ? "new" : "old",
-		      ls_testd_log_tail(d));
+	ls_testcut_load_start(l, d, load_main);
 }
 
 /* Every id the load saw committed is on pg. */
-static void assert_has_all(struct load *l, struct ls_testpg *pg, const char *side)
+static void assert_has_all(struct ls_testcut_load *l, struct ls_testpg *pg, const char *side)
 {
-	pthread_mutex_lock(&l->mu);
-	size_t n = l->n, size = n * 21 + 16, o = 0;
+	size_t n;
+	long *ids = ls_testcut_load_ids(l, &n);
+	size_t size = n * 21 + 16, o = 0;
 	char *arr = malloc(size);
 	o += (size_t)snprintf(arr, size, "{");
 	for (size_t i = 0; i < n; i++)
-		o += (size_t)snprintf(arr + o, size - o, "%s%ld", i ? "," : "", l->ids[i]);
+		o += (size_t)snprintf(arr + o, size - o, "%s%ld", i ? "," : "", ids[i]);
 	snprintf(arr + o, size - o, "}");
-	pthread_mutex_unlock(&l->mu);
+	free(ids);
 	char *got = ls_testpg_query1(pg, "shop",
 		"SELECT count(DISTINCT id) FROM orders WHERE id = ANY('%s'::int[])", arr);
 	free(arr);
@@ -234,35 +152,17 @@ static void assert_has_all(struct load *l, struct ls_testpg *pg, const char *sid
 
 /* ---- comparing and positions ---------------------------------------------------------------- */
 
-static char *checksum(struct ls_testpg *pg, const char *table, const char *where)
+static char *checksum(void *side, const char *table, const char *where)
 {
+	struct ls_testpg *pg = side;
 	return ls_testpg_query1(pg, "shop",
 		"SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY id)), '-')"
 		" FROM %s t WHERE %s", table, where);
 }
 
-struct same {
-	const char *table, *where;
-};
-
-static bool sides_equal(void *ctx)
-{
-	struct same *s = ctx;
-	char *a = checksum(src, s->table, s->where), *b = checksum(dst, s->table, s->where);
-	bool eq = a && b && strcmp(a, b) == 0;
-	free(a);
-	free(b);
-	return eq;
-}
-
 static void assert_equal(const char *table, const char *where)
 {
-	struct same s = { table, where };
-	if (!ls_test_wait_until(sides_equal, &s, 60000)) {
-		char *a = checksum(src, table, where), *b = checksum(dst, table, where);
-		ck_abort_msg("%s (%s) differs: old %s new %s; log:\n%s", table, where, a, b,
-			     ls_testd_log_tail(d));
-	}
+	ls_testcut_assert_equal(d, checksum, src, dst, table, where);
 }
 
 static long qlong(struct ls_testpg *pg, const char *sql)
@@ -279,9 +179,9 @@ static int ctl(const char *args, json_t **out)
 }
 
 /* The old side serves: the application can write there. */
-static void assert_old_serves(struct load *l)
+static void assert_old_serves(struct ls_testcut_load *l)
 {
-	wait_load(l, false, 20);
+	ls_testcut_load_wait(l, false, 20);
 	ck_assert_msg(access(l->flag, F_OK) != 0, "the switch flag exists");
 	PGconn *c = app_connect(src);
 	ck_assert_ptr_nonnull(c);
@@ -293,9 +193,9 @@ static void assert_old_serves(struct load *l)
 }
 
 /* After a failed procedure: nothing lost, the target catches up. */
-static void assert_nothing_lost(struct load *l)
+static void assert_nothing_lost(struct ls_testcut_load *l)
 {
-	load_stop(l);
+	ls_testcut_load_stop(l);
 	assert_has_all(l, src, "old");
 	assert_equal("orders", "true");
 	assert_has_all(l, dst, "new");
@@ -362,9 +262,9 @@ static bool applied_reached(void *ctx)
 START_TEST(cutover_and_rollback_under_load)
 {
 	start_daemon("touch @DIR@/switched");
-	struct load l = { .ids = NULL };
+	struct ls_testcut_load l = { .ids = NULL };
 	load_start(&l);
-	wait_load(&l, false, 100);
+	ls_testcut_load_wait(&l, false, 100);
 
 	/* a dry run changes nothing */
 	json_t *doc = NULL;
@@ -376,7 +276,7 @@ START_TEST(cutover_and_rollback_under_load)
 	ck_assert(strstr(ls_testcut_str(pr, "plan"), "public.orders_id_seq") != NULL);
 	ck_assert_str_eq(ls_testcut_str(doc, "phase"), "idle");
 	json_decref(doc);
-	wait_load(&l, false, 20);
+	ls_testcut_load_wait(&l, false, 20);
 
 	rc = ctl("cutover --tables public.orders --json --timeout 60", &doc);
 	pr = ls_testcut_proc(doc);
@@ -396,7 +296,7 @@ START_TEST(cutover_and_rollback_under_load)
 	json_decref(doc);
 
 	/* the load goes on against the new side, serial keys without collisions */
-	wait_load(&l, true, 100);
+	ls_testcut_load_wait(&l, true, 100);
 	ck_assert_int_eq(atomic_load(&l.dups), 0);
 	ck_assert_int_gt(atomic_load(&l.failures), 0);   /* it did hit the fence */
 	fprintf(stderr, "cutover: writes fenced %.3f s (reported), longest gap seen by the load "
@@ -412,7 +312,7 @@ START_TEST(cutover_and_rollback_under_load)
 
 	/* no loop: forward-applied rows are not sent back, reverse-applied
 	 * rows are not sent forward */
-	load_stop(&l);
+	ls_testcut_load_stop(&l);
 	wait_drained(true);
 	wait_drained(false);
 	assert_equal("orders", "true");   /* the reverse brought the new side's rows back */
@@ -438,7 +338,7 @@ START_TEST(cutover_and_rollback_under_load)
 
 	/* more writes on the new side, then back */
 	load_start(&l);
-	wait_load(&l, true, 100);
+	ls_testcut_load_wait(&l, true, 100);
 	rc = ctl("rollback --json --timeout 60", &doc);
 	pr = ls_testcut_proc(doc);
 	ck_assert_msg(rc == 0, "rollback exited %d: %s; log:\n%s", rc, ls_testcut_str(pr, "reason"),
@@ -447,8 +347,8 @@ START_TEST(cutover_and_rollback_under_load)
 	ck_assert(json_is_null(json_object_get(doc, "reverse")));
 	ls_testcut_assert_report(pr);
 	json_decref(doc);
-	wait_load(&l, false, 100);       /* back on the old side */
-	load_stop(&l);
+	ls_testcut_load_wait(&l, false, 100);       /* back on the old side */
+	ls_testcut_load_stop(&l);
 	assert_has_all(&l, src, "old");   /* every row written on the new side too */
 	ck_assert_int_eq(atomic_load(&l.dups), 0);
 	assert_equal("orders", "true");   /* forward again: the new side follows */
@@ -456,7 +356,7 @@ START_TEST(cutover_and_rollback_under_load)
 	/* the reverse slot and publication are gone */
 	ck_assert_int_eq(qlong(dst, "SELECT count(*) FROM pg_replication_slots"), 0);
 	ck_assert_int_eq(qlong(dst, "SELECT count(*) FROM pg_publication"), 0);
-	free(l.ids);
+	ls_testcut_load_free(&l);
 }
 END_TEST
 
@@ -483,45 +383,45 @@ static bool cutover_phase_is(void *ctx)
 START_TEST(cutover_survives_a_daemon_restart)
 {
 	start_daemon("touch @DIR@/switched");
-	struct load l = { .ids = NULL };
+	struct ls_testcut_load l = { .ids = NULL };
 	load_start(&l);
-	wait_load(&l, false, 50);
+	ls_testcut_load_wait(&l, false, 50);
 	json_t *doc = NULL;
 	int rc = ctl("cutover --tables public.orders --json --timeout 60", &doc);
 	ck_assert_msg(rc == 0, "cutover exited %d: %s", rc, ls_testcut_str(ls_testcut_proc(doc),
 								  "reason"));
 	json_decref(doc);
-	wait_load(&l, true, 50);
+	ls_testcut_load_wait(&l, true, 50);
 	ck_assert_int_eq(ls_testd_stop(d, 30000), 0);
-	wait_load(&l, true, 200);        /* the application goes on while lockstep is down */
+	ls_testcut_load_wait(&l, true, 200);        /* the application goes on while lockstep is down */
 	ls_testd_start(d);
 	struct phase_want w = { "cut_over", true };
 	ck_assert_msg(ls_test_wait_until(cutover_phase_is, &w, 60000), "not cut over with the "
 		      "reverse streaming after the restart; log:\n%s", ls_testd_log_tail(d));
-	wait_load(&l, true, 50);
+	ls_testcut_load_wait(&l, true, 50);
 	rc = ctl("rollback --json --timeout 60", &doc);
 	json_t *pr = ls_testcut_proc(doc);
 	ck_assert_msg(rc == 0, "rollback exited %d: %s; log:\n%s", rc, ls_testcut_str(pr, "reason"),
 		      ls_testd_log_tail(d));
 	ck_assert_str_eq(ls_testcut_str(doc, "phase"), "rolled_back");
 	json_decref(doc);
-	wait_load(&l, false, 50);
-	load_stop(&l);
+	ls_testcut_load_wait(&l, false, 50);
+	ls_testcut_load_stop(&l);
 	assert_has_all(&l, src, "old");   /* the rows written while lockstep was down too */
 	ck_assert_int_eq(atomic_load(&l.dups), 0);
 	assert_equal("orders", "true");
-	free(l.ids);
+	ls_testcut_load_free(&l);
 }
 END_TEST
 
 START_TEST(cutover_stops_when_lag_is_too_high)
 {
 	start_daemon("touch @DIR@/switched");
-	struct load l = { .ids = NULL };
+	struct ls_testcut_load l = { .ids = NULL };
 	load_start(&l);
-	wait_load(&l, false, 50);
+	ls_testcut_load_wait(&l, false, 50);
 	ck_assert_int_eq(ls_testd_post(d, "/pause"), 200);
-	wait_load(&l, false, 200);
+	ls_testcut_load_wait(&l, false, 200);
 	json_t *doc = NULL;
 	int rc = ctl("cutover --max-lag-seconds 0.5 --timeout 3 --json", &doc);
 	json_t *pr = ls_testcut_proc(doc);
@@ -534,16 +434,16 @@ START_TEST(cutover_stops_when_lag_is_too_high)
 	assert_old_serves(&l);
 	ck_assert_int_eq(ls_testd_post(d, "/resume"), 200);
 	assert_nothing_lost(&l);
-	free(l.ids);
+	ls_testcut_load_free(&l);
 }
 END_TEST
 
 START_TEST(cutover_stops_on_drift)
 {
 	start_daemon("touch @DIR@/switched");
-	struct load l = { .ids = NULL };
+	struct ls_testcut_load l = { .ids = NULL };
 	load_start(&l);
-	wait_load(&l, false, 50);
+	ls_testcut_load_wait(&l, false, 50);
 	ls_testpg_exec(dst, "shop", "UPDATE items SET v = 'behind lockstep''s back' WHERE id = 7");
 	json_t *doc = NULL;
 	int rc = ctl("cutover --json", &doc);
@@ -564,7 +464,7 @@ START_TEST(cutover_stops_on_drift)
 	assert_old_serves(&l);
 	ls_testpg_exec(dst, "shop", "UPDATE items SET v = 'i7' WHERE id = 7");
 	assert_nothing_lost(&l);
-	free(l.ids);
+	ls_testcut_load_free(&l);
 }
 END_TEST
 
@@ -593,9 +493,9 @@ static void *su_main(void *arg)
 START_TEST(cutover_stops_on_a_write_after_the_fence)
 {
 	start_daemon("touch @DIR@/switched");
-	struct load l = { .ids = NULL };
+	struct ls_testcut_load l = { .ids = NULL };
 	load_start(&l);
-	wait_load(&l, false, 50);
+	ls_testcut_load_wait(&l, false, 50);
 	struct su_writer w;
 	memset(&w, 0, sizeof w);
 	ck_assert_int_eq(pthread_create(&w.thread, NULL, su_main, &w), 0);
@@ -618,16 +518,16 @@ START_TEST(cutover_stops_on_a_write_after_the_fence)
 	assert_old_serves(&l);
 	assert_equal("items", "true");
 	assert_nothing_lost(&l);
-	free(l.ids);
+	ls_testcut_load_free(&l);
 }
 END_TEST
 
 START_TEST(cutover_stops_when_a_hook_fails)
 {
 	start_daemon("echo repointing failed; exit 3");
-	struct load l = { .ids = NULL };
+	struct ls_testcut_load l = { .ids = NULL };
 	load_start(&l);
-	wait_load(&l, false, 50);
+	ls_testcut_load_wait(&l, false, 50);
 	json_t *doc = NULL;
 	int rc = ctl("cutover --json", &doc);
 	json_t *pr = ls_testcut_proc(doc);
@@ -644,7 +544,7 @@ START_TEST(cutover_stops_when_a_hook_fails)
 	ck_assert_int_eq(qlong(dst, "SELECT count(*) FROM pg_replication_slots"), 0);
 	assert_old_serves(&l);
 	assert_nothing_lost(&l);
-	free(l.ids);
+	ls_testcut_load_free(&l);
 }
 END_TEST
 

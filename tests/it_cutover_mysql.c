@@ -76,36 +76,11 @@ static void teardown(void)
 
 static void start_daemon(const char *switch_hook)
 {
-	char conf[4096];
-	snprintf(conf, sizeof conf,
-		 "[pipeline]\nname = shop\nstate_dir = @DIR@\n\n"
-		 "[source]\ntype = mysql\nconninfo = %s\ntables = shop.*\n\n"
-		 "[buffer]\ntype = direct\n\n"
-		 "[target new]\ntype = mysql\nconninfo = %s\ncreate_tables = true\nbatch_ms = 20\n\n"
-		 "[control]\nsocket = @DIR@/control.sock\n\n"
-		 "[drift]\ninterval = 0\nchunk_rows = 100\n\n"
-		 "[cutover]\napp_roles = app\nswitch_hook = %s\n"
-		 "switch_back_hook = rm -f @DIR@/switched\ncheck_command = true\n"
-		 "max_lag_seconds = 5\nsettle = 500\nrollback_window = 1h\n\n"
-		 "[log]\nlevel = info\n",
-		 ls_testmy_conninfo(src, "shop"), ls_testmy_conninfo(dst, "shop"), switch_hook);
-	d = ls_testd_new();
-	ls_testd_config(d, conf);
-	ls_testd_start(d);
-	ls_testd_wait_state(d, "streaming", 120000);
+	d = ls_testcut_daemon("mysql", ls_testmy_conninfo(src, "shop"), ls_testmy_conninfo(dst, "shop"),
+			      "shop.*", switch_hook);
 }
 
 /* ---- the application's load ---------------------------------------------------------- */
-
-struct load {
-	pthread_t thread;
-	atomic_bool stop;
-	atomic_long ok_old, ok_new, failures, dups;
-	char flag[1024];
-	pthread_mutex_t mu;
-	long *ids;                     /* every id the load saw committed */
-	size_t n, cap;
-};
 
 static MYSQL *app_connect(struct ls_testmy *my)
 {
@@ -119,28 +94,15 @@ static MYSQL *app_connect(struct ls_testmy *my)
 	return NULL;
 }
 
-static void load_note(struct load *l, long id, bool on_new)
-{
-	pthread_mutex_lock(&l->mu);
-	if (l->n == l->cap) {
-		l->cap = l->cap ? l->cap * 2 : 1024;
-		l->ids = realloc(l->ids, l->cap * sizeof *l->ids);
-	}
-	if (l->ids)
-		l->ids[l->n++] = id;
-	pthread_mutex_unlock(&l->mu);
-	atomic_fetch_add(on_new ? &l->ok_new : &l->ok_old, 1);
-}
-
 /* Inserts one order at a time on the side the flag file points to; a
  * failure (fenced, session killed) is retried, a duplicate key counted. */
 static void *load_main(void *arg)
 {
-	struct load *l = arg;
+	struct ls_testcut_load *l = arg;
 	MYSQL *m = NULL;
 	bool on_new = false;
 	while (!atomic_load(&l->stop)) {
-		bool want_new = access(l->flag, F_OK) == 0;
+		bool want_new = ls_testcut_load_wants_new(l);
 		if (m == NULL || want_new != on_new) {
 			if (m)
 				mysql_close(m);
@@ -151,7 +113,7 @@ static void *load_main(void *arg)
 			}
 		}
 		if (mysql_query(m, "INSERT INTO orders (v, n) VALUES ('load', 1)") == 0) {
-			load_note(l, (long)mysql_insert_id(m), on_new);
+			ls_testcut_load_note(l, (long)mysql_insert_id(m), on_new);
 			/* an application's pace, not a bulk load: the slice's drift
 			 * check must be able to finish */
 			nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
@@ -172,43 +134,9 @@ static void *load_main(void *arg)
 	return NULL;
 }
 
-static void load_start(struct load *l)
+static void load_start(struct ls_testcut_load *l)
 {
-	long *ids = l->ids;
-	size_t n = l->n, cap = l->cap;
-	memset(l, 0, sizeof *l);
-	l->ids = ids;
-	l->n = n;
-	l->cap = cap;
-	pthread_mutex_init(&l->mu, NULL);
-	snprintf(l->flag, sizeof l->flag, "%s/switched", ls_testd_dir(d));
-	ck_assert_int_eq(pthread_create(&l->thread, NULL, load_main, l), 0);
-}
-
-static void load_stop(struct load *l)
-{
-	atomic_store(&l->stop, true);
-	pthread_join(l->thread, NULL);
-}
-
-struct progress {
-	struct load *l;
-	long want;
-	bool on_new;
-};
-
-static bool load_progressed(void *ctx)
-{
-	struct progress *p = ctx;
-	return atomic_load(p->on_new ? &p->l->ok_new : &p->l->ok_old) >= p->want;
-}
-
-static void wait_load(struct load *l, bool on_new, long more)
-{
-	struct progress p = { l, atomic_load(on_new ? &l->ok_new : &l->ok_old) + more, on_new };
-	ck_assert_msg(ls_test_wait_until(load_progressed, &p, 60000),
-		      "the load made no progress on the %s side; log:\n%s", on_new ? "new" : "old",
-		      ls_testd_log_tail(d));
+	ls_testcut_load_start(l, d, load_main);
 }
 
 static long qlong(struct ls_testmy *my, const char *sql)
@@ -220,53 +148,34 @@ static long qlong(struct ls_testmy *my, const char *sql)
 }
 
 /* Every id the load saw committed is on my. */
-static void assert_has_all(struct load *l, struct ls_testmy *my, const char *side)
+static void assert_has_all(struct ls_testcut_load *l, struct ls_testmy *my, const char *side)
 {
-	pthread_mutex_lock(&l->mu);
-	size_t n = l->n, missing = 0;
-	long first = 0;
+	size_t n, missing = 0;
+	long first = 0, *ids = ls_testcut_load_ids(l, &n);
 	for (size_t i = 0; i < n; i++) {
 		char sql[96];
-		snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM orders WHERE id = %ld", l->ids[i]);
+		snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM orders WHERE id = %ld", ids[i]);
 		if (qlong(my, sql) != 1 && missing++ == 0)
-			first = l->ids[i];
+			first = ids[i];
 	}
-	pthread_mutex_unlock(&l->mu);
+	free(ids);
 	ck_assert_msg(missing == 0, "the %s side lacks %zu of the %zu rows the load committed "
 		      "(first: id %ld)", side, missing, n, first);
 }
 
 /* ---- comparing ------------------------------------------------------------------------------ */
 
-static char *checksum(struct ls_testmy *my, const char *table, const char *where)
+static char *checksum(void *side, const char *table, const char *where)
 {
+	struct ls_testmy *my = side;
 	return ls_testmy_query1(my, "shop", "SELECT CONCAT(COUNT(*), ':', COALESCE(SUM(CRC32("
 				"CONCAT_WS('|', id, v%s))), 0)) FROM %s WHERE %s",
 				strcmp(table, "orders") == 0 ? ", n" : "", table, where);
 }
 
-struct same {
-	const char *table, *where;
-};
-
-static bool sides_equal(void *ctx)
-{
-	struct same *s = ctx;
-	char *a = checksum(src, s->table, s->where), *b = checksum(dst, s->table, s->where);
-	bool eq = a && b && strcmp(a, b) == 0;
-	free(a);
-	free(b);
-	return eq;
-}
-
 static void assert_equal(const char *table, const char *where)
 {
-	struct same s = { table, where };
-	if (!ls_test_wait_until(sides_equal, &s, 60000)) {
-		char *a = checksum(src, table, where), *b = checksum(dst, table, where);
-		ck_abort_msg("%s (%s) differs: old %s new %s; log:\n%s", table, where, a, b,
-			     ls_testd_log_tail(d));
-	}
+	ls_testcut_assert_equal(d, checksum, src, dst, table, where);
 }
 
 struct has_row {
@@ -316,9 +225,9 @@ static long auto_increment(struct ls_testmy *my)
 }
 
 /* The old side serves: the application can write there. */
-static void assert_old_serves(struct load *l)
+static void assert_old_serves(struct ls_testcut_load *l)
 {
-	wait_load(l, false, 20);
+	ls_testcut_load_wait(l, false, 20);
 	ck_assert_msg(access(l->flag, F_OK) != 0, "the switch flag exists");
 	MYSQL *m = app_connect(src);
 	ck_assert_ptr_nonnull(m);
@@ -327,9 +236,9 @@ static void assert_old_serves(struct load *l)
 	mysql_close(m);
 }
 
-static void assert_nothing_lost(struct load *l)
+static void assert_nothing_lost(struct ls_testcut_load *l)
 {
-	load_stop(l);
+	ls_testcut_load_stop(l);
 	assert_has_all(l, src, "old");
 	assert_equal("orders", "TRUE");
 	assert_has_all(l, dst, "new");
@@ -338,7 +247,7 @@ static void assert_nothing_lost(struct load *l)
 
 /* ---- tests ------------------------------------------------------------------------------------ */
 
-static void cut_over(struct load *l)
+static void cut_over(struct ls_testcut_load *l)
 {
 	json_t *doc = NULL;
 	int rc = ls_testcut_ctl(d, "cutover --tables shop.orders --json --timeout 60", &doc);
@@ -362,13 +271,16 @@ static void cut_over(struct load *l)
 START_TEST(cutover_and_rollback_under_load)
 {
 	start_daemon("touch @DIR@/switched");
-	struct load l = { .ids = NULL };
+	struct ls_testcut_load l = { .ids = NULL };
 	load_start(&l);
-	wait_load(&l, false, 100);
+	ls_testcut_load_wait(&l, false, 100);
 	cut_over(&l);
-	/* the new side's counter is the old one's: no id is handed out twice */
-	ck_assert_int_ge(auto_increment(dst), auto_increment(src));
-	wait_load(&l, true, 100);
+	/* the new side's counter is at least the old one's: no id is handed out
+	 * twice.  The old side is read first: after the fence its counter moves
+	 * only with rows the reverse brings from the new side. */
+	long old_next = auto_increment(src);
+	ck_assert_int_ge(auto_increment(dst), old_next);
+	ls_testcut_load_wait(&l, true, 100);
 	ck_assert_int_eq(atomic_load(&l.dups), 0);
 	long max_old = qlong(src, "SELECT MAX(id) FROM orders");
 	char where[64];
@@ -378,7 +290,7 @@ START_TEST(cutover_and_rollback_under_load)
 	assert_equal("items", "TRUE");   /* the rest keeps replicating forward */
 
 	/* no loop: what one direction applies is not sent back by the other */
-	load_stop(&l);
+	ls_testcut_load_stop(&l);
 	assert_equal("orders", "TRUE");   /* the reverse brought the new side's rows back */
 	long long r0 = rev_applied_changes(), f0 = fwd_applied_changes();
 	for (int i = 1; i <= 20; i++)     /* root on the old side: not fenced */
@@ -399,7 +311,7 @@ START_TEST(cutover_and_rollback_under_load)
 
 	/* more writes on the new side, then back */
 	load_start(&l);
-	wait_load(&l, true, 100);
+	ls_testcut_load_wait(&l, true, 100);
 	json_t *doc = NULL;
 	int rc = ls_testcut_ctl(d, "rollback --json --timeout 60", &doc);
 	json_t *pr = ls_testcut_proc(doc);
@@ -408,13 +320,13 @@ START_TEST(cutover_and_rollback_under_load)
 	ck_assert_str_eq(ls_testcut_str(doc, "phase"), "rolled_back");
 	ls_testcut_assert_report(pr);
 	json_decref(doc);
-	wait_load(&l, false, 100);       /* back on the old side */
-	load_stop(&l);
+	ls_testcut_load_wait(&l, false, 100);       /* back on the old side */
+	ls_testcut_load_stop(&l);
 	assert_has_all(&l, src, "old");   /* every row written on the new side too */
 	ck_assert_int_eq(atomic_load(&l.dups), 0);
 	assert_equal("orders", "TRUE");   /* forward again: the new side follows */
 	assert_has_all(&l, dst, "new");
-	free(l.ids);
+	ls_testcut_load_free(&l);
 }
 END_TEST
 
@@ -434,13 +346,13 @@ static bool cut_over_and_streaming(void *ctx)
 START_TEST(cutover_survives_a_daemon_restart)
 {
 	start_daemon("touch @DIR@/switched");
-	struct load l = { .ids = NULL };
+	struct ls_testcut_load l = { .ids = NULL };
 	load_start(&l);
-	wait_load(&l, false, 50);
+	ls_testcut_load_wait(&l, false, 50);
 	cut_over(&l);
-	wait_load(&l, true, 50);
+	ls_testcut_load_wait(&l, true, 50);
 	ck_assert_int_eq(ls_testd_stop(d, 30000), 0);
-	wait_load(&l, true, 200);
+	ls_testcut_load_wait(&l, true, 200);
 	ls_testd_start(d);
 	ck_assert_msg(ls_test_wait_until(cut_over_and_streaming, NULL, 60000), "not cut over "
 		      "with the reverse streaming after the restart; log:\n%s", ls_testd_log_tail(d));
@@ -449,12 +361,12 @@ START_TEST(cutover_survives_a_daemon_restart)
 	ck_assert_msg(rc == 0, "rollback exited %d: %s; log:\n%s", rc,
 		      ls_testcut_str(ls_testcut_proc(doc), "reason"), ls_testd_log_tail(d));
 	json_decref(doc);
-	wait_load(&l, false, 50);
-	load_stop(&l);
+	ls_testcut_load_wait(&l, false, 50);
+	ls_testcut_load_stop(&l);
 	assert_has_all(&l, src, "old");
 	ck_assert_int_eq(atomic_load(&l.dups), 0);
 	assert_equal("orders", "TRUE");
-	free(l.ids);
+	ls_testcut_load_free(&l);
 }
 END_TEST
 
@@ -479,9 +391,9 @@ static void *su_main(void *arg)
 START_TEST(cutover_stops_on_a_write_after_the_fence)
 {
 	start_daemon("touch @DIR@/switched");
-	struct load l = { .ids = NULL };
+	struct ls_testcut_load l = { .ids = NULL };
 	load_start(&l);
-	wait_load(&l, false, 50);
+	ls_testcut_load_wait(&l, false, 50);
 	struct su_writer w;
 	memset(&w, 0, sizeof w);
 	ck_assert_int_eq(pthread_create(&w.thread, NULL, su_main, &w), 0);
@@ -503,7 +415,7 @@ START_TEST(cutover_stops_on_a_write_after_the_fence)
 	assert_old_serves(&l);
 	assert_equal("items", "TRUE");
 	assert_nothing_lost(&l);
-	free(l.ids);
+	ls_testcut_load_free(&l);
 }
 END_TEST
 
@@ -511,9 +423,9 @@ START_TEST(cutover_refuses_a_fence_revokes_cannot_hold)
 {
 	ls_testmy_exec(src, "shop", "GRANT INSERT, UPDATE, DELETE ON shop.* TO app@'%%'");
 	start_daemon("touch @DIR@/switched");
-	struct load l = { .ids = NULL };
+	struct ls_testcut_load l = { .ids = NULL };
 	load_start(&l);
-	wait_load(&l, false, 50);
+	ls_testcut_load_wait(&l, false, 50);
 	json_t *doc = NULL;
 	int rc = ls_testcut_ctl(d, "cutover --json", &doc);
 	json_t *pr = ls_testcut_proc(doc);
@@ -527,7 +439,7 @@ START_TEST(cutover_refuses_a_fence_revokes_cannot_hold)
 	ck_assert_int_eq(qlong(src, "SELECT @@global.read_only"), 0);
 	assert_old_serves(&l);
 	assert_nothing_lost(&l);
-	free(l.ids);
+	ls_testcut_load_free(&l);
 }
 END_TEST
 

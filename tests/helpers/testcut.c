@@ -2,8 +2,11 @@
 
 #include <check.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "tests/helpers/testsrv.h"
 
@@ -85,4 +88,146 @@ void ls_testcut_assert_report(json_t *pr)
 	fclose(f);
 	ck_assert_msg(strstr(line, ls_testcut_str(pr, "outcome")) != NULL, "report text says: %s",
 		      line);
+}
+
+struct ls_testd *ls_testcut_daemon(const char *engine, const char *src_ci, const char *dst_ci,
+				   const char *tables, const char *switch_hook)
+{
+	char conf[4096];
+	snprintf(conf, sizeof conf,
+		 "[pipeline]\nname = shop\nstate_dir = @DIR@\n\n"
+		 "[source]\ntype = %s\nconninfo = %s\ntables = %s\n\n"
+		 "[buffer]\ntype = direct\n\n"
+		 "[target new]\ntype = %s\nconninfo = %s\ncreate_tables = true\nbatch_ms = 20\n\n"
+		 "[control]\nsocket = @DIR@/control.sock\n\n"
+		 "[drift]\ninterval = 0\nchunk_rows = 100\n\n"
+		 "[cutover]\napp_roles = app\nswitch_hook = %s\n"
+		 "switch_back_hook = rm -f @DIR@/switched\n"
+		 "check_command = test -d @DIR@\ncheck_command = true\n"
+		 "max_lag_seconds = 5\nsettle = 500\nrollback_window = 1h\n\n"
+		 "[log]\nlevel = info\n",
+		 engine, src_ci, tables, engine, dst_ci, switch_hook);
+	struct ls_testd *d = ls_testd_new();
+	ls_testd_config(d, conf);
+	ls_testd_start(d);
+	ls_testd_wait_state(d, "streaming", 120000);
+	return d;
+}
+
+struct same {
+	ls_testcut_sum_fn sum;
+	void *a, *b;
+	const char *table, *where;
+};
+
+static bool sides_equal(void *ctx)
+{
+	struct same *s = ctx;
+	char *a = s->sum(s->a, s->table, s->where), *b = s->sum(s->b, s->table, s->where);
+	bool eq = a && b && strcmp(a, b) == 0;
+	free(a);
+	free(b);
+	return eq;
+}
+
+void ls_testcut_assert_equal(struct ls_testd *d, ls_testcut_sum_fn sum, void *old_side,
+			     void *new_side, const char *table, const char *where)
+{
+	struct same s = { sum, old_side, new_side, table, where };
+	if (!ls_test_wait_until(sides_equal, &s, 60000)) {
+		char *a = sum(old_side, table, where), *b = sum(new_side, table, where);
+		ck_abort_msg("%s (%s) differs: old %s new %s; log:\n%s", table, where, a, b,
+			     ls_testd_log_tail(d));
+	}
+}
+
+/* ---- the load ---------------------------------------------------------------------------- */
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+void ls_testcut_load_start(struct ls_testcut_load *l, struct ls_testd *d,
+			   void *(*main)(void *l))
+{
+	long *ids = l->ids;
+	size_t n = l->n, cap = l->cap;
+	memset(l, 0, sizeof *l);
+	l->ids = ids;
+	l->n = n;
+	l->cap = cap;
+	l->d = d;
+	l->last = now_s();
+	pthread_mutex_init(&l->mu, NULL);
+	snprintf(l->flag, sizeof l->flag, "%s/switched", ls_testd_dir(d));
+	ck_assert_int_eq(pthread_create(&l->thread, NULL, main, l), 0);
+}
+
+void ls_testcut_load_stop(struct ls_testcut_load *l)
+{
+	atomic_store(&l->stop, true);
+	pthread_join(l->thread, NULL);
+}
+
+void ls_testcut_load_free(struct ls_testcut_load *l)
+{
+	free(l->ids);
+	l->ids = NULL;
+	l->n = l->cap = 0;
+}
+
+bool ls_testcut_load_wants_new(const struct ls_testcut_load *l)
+{
+	return access(l->flag, F_OK) == 0;
+}
+
+void ls_testcut_load_note(struct ls_testcut_load *l, long id, bool on_new)
+{
+	double t = now_s();
+	pthread_mutex_lock(&l->mu);
+	if (t - l->last > l->max_gap)
+		l->max_gap = t - l->last;
+	l->last = t;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 1024;
+		l->ids = realloc(l->ids, l->cap * sizeof *l->ids);
+	}
+	if (l->ids)
+		l->ids[l->n++] = id;
+	pthread_mutex_unlock(&l->mu);
+	atomic_fetch_add(on_new ? &l->ok_new : &l->ok_old, 1);
+}
+
+struct progress {
+	struct ls_testcut_load *l;
+	long want;
+	bool on_new;
+};
+
+static bool load_progressed(void *ctx)
+{
+	struct progress *p = ctx;
+	return atomic_load(p->on_new ? &p->l->ok_new : &p->l->ok_old) >= p->want;
+}
+
+void ls_testcut_load_wait(struct ls_testcut_load *l, bool on_new, long more)
+{
+	struct progress p = { l, atomic_load(on_new ? &l->ok_new : &l->ok_old) + more, on_new };
+	ck_assert_msg(ls_test_wait_until(load_progressed, &p, 60000),
+		      "the load made no progress on the %s side; log:\n%s", on_new ? "new" : "old",
+		      ls_testd_log_tail(l->d));
+}
+
+long *ls_testcut_load_ids(struct ls_testcut_load *l, size_t *n)
+{
+	pthread_mutex_lock(&l->mu);
+	*n = l->n;
+	long *copy = malloc((l->n + 1) * sizeof *copy);
+	ck_assert_ptr_nonnull(copy);
+	memcpy(copy, l->ids ? l->ids : copy, l->n * sizeof *copy);
+	pthread_mutex_unlock(&l->mu);
+	return copy;
 }
