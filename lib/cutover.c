@@ -1491,7 +1491,9 @@ static void proc_json(struct ls_cutover *c, struct proc *pr, struct ls_json *j)
 	ls_json_object_end(j);
 	ls_json_key(j, "fence");
 	ls_json_object_begin(j);
-	ls_json_kv_string(j, "method", pr->fence_by_hook ? "fence_hook" : "revoke");
+	ls_json_kv_string(j, "method", pr->fence_by_hook ? "fence_hook"
+				       : c->cfg->cutover.fence == LS_FENCE_READ_ONLY ? "read_only"
+				       : "revoke");
 	ls_json_kv_bool(j, "applied", pr->fenced);
 	ls_json_kv_bool(j, "lifted", pr->unfenced);
 	ls_json_kv_uint(j, "sessions_ended", pr->ended);

@@ -69,10 +69,15 @@ static void teardown(void)
 	ls_testpg_stop(src);
 }
 
-static void start_daemon(const char *switch_hook)
+static void start_daemon_with(const char *switch_hook, const char *extra)
 {
 	d = ls_testcut_daemon("postgres", ls_testpg_conninfo(src, "shop"), ls_testpg_conninfo(dst, "shop"),
-			      "public.*", switch_hook);
+			      "public.*", switch_hook, extra);
+}
+
+static void start_daemon(const char *switch_hook)
+{
+	start_daemon_with(switch_hook, "");
 }
 
 /* ---- the application's load ---------------------------------------------------------- */
@@ -414,6 +419,51 @@ START_TEST(cutover_survives_a_daemon_restart)
 }
 END_TEST
 
+/* The app's transactions on the old side fail as read-only once fenced */
+static bool app_write_fails_read_only(void)
+{
+	PGconn *c = app_connect(src);
+	ck_assert_ptr_nonnull(c);
+	PGresult *r = PQexec(c, "INSERT INTO items VALUES (990001, 'ro?')");
+	const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	bool ro = st && strcmp(st, "25006") == 0;
+	PQclear(r);
+	PQfinish(c);
+	return ro;
+}
+
+/* fence = read_only: the application role's sessions start read-only
+ * (ALTER ROLE ... SET default_transaction_read_only) instead of losing
+ * their grants; the rollback lifts it. */
+START_TEST(cutover_with_a_read_only_fence)
+{
+	start_daemon_with("touch @DIR@/switched", "fence = read_only\n");
+	struct ls_testcut_load l = { .ids = NULL };
+	load_start(&l);
+	ls_testcut_load_wait(&l, false, 50);
+	json_t *doc = NULL;
+	int rc = ctl("cutover --tables public.orders --json --timeout 60", &doc);
+	json_t *pr = ls_testcut_proc(doc);
+	ck_assert_msg(rc == 0, "cutover exited %d: %s", rc, ls_testcut_str(pr, "reason"));
+	ck_assert_msg(strstr(ls_testcut_str(json_object_get(pr, "fence"), "undo"),
+			     "RESET default_transaction_read_only") != NULL, "fence: %s",
+		      json_dumps(json_object_get(pr, "fence"), JSON_COMPACT));
+	json_decref(doc);
+	ls_testcut_load_wait(&l, true, 50);
+	ck_assert(app_write_fails_read_only());
+	rc = ctl("rollback --json --timeout 60", &doc);
+	ck_assert_msg(rc == 0, "rollback exited %d: %s", rc,
+		      ls_testcut_str(ls_testcut_proc(doc), "reason"));
+	json_decref(doc);
+	ck_assert(!app_write_fails_read_only());
+	ls_testcut_load_wait(&l, false, 50);
+	ls_testcut_load_stop(&l);
+	assert_has_all(&l, src, "old");
+	ck_assert_int_eq(atomic_load(&l.dups), 0);
+	ls_testcut_load_free(&l);
+}
+END_TEST
+
 START_TEST(cutover_stops_when_lag_is_too_high)
 {
 	start_daemon("touch @DIR@/switched");
@@ -553,6 +603,7 @@ int main(void)
 	const struct ls_testutil_case cases[] = {
 		{ "cutover_rollback", cutover_and_rollback_under_load },
 		{ "restart", cutover_survives_a_daemon_restart },
+		{ "read_only", cutover_with_a_read_only_fence },
 		{ "lag", cutover_stops_when_lag_is_too_high },
 		{ "drift", cutover_stops_on_drift },
 		{ "write_after_fence", cutover_stops_on_a_write_after_the_fence },

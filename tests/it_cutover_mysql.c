@@ -74,10 +74,15 @@ static void teardown(void)
 	ls_testmy_stop(src);
 }
 
-static void start_daemon(const char *switch_hook)
+static void start_daemon_with(const char *switch_hook, const char *extra)
 {
 	d = ls_testcut_daemon("mysql", ls_testmy_conninfo(src, "shop"), ls_testmy_conninfo(dst, "shop"),
-			      "shop.*", switch_hook);
+			      "shop.*", switch_hook, extra);
+}
+
+static void start_daemon(const char *switch_hook)
+{
+	start_daemon_with(switch_hook, "");
 }
 
 /* ---- the application's load ---------------------------------------------------------- */
@@ -443,6 +448,47 @@ START_TEST(cutover_refuses_a_fence_revokes_cannot_hold)
 }
 END_TEST
 
+/* The app's INSERT on the old side fails because the server is read-only. */
+static bool app_write_fails_read_only(void)
+{
+	MYSQL *m = app_connect(src);
+	ck_assert_ptr_nonnull(m);
+	bool ro = mysql_query(m, "INSERT INTO items VALUES (990001, 'ro?')") != 0 &&
+		  mysql_errno(m) == 1290;
+	if (!ro)
+		ls_testmy_exec(src, "shop", "DELETE FROM items WHERE id = 990001");
+	mysql_close(m);
+	return ro;
+}
+
+/* What revokes cannot fence (a database-level grant), fence = read_only
+ * can: the whole old server turns read-only for the application (not for
+ * lockstep's reverse apply), and the rollback turns it back. */
+START_TEST(cutover_with_a_read_only_fence)
+{
+	ls_testmy_exec(src, "shop", "GRANT INSERT, UPDATE, DELETE ON shop.* TO app@'%%'");
+	start_daemon_with("touch @DIR@/switched", "fence = read_only\n");
+	struct ls_testcut_load l = { .ids = NULL };
+	load_start(&l);
+	ls_testcut_load_wait(&l, false, 50);
+	cut_over(&l);
+	ls_testcut_load_wait(&l, true, 50);
+	ck_assert_int_eq(qlong(src, "SELECT @@global.read_only"), 1);
+	ck_assert(app_write_fails_read_only());
+	json_t *doc = NULL;
+	int rc = ls_testcut_ctl(d, "rollback --json --timeout 60", &doc);
+	ck_assert_msg(rc == 0, "rollback exited %d: %s; log:\n%s", rc,
+		      ls_testcut_str(ls_testcut_proc(doc), "reason"), ls_testd_log_tail(d));
+	json_decref(doc);
+	ck_assert_int_eq(qlong(src, "SELECT @@global.read_only"), 0);
+	ls_testcut_load_wait(&l, false, 50);
+	ls_testcut_load_stop(&l);
+	assert_has_all(&l, src, "old");
+	ck_assert_int_eq(atomic_load(&l.dups), 0);
+	ls_testcut_load_free(&l);
+}
+END_TEST
+
 int main(void)
 {
 	const struct ls_testutil_case cases[] = {
@@ -450,6 +496,7 @@ int main(void)
 		{ "restart", cutover_survives_a_daemon_restart },
 		{ "write_after_fence", cutover_stops_on_a_write_after_the_fence },
 		{ "db_grant", cutover_refuses_a_fence_revokes_cannot_hold },
+		{ "read_only", cutover_with_a_read_only_fence },
 	};
 	return ls_testutil_run_cases("cutover_mysql", cases, sizeof cases / sizeof cases[0], setup,
 				     teardown, 600);

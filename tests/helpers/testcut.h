@@ -33,9 +33,10 @@ void ls_testcut_assert_report(json_t *pr);
 /* Starts lockstepd for a cutover test: pipeline "shop" from src_ci to the
  * target "new" at dst_ci (both `engine`), direct buffer, the tables
  * pattern, [cutover] app_roles = app with switch_hook (switch_back_hook
- * removes @DIR@/switched), and waits until it streams. */
+ * removes @DIR@/switched) and the lines in extra (may be ""), and waits
+ * until it streams. */
 struct ls_testd *ls_testcut_daemon(const char *engine, const char *src_ci, const char *dst_ci,
-				   const char *tables, const char *switch_hook);
+				   const char *tables, const char *switch_hook, const char *extra);
 
 /* A table's checksum on one side ("count:digest"), malloc'd, NULL on error. */
 typedef char *(*ls_testcut_sum_fn)(void *side, const char *table, const char *where);
