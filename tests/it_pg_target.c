@@ -261,6 +261,7 @@ START_TEST(pgtarget_groups_small_txns)
 		snprintf(c, sizeof c, "%d", 102 + 3 * i);
 		APPLY_OK(t, 2000 + (uint64_t)i, r, ins(r, a, "x"), ins(r, b, "x"), ins(r, c, "x"));
 	}
+	flush_ok(t);   /* the last COMMIT may still be unanswered */
 	ls_pgtarget_stats(t, &st);
 	ck_assert_uint_eq(st.commits, 5);
 	ck_assert_uint_eq(st.txns, 10);
@@ -764,6 +765,160 @@ START_TEST(pgtarget_batch_error_names_table_and_key)
 }
 END_TEST
 
+/* ---- commits in flight ------------------------------------------------------- */
+
+/* Every on_commit call, in order. */
+static struct {
+	int n;
+	uint64_t seq[64];
+	int64_t off[64];
+} reported;
+
+static void record_commit(void *ctx, int64_t off, const struct ls_pos *pos)
+{
+	(void)ctx;
+	ck_assert_int_lt(reported.n, 64);
+	reported.seq[reported.n] = pos->seq;
+	reported.off[reported.n++] = off;
+}
+
+/* One group per source transaction (batch_rows 1), COMMITs answered late. */
+static struct ls_pgtarget *open_overlap(bool create)
+{
+	struct ls_pgtarget_opts o = {
+		.pipeline = "shop", .target = "new", .conninfo = ls_testpg_conninfo(pg, db),
+		.create_tables = create, .ddl = LS_DDL_APPLY, .batch_rows = 1,
+		.batch_ms = 600000, .copy_after = -1, .on_commit = record_commit,
+	};
+	struct ls_pgtarget *t;
+	struct ls_err err = { 0 };
+	memset(&reported, 0, sizeof reported);
+	ck_assert_msg(ls_pgtarget_new(&o, &t, &err) == 0, "open: %s", err.msg);
+	return t;
+}
+
+static void ck_reported(int n, const uint64_t *seqs)
+{
+	ck_assert_int_eq(reported.n, n);
+	for (int i = 0; i < n; i++) {
+		ck_assert_uint_eq(reported.seq[i], seqs[i]);
+		ck_assert_int_eq(reported.off[i], (int64_t)seqs[i] * 10);
+	}
+}
+
+/* end() sends a full group's COMMIT and goes on without its answer; the
+ * group is reported once the answer is read (at the latest when a third
+ * group would be in flight, or at flush), in order, with its rows. */
+START_TEST(pgtarget_commit_in_flight_reported_in_order)
+{
+	struct ls_pgtarget *t = open_overlap(true);
+	struct ls_relation *r = mkrel(1, "o", 'd', "id:integer:k|v:text");
+	APPLY_OK(t, 1, r, ins(r, "1", "a"));
+	ck_reported(0, NULL);   /* sent, not waited for */
+	APPLY_OK(t, 2, r, upd(r, 0, "1", "b"), upd(r, 0, "99", "missing"));
+	ck_reported(0, NULL);
+	APPLY_OK(t, 3, r, ins(r, "3", "c"));
+	ck_reported(1, (uint64_t[]){ 1 });   /* at most two stay unanswered */
+	struct ls_pgtarget_ckpt ck;
+	ls_pgtarget_checkpoint(t, &ck);
+	ck_assert_uint_eq(ck.source_seq, 1);
+	flush_ok(t);
+	ck_reported(3, (uint64_t[]){ 1, 2, 3 });
+	ls_pgtarget_checkpoint(t, &ck);
+	ck_assert_uint_eq(ck.source_seq, 3);
+	ck_assert_int_eq(ck.buffer_offset, 30);
+	ck_q1("3", "SELECT source_seq FROM lockstep.checkpoint");
+	ck_q1("1:b,3:c", "SELECT string_agg(id||':'||v, ',' ORDER BY id) FROM app.o");
+	struct ls_pgtarget_stats st;
+	ls_pgtarget_stats(t, &st);
+	ck_assert_uint_eq(st.commits, 3);
+	ck_assert_uint_eq(st.txns, 3);
+	ck_assert_uint_eq(st.rows, 4);
+	ck_assert_uint_eq(st.missing_rows, 1);   /* counted with its own group */
+	/* tick reads an answer once it is batch_ms old; not before */
+	APPLY_OK(t, 4, r, ins(r, "4", "d"));
+	int wait_ms = -1;
+	struct ls_err err = { 0 };
+	ck_assert_int_eq(ls_pgtarget_tick(t, &wait_ms, &err), 0);
+	ck_assert_int_gt(wait_ms, 0);
+	ck_reported(3, (uint64_t[]){ 1, 2, 3 });
+	flush_ok(t);
+	ck_reported(4, (uint64_t[]){ 1, 2, 3, 4 });
+	ls_pgtarget_free(t);
+	ls_relation_free(r);
+}
+END_TEST
+
+/* A COMMIT that fails while the next group is already sent: neither group
+ * is reported, nothing of either is visible, the checkpoint stays, and the
+ * replay after reset lands both exactly once. */
+START_TEST(pgtarget_failed_commit_in_flight_reports_neither)
+{
+	struct ls_pgtarget *t = open_overlap(true);
+	struct ls_relation *r = mkrel(1, "f", 'd', "id:integer:k|v:text");
+	APPLY_OK(t, 1, r, ins(r, "1", "ok"));
+	flush_ok(t);
+	/* a deferred check: the row is accepted, its group's COMMIT fails */
+	ls_testpg_exec(pg, db, "CREATE FUNCTION app.no_bad() RETURNS trigger LANGUAGE plpgsql AS"
+		       " $$ BEGIN IF NEW.v = 'bad' THEN RAISE EXCEPTION 'bad row %%', NEW.id;"
+		       " END IF; RETURN NULL; END $$;"
+		       " CREATE CONSTRAINT TRIGGER no_bad AFTER INSERT ON app.f DEFERRABLE"
+		       " INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION app.no_bad();"
+		       " ALTER TABLE app.f ENABLE ALWAYS TRIGGER no_bad");
+	APPLY_OK(t, 2, r, ins(r, "2", "bad"));
+	APPLY_OK(t, 3, r, ins(r, "3", "fine"));
+	ck_reported(1, (uint64_t[]){ 1 });
+	struct ls_err err = { 0 };
+	ck_assert_int_eq(ls_pgtarget_flush(t, &err), -1);
+	ck_assert_msg(strstr(err.msg, "bad row 2"), "%s", err.msg);
+	ck_reported(1, (uint64_t[]){ 1 });
+	struct ls_pgtarget_ckpt ck;
+	ls_pgtarget_checkpoint(t, &ck);
+	ck_assert_uint_eq(ck.source_seq, 1);
+	ck_q1("1", "SELECT source_seq FROM lockstep.checkpoint");
+	ck_q1("1:ok", "SELECT string_agg(id||':'||v, ',' ORDER BY id) FROM app.f");
+	/* the cause goes away; the replay from the checkpoint lands once */
+	ls_testpg_exec(pg, db, "DROP TRIGGER no_bad ON app.f");
+	ck_assert_msg(ls_pgtarget_reset(t, &err) == 0, "reset: %s", err.msg);
+	ls_pgtarget_checkpoint(t, &ck);
+	ck_assert_uint_eq(ck.source_seq, 1);
+	APPLY_OK(t, 2, r, ins(r, "2", "bad"));
+	/* savepoint mode after a reset: that group's COMMIT was waited for */
+	ck_reported(2, (uint64_t[]){ 1, 2 });
+	APPLY_OK(t, 3, r, ins(r, "3", "fine"));
+	flush_ok(t);
+	ck_reported(3, (uint64_t[]){ 1, 2, 3 });
+	ck_q1("1:ok,2:bad,3:fine", "SELECT string_agg(id||':'||v, ',' ORDER BY id) FROM app.f");
+	ck_q1("3", "SELECT source_seq FROM lockstep.checkpoint");
+	ls_pgtarget_free(t);
+	ls_relation_free(r);
+}
+END_TEST
+
+/* A group that fails after the previous one's COMMIT was sent: the earlier
+ * group is reported once its COMMIT is read, the failed one never. */
+START_TEST(pgtarget_error_after_commit_in_flight_reports_the_committed)
+{
+	struct ls_pgtarget *t = open_overlap(true);
+	struct ls_relation *r = mkrel(1, "e", 'd', "id:integer:k|v:text");
+	APPLY_OK(t, 1, r, ins(r, "1", "a"));
+	APPLY_OK(t, 2, r, ins(r, "2", "b"));
+	ck_reported(0, NULL);
+	struct ls_change bad[] = { ins(r, "not-a-number", "c") };
+	struct ls_err err = { 0 };
+	int rc = apply(t, 3, r, 1, bad, &err);
+	if (rc == 0)
+		rc = ls_pgtarget_flush(t, &err);
+	ck_assert_int_eq(rc, -1);
+	ck_assert_str_eq(ls_pgtarget_sqlstate(t), "22P02");
+	ck_reported(2, (uint64_t[]){ 1, 2 });
+	ck_q1("2", "SELECT source_seq FROM lockstep.checkpoint");
+	ck_q1("1:a,2:b", "SELECT string_agg(id||':'||v, ',' ORDER BY id) FROM app.e");
+	ls_pgtarget_free(t);
+	ls_relation_free(r);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("pg_target");
@@ -789,6 +944,9 @@ int main(void)
 	tcase_add_test(tc, pgtarget_batch_keeps_unchanged_toast_and_counts_missing);
 	tcase_add_test(tc, pgtarget_fk_and_trigger_tables_go_row_by_row);
 	tcase_add_test(tc, pgtarget_batch_error_names_table_and_key);
+	tcase_add_test(tc, pgtarget_commit_in_flight_reported_in_order);
+	tcase_add_test(tc, pgtarget_failed_commit_in_flight_reports_neither);
+	tcase_add_test(tc, pgtarget_error_after_commit_in_flight_reports_the_committed);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -27,8 +27,12 @@
 #define BATCH_SLOTS 2048          /* hash slots, a power of two > 2 * BATCH_ROWS */
 #define BATCH_BYTES (1024 * 1024)
 #define PENDING_BYTES (8 * 1024 * 1024)
+/* Groups whose COMMIT may be in flight while the next one is sent. */
+#define INFLIGHT_DEFAULT 2
+#define INFLIGHT_MAX 8
 
-enum pend_kind { P_PLAIN, P_STMT, P_SYNC, P_WANT, P_CKPT, P_BATCH };
+/* P_COMMIT: the COMMIT of a group sent without waiting (see commit_group) */
+enum pend_kind { P_PLAIN, P_STMT, P_SYNC, P_WANT, P_CKPT, P_BATCH, P_COMMIT };
 
 struct stmt {
 	struct stmt *next;
@@ -91,6 +95,16 @@ struct pend {
 	char key[100];             /* "(id)=(5)" for error messages */
 };
 
+/* A group whose COMMIT was sent but whose result is not read yet: what to
+ * report when it arrives. */
+struct inflight {
+	uint64_t commit_idx;       /* index (in send order) of its COMMIT */
+	int64_t sent_ms;
+	int64_t offset;
+	struct ls_pos pos;
+	int rows, txns, copy_rows, missing, ddl;
+};
+
 struct ls_pgtarget {
 	struct ls_pgtarget_opts o; /* strings below are owned copies */
 	char *pipeline, *target, *conninfo;
@@ -135,6 +149,11 @@ struct ls_pgtarget {
 
 	struct ls_pgtarget_ckpt ckpt;
 	struct ls_pgtarget_stats stats;
+
+	/* groups committed without waiting, oldest first; reported (ckpt,
+	 * stats, on_commit) as their COMMIT results arrive, in order */
+	struct inflight infl[INFLIGHT_MAX];
+	int ninfl, max_inflight;
 
 	/* tables with pending batches, and the bytes their rows take */
 	struct trel *pending;
@@ -275,6 +294,7 @@ static void fail(struct ls_pgtarget *t)
 	t->run_len = 0;
 	t->head = t->count = 0;
 	t->ndone = t->nsent;
+	t->ninfl = 0;   /* unreported: the caller replays from the checkpoint */
 	PQclear(t->want);
 	t->want = NULL;
 	forget_stmts(t);
@@ -315,13 +335,36 @@ static int usable(struct ls_pgtarget *t, struct ls_err *err)
 
 /* ---- pipeline ---------------------------------------------------------------- */
 
+static void report_group(struct ls_pgtarget *t, const struct inflight *g);
+
+/* Where the rows that command idx found missing are counted: its source
+ * transaction (mine), the open group, or the in-flight group it belongs to. */
+static int *missing_count(struct ls_pgtarget *t, uint64_t idx, bool mine)
+{
+	for (int i = 0; i < t->ninfl; i++)
+		if (idx < t->infl[i].commit_idx)
+			return &t->infl[i].missing;
+	return mine ? &t->txn_missing : &t->group_missing;
+}
+
+/* The COMMIT of the oldest in-flight group succeeded: report it. */
+static void commit_arrived(struct ls_pgtarget *t)
+{
+	struct inflight g = t->infl[0];
+	t->ninfl--;
+	memmove(&t->infl[0], &t->infl[1], (size_t)t->ninfl * sizeof t->infl[0]);
+	report_group(t, &g);
+}
+
 /* Reads the results of the oldest command in flight.  Returns -1 on an
  * error (recorded in t->perr). */
 static int process_head(struct ls_pgtarget *t)
 {
 	struct pend *p = &t->ring[t->head];
-	bool mine = t->in_txn && t->ndone >= t->txn_mark;
+	uint64_t idx = t->ndone;
+	bool mine = t->in_txn && idx >= t->txn_mark;
 	bool ignore = t->aborting && mine;
+	bool committed = false;
 	int rc = 0;
 	t->ndone++;
 	if (p->kind == P_SYNC) {
@@ -353,15 +396,24 @@ static int process_head(struct ls_pgtarget *t)
 				ls_err_set(&t->perr, false, "target %s: checkpoint row for pipeline "
 					   "%s vanished", t->target, t->pipeline);
 				rc = -1;
+			} else if (p->kind == P_COMMIT) {
+				/* a COMMIT in a failed transaction block answers
+				 * ROLLBACK; cannot happen here (nothing is sent after
+				 * an error's Sync), but never report such a group */
+				committed = t->ninfl > 0 && t->infl[0].commit_idx == idx &&
+					    strcmp(PQcmdStatus(r), "COMMIT") == 0;
+				if (!committed) {
+					t->have_perr = true;
+					ls_err_set(&t->perr, true, "target %s: group did not commit "
+						   "(%s)", t->target, PQcmdStatus(r));
+					rc = -1;
+				}
 			} else if (p->kind == P_BATCH) {
 				int miss = p->nrows - atoi(PQcmdTuples(r));
-				*(mine ? &t->txn_missing : &t->group_missing) += miss > 0 ? miss : 0;
+				*missing_count(t, idx, mine) += miss > 0 ? miss : 0;
 			} else if ((p->op == LS_OP_UPDATE || p->op == LS_OP_DELETE) &&
 				   strcmp(PQcmdTuples(r), "0") == 0) {
-				if (mine)
-					t->txn_missing++;
-				else
-					t->group_missing++;
+				(*missing_count(t, idx, mine))++;
 			}
 			PQclear(r);
 		}
@@ -372,6 +424,8 @@ static int process_head(struct ls_pgtarget *t)
 	}
 	t->head = (t->head + 1) % RING;
 	t->count--;
+	if (rc == 0 && committed)
+		commit_arrived(t);
 	return rc;
 }
 
@@ -597,6 +651,10 @@ int ls_pgtarget_new(const struct ls_pgtarget_opts *opts, struct ls_pgtarget **ou
 		t->o.batch_ms = 100;
 	if (t->o.copy_after == 0)
 		t->o.copy_after = 64;
+	t->max_inflight = opts->commits_in_flight == 0 ? INFLIGHT_DEFAULT
+			: opts->commits_in_flight < 0 ? 0
+			: opts->commits_in_flight < INFLIGHT_MAX ? opts->commits_in_flight
+			: INFLIGHT_MAX - 1;
 	if (!t->pipeline || !t->target || !t->conninfo) {
 		ls_pgtarget_free(t);
 		return ls_err_set(err, false, "out of memory");
@@ -718,12 +776,68 @@ static int open_group(struct ls_pgtarget *t, struct ls_err *err)
 
 static int end_copy(struct ls_pgtarget *t, struct ls_err *err);
 
-/* Updates the checkpoint, commits and waits for the outcome; reports the
- * committed position. */
-static int commit_group(struct ls_pgtarget *t, struct ls_err *err)
+/* Moves the checkpoint and the counters past a committed group and tells
+ * the caller. */
+static void report_group(struct ls_pgtarget *t, const struct inflight *g)
+{
+	t->stats.commits++;
+	t->stats.rows += (uint64_t)g->rows;
+	t->stats.copy_rows += (uint64_t)g->copy_rows;
+	t->stats.missing_rows += (uint64_t)g->missing;
+	t->stats.ddl += (uint64_t)g->ddl;
+	if (g->txns == 0)
+		return;
+	t->sp_mode = false;   /* the checkpoint moved past the replayed group */
+	t->stats.txns += (uint64_t)g->txns;
+	t->ckpt.present = true;
+	t->ckpt.buffer_offset = g->offset;
+	t->ckpt.source_seq = g->pos.seq;
+	snprintf(t->ckpt.source_pos, sizeof t->ckpt.source_pos, "%s", g->pos.text);
+	if (t->o.on_commit)
+		t->o.on_commit(t->o.ctx, g->offset, &g->pos);
+}
+
+/* Reads results until the oldest in-flight group's COMMIT has been read. */
+static int drain_oldest(struct ls_pgtarget *t, struct ls_err *err)
+{
+	return drain_until(t, (unsigned)(t->nsent - t->infl[0].commit_idx - 1), err);
+}
+
+/* Reads the outcome of in-flight groups sent batch_ms ago or earlier, so
+ * that their reports are not held back long while input keeps coming. */
+static int drain_due(struct ls_pgtarget *t, struct ls_err *err)
+{
+	while (t->ninfl > 0 && now_ms() - t->infl[0].sent_ms >= t->o.batch_ms)
+		if (drain_oldest(t, err) < 0)
+			return -1;
+	return 0;
+}
+
+/* Reads every result outstanding (each in-flight COMMIT was followed by a
+ * flush request; one more covers anything sent since). */
+static int drain_all(struct ls_pgtarget *t, struct ls_err *err)
+{
+	if (t->count == 0)
+		return 0;
+	if (!PQsendFlushRequest(t->conn))
+		return conn_error(t, err, "flush request");
+	return drain_until(t, 0, err);
+}
+
+/* Updates the checkpoint and commits the open group.  With wait (and in
+ * savepoint mode) it waits for the outcome of this group and of every one
+ * before it, and reports them.  Otherwise the COMMIT goes out followed by a
+ * flush request, not a Sync: the next group's commands follow it at once,
+ * and should this COMMIT fail, the server skips everything after it up to
+ * the next Sync, so no later group can commit without it.  Each Sync we
+ * send is followed by reading every result before anything more is sent,
+ * which keeps that true.  The group is reported when its COMMIT's result is
+ * read (by whichever call drains next), at most max_inflight groups stay
+ * unread. */
+static int commit_group(struct ls_pgtarget *t, bool wait, struct ls_err *err)
 {
 	if (!t->in_group)
-		return 0;
+		return wait ? drain_all(t, err) : 0;
 	if (flush_all(t, err) < 0 || end_copy(t, err) < 0)
 		return -1;
 	char off[24], seq[24];
@@ -739,30 +853,33 @@ static int commit_group(struct ls_pgtarget *t, struct ls_err *err)
 		if (pushed(t, P_CKPT, 0, NULL, NULL, NULL, err) < 0)
 			return -1;
 	}
-	if (send_sql(t, "COMMIT", 0, NULL, P_PLAIN, err) < 0)
-		return -1;
-	if (!PQpipelineSync(t->conn))
-		return conn_error(t, err, "sync");
-	if (pushed(t, P_SYNC, 0, NULL, NULL, NULL, err) < 0 || drain_until(t, 0, err) < 0)
+	struct inflight g = {
+		.commit_idx = t->nsent, .sent_ms = now_ms(), .offset = t->group_offset,
+		.pos = t->group_pos, .rows = t->group_rows, .txns = t->group_txns,
+		.copy_rows = t->group_copy_rows, .missing = t->group_missing, .ddl = t->group_ddl,
+	};
+	bool ahead = !wait && !t->sp_mode && t->group_txns > 0 && t->max_inflight > 0;
+	if (ahead)
+		t->infl[t->ninfl++] = g;   /* before the send: a drain may read it */
+	if (send_sql(t, "COMMIT", 0, NULL, ahead ? P_COMMIT : P_PLAIN, err) < 0)
 		return -1;
 	t->in_group = false;
 	t->sp_held = false;
 	t->run_rel = NULL;
-	t->stats.commits++;
-	t->stats.rows += (uint64_t)t->group_rows;
-	t->stats.copy_rows += (uint64_t)t->group_copy_rows;
-	t->stats.missing_rows += (uint64_t)t->group_missing;
-	t->stats.ddl += (uint64_t)t->group_ddl;
-	if (t->group_txns == 0)
+	if (ahead) {
+		if (!PQsendFlushRequest(t->conn) || PQflush(t->conn) != 0)
+			return conn_error(t, err, "send");
+		while (t->ninfl > t->max_inflight)
+			if (drain_oldest(t, err) < 0)
+				return -1;
 		return 0;
-	t->sp_mode = false;   /* the checkpoint moved past the replayed group */
-	t->stats.txns += (uint64_t)t->group_txns;
-	t->ckpt.present = true;
-	t->ckpt.buffer_offset = t->group_offset;
-	t->ckpt.source_seq = t->group_pos.seq;
-	snprintf(t->ckpt.source_pos, sizeof t->ckpt.source_pos, "%s", t->group_pos.text);
-	if (t->o.on_commit)
-		t->o.on_commit(t->o.ctx, t->group_offset, &t->group_pos);
+	}
+	if (!PQpipelineSync(t->conn))
+		return conn_error(t, err, "sync");
+	if (pushed(t, P_SYNC, 0, NULL, NULL, NULL, err) < 0 || drain_until(t, 0, err) < 0)
+		return -1;
+	g.missing = t->group_missing;   /* counted as its results were read */
+	report_group(t, &g);
 	return 0;
 }
 
@@ -799,6 +916,8 @@ int ls_pgtarget_begin(struct ls_pgtarget *t, const struct ls_txn *txn, struct ls
 		return -1;
 	if (t->in_txn)
 		return ls_err_set(err, false, "target %s: begin inside a transaction", t->target);
+	if (drain_due(t, err) < 0)
+		return -1;
 	discard_saved(t);
 	t->txn_opened = !t->in_group;
 	t->txn_sp = t->in_group && t->sp_mode;
@@ -828,7 +947,7 @@ int ls_pgtarget_end(struct ls_pgtarget *t, const struct ls_txn *txn, int64_t buf
 	t->group_offset = buffer_offset;
 	t->group_pos = txn->commit;
 	if (t->group_rows >= t->o.batch_rows || now_ms() - t->group_start_ms >= t->o.batch_ms)
-		return commit_group(t, err);
+		return commit_group(t, false, err);
 	return 0;
 }
 
@@ -838,20 +957,25 @@ int ls_pgtarget_flush(struct ls_pgtarget *t, struct ls_err *err)
 		return -1;
 	if (t->in_txn)
 		return ls_err_set(err, false, "target %s: flush inside a transaction", t->target);
-	return commit_group(t, err);
+	return commit_group(t, true, err);
 }
 
 int ls_pgtarget_tick(struct ls_pgtarget *t, int *wait_ms, struct ls_err *err)
 {
 	if (wait_ms)
 		*wait_ms = -1;
-	if (usable(t, err) < 0)
+	if (usable(t, err) < 0 || drain_due(t, err) < 0)
 		return -1;
-	if (!t->in_group)
+	if (!t->in_group) {
+		if (t->ninfl > 0 && wait_ms) {
+			int64_t due = t->infl[0].sent_ms + t->o.batch_ms - now_ms();
+			*wait_ms = due > 0 ? (int)due : 0;
+		}
 		return 0;
+	}
 	int64_t left = t->group_start_ms + t->o.batch_ms - now_ms();
 	if (left <= 0 && !t->in_txn)
-		return commit_group(t, err);
+		return commit_group(t, true, err);
 	if (wait_ms)
 		*wait_ms = left > 0 ? (int)left : 0;
 	return 0;
@@ -1438,7 +1562,7 @@ int ls_pgtarget_relation(struct ls_pgtarget *t, const struct ls_relation *rel,
 		return -1;
 	}
 	if (own_group && !t->in_txn)
-		return commit_group(t, err);
+		return commit_group(t, true, err);
 	return 0;
 }
 

@@ -34,6 +34,17 @@
  * that does not batch, TRUNCATE, a relation change, a savepoint, the
  * commit).  Memory: at most 1 MiB of pending rows per table, 8 MiB in all.
  *
+ * Commits: a group that end() commits (full or old) is committed without
+ * waiting: its COMMIT goes out and the next group's statements follow it at
+ * once (no Sync in between, so should that COMMIT fail the server skips
+ * everything up to the next Sync and no later group commits without it).
+ * The group is reported (on_commit, checkpoint, stats) when its COMMIT's
+ * answer is read: by a later call that reads results, at the latest when
+ * more than commits_in_flight groups would be unanswered, when the oldest
+ * is batch_ms old (begin, tick), or at flush.  flush(), tick()'s commit
+ * and every commit in savepoint mode wait for the answers of their group
+ * and of every one before it.
+ *
  * Call order:
  *   ls_pgtarget_new -> ls_pgtarget_checkpoint (where to resume)
  *   -> { ls_pgtarget_relation* ; ls_pgtarget_begin ; ls_pgtarget_change* ;
@@ -70,7 +81,10 @@
 
 /* Called after each successful group commit with the position it made
  * durable on the target: the buffer offset and source position passed to the
- * last ls_pgtarget_end() of the group.  pos is valid during the call. */
+ * last ls_pgtarget_end() of the group.  pos is valid during the call.  Runs
+ * inside whichever call read the COMMIT's answer (end, begin, change, tick,
+ * flush, ...), in commit order, never for a group whose COMMIT failed nor
+ * for any group after it; it must not call back into the target. */
 typedef void (*ls_pgtarget_commit_cb)(void *ctx, int64_t buffer_offset,
 				      const struct ls_pos *pos);
 
@@ -85,6 +99,9 @@ struct ls_pgtarget_opts {
 	/* Consecutive INSERTs into one table after which the rest of the run
 	 * goes through COPY; 0 = default (64); < 0 = never use COPY. */
 	int copy_after;
+	/* Groups whose COMMIT may still be unanswered while the next group is
+	 * sent (see "Commits" above); 0 = default (2); < 0 = wait for each. */
+	int commits_in_flight;
 	ls_pgtarget_commit_cb on_commit;   /* may be NULL */
 	void *ctx;
 };
@@ -167,15 +184,19 @@ int ls_pgtarget_change(struct ls_pgtarget *t, const struct ls_relation *rel,
 int ls_pgtarget_abort_txn(struct ls_pgtarget *t, struct ls_err *err)
 	__attribute__((warn_unused_result));
 /* Ends the source transaction; buffer_offset is its position in the buffer
- * (recorded in the checkpoint).  Commits the group when it is full or old. */
+ * (recorded in the checkpoint).  Commits the group when it is full or old,
+ * without waiting for the answer (see "Commits" above). */
 int ls_pgtarget_end(struct ls_pgtarget *t, const struct ls_txn *txn, int64_t buffer_offset,
 		    struct ls_err *err) __attribute__((warn_unused_result));
-/* Commits the open group now, if any (not inside a source transaction). */
+/* Commits the open group now, if any (not inside a source transaction), and
+ * waits until it and every group before it are committed and reported. */
 int ls_pgtarget_flush(struct ls_pgtarget *t, struct ls_err *err)
 	__attribute__((warn_unused_result));
-/* Commits the open group if it is older than batch_ms; call when input
- * pauses.  Returns 0 and sets *wait_ms (if non-NULL) to the milliseconds
- * until the group will be due, -1 when no group is open. */
+/* Commits the open group if it is older than batch_ms (and waits for it);
+ * call when input pauses.  Reads the answers of unanswered commits batch_ms
+ * old.  Returns 0 and sets *wait_ms (if non-NULL) to the milliseconds until
+ * the open group, or else the oldest unanswered commit, will be due; -1
+ * when neither exists. */
 int ls_pgtarget_tick(struct ls_pgtarget *t, int *wait_ms, struct ls_err *err)
 	__attribute__((warn_unused_result));
 
