@@ -164,6 +164,12 @@ struct ls_cutover {
 	bool rev_open;
 	struct ls_cutover_pipe rev;
 	int64_t window_until_us;
+	int64_t cut_id;                /* the cutover that switched (0: none) */
+	int cut_tidx;                  /* its target */
+	char cut_rev_start[LS_POS_TEXT_MAX], cut_report[1024];
+	char *rs_undo;                 /* at start: a fence a stopped procedure left */
+	const char *rs_ci;             /* on the side behind this conninfo */
+	bool rs_then_reverse;          /* then the cut over resumes */
 	char *oldside_undo;            /* lifts the old side's fence (rollback) */
 	char *newside_undo;            /* lifts the new side's fence (next cutover) */
 	/* the default host */
@@ -182,6 +188,10 @@ struct ls_cutover {
 
 static void advance(struct ls_cutover *c);
 static void close_step(struct ls_cutover *c);
+static void state_write(struct ls_cutover *c, enum ls_cutstate_stage stage);
+static void state_forget(struct ls_cutover *c);
+static int job_window_drop(struct ls_cutover *c, struct jobout *o);
+static void window_dropped(uv_work_t *w, int status);
 
 /* ---- pure helpers --------------------------------------------------------------------- */
 
@@ -1065,6 +1075,7 @@ static void do_fence(struct ls_cutover *c)
 				pr->undo = c->jo.undo;
 				c->jo.undo = NULL;
 				pr->ended = c->jo.n;
+				state_write(c, LS_CUTSTATE_FENCED);   /* a restart lifts it */
 			}
 			if (c->jo.rc < 0) {
 				stop_proc(c, c->jo.rc != LS_CUTOVER_NO, "%s", c->jo.err.msg);
@@ -1200,6 +1211,29 @@ static void do_verify(struct ls_cutover *c)
 /* The application moves (hook), then the side it moves to is opened for
  * it (a fence from an earlier procedure lifted): a failing hook leaves
  * both sides as they were. */
+/* The application now writes to the other side: from here a restart must
+ * come back cut over (or rolled back), never unfence the side it left. */
+static void switched(struct ls_cutover *c)
+{
+	struct proc *pr = c->pr;
+	if (pr->rollback) {
+		free(c->newside_undo);   /* the new side stays fenced; a later cutover lifts it */
+		c->newside_undo = pr->undo ? strdup(pr->undo) : NULL;
+		c->cut_id = 0;
+		state_write(c, LS_CUTSTATE_ROLLED_BACK);
+		return;
+	}
+	free(c->oldside_undo);           /* the rollback lifts it */
+	c->oldside_undo = pr->undo ? strdup(pr->undo) : NULL;
+	c->cut_id = pr->id;
+	c->cut_tidx = pr->tidx;
+	snprintf(c->cut_rev_start, sizeof c->cut_rev_start, "%s",
+		 pr->have_rev ? pr->rev_at.text : "");
+	c->cut_report[0] = '\0';
+	c->window_until_us = wall_us() + c->cfg->cutover.rollback_window_s * 1000000;
+	state_write(c, LS_CUTSTATE_CUT_OVER);
+}
+
 static void do_switch(struct ls_cutover *c)
 {
 	struct proc *pr = c->pr;
@@ -1239,6 +1273,7 @@ static void do_switch(struct ls_cutover *c)
 		*to_undo = NULL;
 		pr->open_ns = uv_hrtime();
 		pr->open_us = wall_us();
+		switched(c);
 		step_ok(c, pr->rollback ? S_STOP_REVERSE : S_REVERSE, "%s%s; writes fenced for %.3f s",
 			hook ? "switched: " : "", hook ? hook : "no switch hook: repoint the application",
 			(pr->open_ns - pr->fenced_ns) / 1e9);
@@ -1658,20 +1693,23 @@ static void write_report(struct ls_cutover *c, struct proc *pr)
 
 /* ---- the cut-over state across restarts (lib/cutstate.h) ------------------------------------------ */
 
-static void state_save(struct ls_cutover *c)
+static void state_write(struct ls_cutover *c, enum ls_cutstate_stage stage)
 {
 	struct proc *pr = c->pr;
 	struct ls_cutstate st = {
-		.id = pr->id, .tables = pr->tables_pat, .slice = pr->slice_text,
-		.window_until_us = c->window_until_us, .undo = c->oldside_undo,
+		.stage = stage, .rollback = pr->rollback, .next_id = c->next_id,
+		.id = c->cut_id ? c->cut_id : pr->id, .tables = pr->tables_pat,
+		.slice = pr->slice_text, .window_until_us = c->window_until_us,
+		.undo = c->oldside_undo, .newside_undo = c->newside_undo,
+		.fence_undo = stage == LS_CUTSTATE_FENCED ? pr->undo : NULL,
 	};
-	snprintf(st.target, sizeof st.target, "%s", pr->target);
-	snprintf(st.rev_start, sizeof st.rev_start, "%s", pr->have_rev ? pr->rev_at.text : "");
-	snprintf(st.report, sizeof st.report, "%s", pr->report);
+	snprintf(st.target, sizeof st.target, "%s", c->cfg->targets[pr->tidx].name);
+	snprintf(st.rev_start, sizeof st.rev_start, "%s", c->cut_rev_start);
+	snprintf(st.report, sizeof st.report, "%s", c->cut_report);
 	struct ls_err err;
 	if (ls_cutstate_save(c->cfg->state_dir, &st, &err) < 0)
-		ls_error("cutover %" PRId64 ": %s: a daemon restart would forget the reverse "
-			 "pipeline and the rollback window", pr->id, err.msg);
+		ls_error("%s %" PRId64 ": %s: a daemon restart would forget the fence, the reverse "
+			 "pipeline or the rollback window", kind(pr), pr->id, err.msg);
 }
 
 static void on_window(uv_timer_t *t);
@@ -1680,9 +1718,11 @@ static int reverse_start(struct ls_cutover *c, struct ls_config *rc, struct ls_e
 /* After a restart: the reverse pipeline again, from where it stood (its
  * slot, or its saved GTID in its own state directory), and what is left of
  * the rollback window. */
-static void on_restore(uv_timer_t *t)
+/* After a restart in the cut over: the reverse pipeline again, from where
+ * it stood (its slot, or its saved GTID in its own state directory), and
+ * what is left of the rollback window. */
+static void restore_reverse(struct ls_cutover *c)
 {
-	struct ls_cutover *c = t->data;
 	struct proc *pr = c->pr;
 	struct ls_err e = {0};
 	struct ls_config *rc = ls_cutover_reverse_config(c->cfg, pr->tidx, pr->slice_text, &e);
@@ -1702,9 +1742,95 @@ static void on_restore(uv_timer_t *t)
 	uv_timer_start(&c->window, on_window, left_ms > 0 ? (uint64_t)left_ms : 0, 0);
 }
 
-/* Reads what the last successful cutover left (lib/cutstate.h): 1 and the
- * phase is cut_over again (the reverse pipeline starts from the loop), 0
- * when there is nothing, -1 with err. */
+static int job_restore_unfence(struct ls_cutover *c, struct jobout *o)
+{
+	struct ls_cutover_conn *conn = NULL;
+	int rc = c->ops->open(c->rs_ci, &conn, &o->err);
+	if (rc == 0)
+		rc = c->ops->unfence(conn, c->rs_undo, &o->err);
+	c->ops->close(conn);
+	return rc;
+}
+
+static void restore_unfenced(uv_work_t *w, int status)
+{
+	struct ls_cutover *c = w->data;
+	c->job_busy = false;
+	if (status < 0 || c->jo.rc < 0) {
+		ls_error("a procedure stopped by the daemon's stop left a fence, and lifting it "
+			 "failed: %s; the statements that lift it are in %s/%s", status < 0 ?
+			 "cancelled" : c->jo.err.msg, c->cfg->state_dir, LS_CUTSTATE_FILE);
+	} else {
+		ls_notice("a procedure stopped by the daemon's stop had fenced the %s side: fence "
+			  "lifted, it serves as before", c->rs_then_reverse ? "new" : "old");
+		free(c->rs_undo);
+		c->rs_undo = NULL;
+		if (c->pr)
+			state_write(c, LS_CUTSTATE_CUT_OVER);
+		else if (c->newside_undo)
+			ls_notice("the new side stays fenced from an earlier rollback");
+		else
+			state_forget(c);
+	}
+	if (c->closing) {
+		close_step(c);
+		return;
+	}
+	if (c->rs_then_reverse)
+		restore_reverse(c);
+}
+
+static void on_restore(uv_timer_t *t)
+{
+	struct ls_cutover *c = t->data;
+	if (c->rs_undo == NULL) {
+		restore_reverse(c);
+		return;
+	}
+	c->job_fn = job_restore_unfence;
+	c->job_busy = true;
+	c->work.data = c;
+	if (uv_queue_work(c->loop, &c->work, job_run, restore_unfenced) < 0)
+		restore_unfenced(&c->work, UV_ENOMEM);
+}
+
+/* The cut over a record describes, as the latest procedure. */
+static int restore_cut_over(struct ls_cutover *c, struct ls_cutstate *st, int tidx)
+{
+	struct proc *pr = calloc(1, sizeof *pr);
+	if (pr == NULL)
+		return -1;
+	pr->id = st->id;
+	pr->tidx = tidx;
+	snprintf(pr->target, sizeof pr->target, "%s", st->target);
+	snprintf(pr->outcome, sizeof pr->outcome, "succeeded");
+	snprintf(pr->report, sizeof pr->report, "%s", st->report);
+	pr->have_rev = st->rev_start[0] != '\0';
+	snprintf(pr->rev_at.text, sizeof pr->rev_at.text, "%s", st->rev_start);
+	pr->tables_pat = st->tables;
+	pr->slice_text = st->slice;
+	st->tables = st->slice = NULL;
+	pr->from_ci = c->cfg->source.conninfo;
+	pr->to_ci = c->cfg->targets[tidx].conninfo;
+	pr->pipe = &c->host.fwd;
+	c->pr = pr;
+	c->phase = PH_CUT_OVER;
+	c->cut_id = st->id;
+	snprintf(c->cut_rev_start, sizeof c->cut_rev_start, "%s", st->rev_start);
+	snprintf(c->cut_report, sizeof c->cut_report, "%s", st->report);
+	c->oldside_undo = st->undo;
+	st->undo = NULL;
+	c->window_until_us = st->window_until_us;
+	c->rs_then_reverse = true;
+	return 0;
+}
+
+/* Reads what the last procedures left (lib/cutstate.h) and goes on from
+ * there on the loop: a fence a stopped procedure left is lifted (a stopped
+ * rollback's one on the new side, then the cut over resumes), a cut over
+ * gets its reverse pipeline and window again, a rollback's fence on the new
+ * side is remembered; the reverse slot of a finished rollback is dropped.
+ * 1 when a record was there, 0 when none, -1 with err. */
 static int state_restore(struct ls_cutover *c, struct ls_err *err)
 {
 	struct ls_cutstate st;
@@ -1715,32 +1841,39 @@ static int state_restore(struct ls_cutover *c, struct ls_err *err)
 	for (int i = 0; i < c->cfg->ntargets; i++)
 		if (strcmp(c->cfg->targets[i].name, st.target) == 0)
 			tidx = i;
-	struct proc *pr = tidx < 0 ? NULL : calloc(1, sizeof *pr);
-	if (pr == NULL) {
+	if (tidx < 0) {
 		ls_err_set(err, false, "%s/%s names target %s, which this config does not have",
 			   c->cfg->state_dir, LS_CUTSTATE_FILE, st.target);
 		ls_cutstate_clear(&st);
 		return -1;
 	}
-	pr->id = st.id;
-	pr->tidx = tidx;
-	snprintf(pr->target, sizeof pr->target, "%s", st.target);
-	snprintf(pr->outcome, sizeof pr->outcome, "succeeded");
-	snprintf(pr->report, sizeof pr->report, "%s", st.report);
-	pr->have_rev = st.rev_start[0] != '\0';
-	snprintf(pr->rev_at.text, sizeof pr->rev_at.text, "%s", st.rev_start);
-	pr->tables_pat = st.tables;
-	pr->slice_text = st.slice;
-	pr->from_ci = c->cfg->source.conninfo;
-	pr->to_ci = c->cfg->targets[tidx].conninfo;
-	pr->pipe = &c->host.fwd;
-	c->pr = pr;
-	c->next_id = st.id;
-	c->phase = PH_CUT_OVER;
-	c->oldside_undo = st.undo;
-	c->window_until_us = st.window_until_us;
-	uv_timer_start(&c->window, on_restore, 0, 0);
-	return 1;
+	c->next_id = st.next_id > st.id ? st.next_id : st.id;
+	c->cut_tidx = tidx;
+	c->newside_undo = st.newside_undo;
+	st.newside_undo = NULL;
+	rc = 1;
+	if (st.stage == LS_CUTSTATE_ROLLED_BACK) {
+		c->phase = PH_ROLLED_BACK;
+		/* the rollback may have stopped before it dropped the reverse slot */
+		c->job_fn = job_window_drop;
+		c->job_busy = true;
+		c->work.data = c;
+		if (uv_queue_work(c->loop, &c->work, job_run, window_dropped) < 0)
+			c->job_busy = false;
+	} else {
+		if (st.stage == LS_CUTSTATE_FENCED) {
+			c->rs_undo = st.fence_undo;
+			st.fence_undo = NULL;
+			c->rs_ci = st.rollback ? c->cfg->targets[tidx].conninfo : c->cfg->source.conninfo;
+		}
+		if ((st.stage == LS_CUTSTATE_CUT_OVER || st.rollback) &&
+		    restore_cut_over(c, &st, tidx) < 0)
+			rc = ls_err_set(err, false, "out of memory");
+		if (rc == 1)
+			uv_timer_start(&c->window, on_restore, 0, 0);
+	}
+	ls_cutstate_clear(&st);
+	return rc;
 }
 
 static void state_forget(struct ls_cutover *c)
@@ -1748,6 +1881,22 @@ static void state_forget(struct ls_cutover *c)
 	struct ls_err err;
 	if (ls_cutstate_remove(c->cfg->state_dir, &err) < 0)
 		ls_warn("%s", err.msg);
+}
+
+/* Once a procedure ended or the window closed: the record says what now
+ * holds (a fence that could not be lifted, the cut over, the new side's
+ * fence after a rollback) or goes. */
+static void state_settle(struct ls_cutover *c)
+{
+	struct proc *pr = c->pr;
+	if (pr && pr->fenced && !pr->unfenced && !pr->open_ns && pr->undo)
+		state_write(c, LS_CUTSTATE_FENCED);
+	else if (pr && c->phase == PH_CUT_OVER)
+		state_write(c, LS_CUTSTATE_CUT_OVER);
+	else if (pr && c->newside_undo)
+		state_write(c, LS_CUTSTATE_ROLLED_BACK);
+	else
+		state_forget(c);
 }
 
 /* ---- procedure: end ------------------------------------------------------------------------------ */
@@ -1763,21 +1912,12 @@ static void finish(struct ls_cutover *c)
 	pr->finished_us = wall_us();
 	bool ok = strcmp(pr->outcome, "succeeded") == 0;
 	if (ok && !pr->dry_run && !pr->rollback) {
-		c->phase = PH_CUT_OVER;
-		free(c->oldside_undo);
-		c->oldside_undo = pr->undo;     /* the rollback lifts it */
-		pr->undo = NULL;
-		if (c->oldside_undo)
-			pr->undo = strdup(c->oldside_undo);
-		c->window_until_us = wall_us() + c->cfg->cutover.rollback_window_s * 1000000;
+		c->phase = PH_CUT_OVER;         /* the switch step took the undo and the window */
 		uv_timer_start(&c->window, on_window,
 			       (uint64_t)c->cfg->cutover.rollback_window_s * 1000, 0);
 	} else if (ok && !pr->dry_run) {
 		c->phase = PH_ROLLED_BACK;
 		uv_timer_stop(&c->window);
-		state_forget(c);
-		free(c->newside_undo);
-		c->newside_undo = pr->undo ? strdup(pr->undo) : NULL;
 	} else if (pr->rollback) {
 		c->phase = PH_CUT_OVER;         /* the new side still serves */
 	} else {
@@ -1785,7 +1925,9 @@ static void finish(struct ls_cutover *c)
 	}
 	write_report(c, pr);
 	if (ok && !pr->dry_run && !pr->rollback)
-		state_save(c);   /* names the report, so after it */
+		snprintf(c->cut_report, sizeof c->cut_report, "%s", pr->report);
+	if (!pr->dry_run)
+		state_settle(c);   /* names the report, so after it */
 	ls_notice("%s %" PRId64 " %s%s%s; report %s", kind(pr), pr->id, pr->outcome,
 		  pr->reason[0] ? ": " : "", pr->reason, pr->report);
 	if (c->ops) {
@@ -1821,7 +1963,7 @@ static int job_window_drop(struct ls_cutover *c, struct jobout *o)
 	struct ls_cutover_conn *conn = NULL;
 	char name[96];
 	rev_names(c, name, sizeof name);
-	const char *ci = c->cfg->targets[c->pr ? c->pr->tidx : 0].conninfo;
+	const char *ci = c->cfg->targets[c->cut_tidx].conninfo;
 	int rc = c->ops->open(ci, &conn, &o->err);
 	if (rc == 0)
 		rc = c->ops->reverse_drop(conn, name, name, &o->err);
@@ -1864,7 +2006,8 @@ static void on_window(uv_timer_t *t)
 	ls_notice("rollback window closed: the reverse pipeline %s_rev stops and its slot goes",
 		  c->cfg->name);
 	c->phase = PH_IDLE;
-	state_forget(c);
+	c->cut_id = 0;
+	state_settle(c);
 	free(c->oldside_undo);
 	c->oldside_undo = NULL;
 	if (c->rev_open) {

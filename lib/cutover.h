@@ -70,13 +70,18 @@
  * &timeout=S] and POST /rollback[?max_lag=S&timeout=S] (admin) start a
  * procedure (202, or 409 when one runs); GET /cutover shows it.
  *
- * Across a daemon restart: a successful cutover leaves <state_dir>/
- * cutover.state (lib/cutstate.h: the slice, the target, the rollback
- * deadline, the old side's fence undo); at start the phase is cut_over
- * again, the reverse pipeline resumes from its slot or saved GTID, and the
- * rest of the window runs.  A rollback or the window's end removes it.  A
- * procedure running when the daemon stops is not resumed: its report says
- * what state each side is in.
+ * Across a daemon stop (kill -9 included): <state_dir>/cutover.state
+ * (lib/cutstate.h) is written when a fence is applied, at the switch and
+ * when a procedure ends.  At start: a fence whose procedure had not
+ * switched yet is lifted (that side serves again; the procedure itself is
+ * not resumed); after a cutover's switch the phase is cut_over again, the
+ * reverse pipeline resumes from its slot or saved GTID and the rest of the
+ * window runs; after a rollback the new side's fence is remembered for the
+ * next cutover and the reverse slot is dropped.  A fence made by fence_hook
+ * has no undo text and is not lifted at start (unfence_hook is the
+ * operator's).  The window between a fence's commit and its record is not
+ * covered: a crash exactly there leaves the fence without a record (the
+ * log shows the fence step begun and never ended).
  */
 #ifndef LS_CUTOVER_H
 #define LS_CUTOVER_H

@@ -34,14 +34,18 @@ int ls_cutstate_save(const char *dir, const struct ls_cutstate *s, struct ls_err
 {
 	struct ls_sbuf b;
 	ls_sbuf_init(&b);
-	ls_sbuf_printf(&b, "id=%" PRId64 "\nwindow_until_us=%" PRId64 "\n", s->id,
-		       s->window_until_us);
+	static const char *const stages[] = { "fenced", "cut_over", "rolled_back" };
+	ls_sbuf_printf(&b, "stage=%s\nrollback=%d\nnext_id=%" PRId64 "\nid=%" PRId64
+		       "\nwindow_until_us=%" PRId64 "\n", stages[s->stage], s->rollback ? 1 : 0,
+		       s->next_id, s->id, s->window_until_us);
 	put_escaped(&b, "target", s->target);
 	put_escaped(&b, "tables", s->tables);
 	put_escaped(&b, "slice", s->slice);
 	put_escaped(&b, "rev_start", s->rev_start);
 	put_escaped(&b, "report", s->report);
 	put_escaped(&b, "undo", s->undo);
+	put_escaped(&b, "fence_undo", s->fence_undo);
+	put_escaped(&b, "newside_undo", s->newside_undo);
 	char path[4096];
 	path_of(dir, path, sizeof path);
 	int rc = b.oom ? ls_err_set(err, false, "out of memory")
@@ -83,9 +87,34 @@ static bool dup_to(char **dst, const char *v)
 	return v[0] == '\0' || *dst != NULL;
 }
 
+static bool set_stage(struct ls_cutstate *s, const char *v)
+{
+	if (strcmp(v, "fenced") == 0)
+		s->stage = LS_CUTSTATE_FENCED;
+	else if (strcmp(v, "cut_over") == 0)
+		s->stage = LS_CUTSTATE_CUT_OVER;
+	else if (strcmp(v, "rolled_back") == 0)
+		s->stage = LS_CUTSTATE_ROLLED_BACK;
+	else
+		return false;
+	return true;
+}
+
 static bool set_key(struct ls_cutstate *s, const char *k, const char *v, unsigned *seen)
 {
 	char *end = NULL;
+	if (strcmp(k, "stage") == 0)
+		return (*seen |= 16, set_stage(s, v));
+	if (strcmp(k, "rollback") == 0)
+		return (s->rollback = strcmp(v, "1") == 0, strcmp(v, "0") == 0 || s->rollback);
+	if (strcmp(k, "next_id") == 0) {
+		s->next_id = strtoll(v, &end, 10);
+		return end != v && *end == '\0' && s->next_id >= 0;
+	}
+	if (strcmp(k, "fence_undo") == 0)
+		return dup_to(&s->fence_undo, v);
+	if (strcmp(k, "newside_undo") == 0)
+		return dup_to(&s->newside_undo, v);
 	if (strcmp(k, "id") == 0) {
 		s->id = strtoll(v, &end, 10);
 		*seen |= 1;
@@ -128,9 +157,9 @@ static int parse(char *text, const char *path, struct ls_cutstate *out, struct l
 		if (!unescape(eq + 1) || !set_key(out, p, eq + 1, &seen))
 			return ls_err_set(err, false, "%s:%d: bad or unknown %s", path, line, p);
 	}
-	if (seen != 15)
-		return ls_err_set(err, false, "%s: incomplete (needs id, window_until_us, target "
-				  "and slice)", path);
+	if (seen != 31)
+		return ls_err_set(err, false, "%s: incomplete (needs stage, id, window_until_us, "
+				  "target and slice)", path);
 	return 1;
 }
 
@@ -161,5 +190,7 @@ void ls_cutstate_clear(struct ls_cutstate *s)
 	free(s->tables);
 	free(s->slice);
 	free(s->undo);
+	free(s->fence_undo);
+	free(s->newside_undo);
 	memset(s, 0, sizeof *s);
 }

@@ -1,15 +1,18 @@
-/* cutstate — what a daemon restart must not forget after a cutover: that
- * the application now writes to the new side, the reverse pipeline that
- * keeps the old side a fallback, and the rollback window with what lifts
- * the old side's fence.  One record in <state_dir>/cutover.state, written
- * durably (lib/statefile.h) when a cutover succeeds and removed when the
- * rollback succeeds or the window closes; lib/cutover.c reads it at start.
+/* cutstate — what a daemon restart must not forget about a cutover: a
+ * fence a procedure stopped by the restart left on the serving side (to
+ * lift it), that the application writes to the new side (the reverse
+ * pipeline that keeps the old side a fallback, the rollback window, what
+ * lifts the old side's fence), or after a rollback what lifts the new
+ * side's fence.  One record in <state_dir>/cutover.state, written durably
+ * (lib/statefile.h) at each of those points and removed when none holds;
+ * lib/cutover.c reads it at start.
  *
  * Text, one "key=value" per line; in values "\n" and "\\" stand for a
  * newline and a backslash (the undo holds one statement per line). */
 #ifndef LS_CUTSTATE_H
 #define LS_CUTSTATE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "change.h"
@@ -17,7 +20,18 @@
 
 #define LS_CUTSTATE_FILE "cutover.state"
 
+enum ls_cutstate_stage {
+	LS_CUTSTATE_FENCED,                /* a procedure's fence is on, no switch yet */
+	LS_CUTSTATE_CUT_OVER,              /* the new side serves */
+	LS_CUTSTATE_ROLLED_BACK,           /* the old side serves, the new one fenced */
+};
+
 struct ls_cutstate {
+	enum ls_cutstate_stage stage;
+	bool rollback;                     /* FENCED: by a rollback (under a cut over) */
+	char *fence_undo;                  /* FENCED: lifts that fence (owned) */
+	char *newside_undo;                /* ROLLED_BACK: lifts the new side's (owned) */
+	int64_t next_id;                   /* the last procedure's number */
 	int64_t id;                        /* the cutover procedure's number */
 	char target[128];                  /* the target cut over to */
 	char *tables;                      /* --tables patterns, NULL = all (owned) */

@@ -435,6 +435,50 @@ static bool app_write_fails_read_only(void)
 /* fence = read_only: the application role's sessions start read-only
  * (ALTER ROLE ... SET default_transaction_read_only) instead of losing
  * their grants; the rollback lifts it. */
+static bool verify_step_running(void *ctx)
+{
+	(void)ctx;
+	json_t *j = ls_testd_get(d, "/cutover");
+	bool ok = j && strcmp(ls_testcut_str(json_object_get(j, "procedure"), "step"),
+			      "verify") == 0;
+	json_decref(j);
+	return ok;
+}
+
+/* kill -9 in the middle of a cutover, its fence on the old side and a
+ * check_command still running: the next start lifts the fence from the
+ * saved undo; the old side serves, nothing is lost. */
+START_TEST(cutover_killed_after_the_fence_unfences_at_start)
+{
+	start_daemon_with("touch @DIR@/switched", "check_command = sleep 120\n");
+	struct ls_testcut_load l = { .ids = NULL };
+	load_start(&l);
+	ls_testcut_load_wait(&l, false, 50);
+	ck_assert_int_eq(ls_testd_post(d, "/cutover?tables=public.orders"), 202);
+	ck_assert_msg(ls_test_wait_until(verify_step_running, NULL, 60000), "no verify step; "
+		      "log:\n%s", ls_testd_log_tail(d));
+	ls_testd_kill9(d);
+	PGconn *c = app_connect(src);   /* fenced, and nobody left to lift it */
+	ck_assert_ptr_nonnull(c);
+	PGresult *r = PQexec(c, "INSERT INTO orders (v, n) VALUES ('fenced?', 3)");
+	const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	ck_assert_msg(st && strcmp(st, "42501") == 0, "the old side was not fenced: %s",
+		      PQresultErrorMessage(r));
+	PQclear(r);
+	PQfinish(c);
+	ls_testd_start(d);
+	ls_testd_wait_state(d, "streaming", 120000);
+	assert_old_serves(&l);
+	json_t *j = ls_testd_get(d, "/cutover");
+	ck_assert_str_eq(ls_testcut_str(j, "phase"), "idle");
+	json_decref(j);
+	ck_assert_msg(strstr(ls_testd_log_tail(d), "fence lifted") != NULL, "log:\n%s",
+		      ls_testd_log_tail(d));
+	assert_nothing_lost(&l);
+	ls_testcut_load_free(&l);
+}
+END_TEST
+
 START_TEST(cutover_with_a_read_only_fence)
 {
 	start_daemon_with("touch @DIR@/switched", "fence = read_only\n");
@@ -604,6 +648,7 @@ int main(void)
 		{ "cutover_rollback", cutover_and_rollback_under_load },
 		{ "restart", cutover_survives_a_daemon_restart },
 		{ "read_only", cutover_with_a_read_only_fence },
+		{ "kill9", cutover_killed_after_the_fence_unfences_at_start },
 		{ "lag", cutover_stops_when_lag_is_too_high },
 		{ "drift", cutover_stops_on_drift },
 		{ "write_after_fence", cutover_stops_on_a_write_after_the_fence },

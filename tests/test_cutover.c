@@ -817,9 +817,44 @@ START_TEST(cutover_state_survives_a_restart)
 	json_t *pr = json_object_get(d, "procedure");
 	ck_assert_int_eq(json_integer_value(json_object_get(pr, "id")), 2);
 	json_decref(d);
+	/* the new side stays fenced after a rollback: that survives too, and
+	 * the reverse slot is dropped (again: a stop may have come first) */
+	int drops = F.drops;
 	restart_engine();
-	ck_assert_str_eq(ls_cutover_phase(cut), "idle");
+	ck_assert_str_eq(ls_cutover_phase(cut), "rolled_back");
 	ck_assert_int_eq(F.reverse_opens, 2);
+	for (int i = 0; i < 1000 && F.drops == drops; i++)
+		uv_run(&loop, UV_RUN_ONCE);
+	ck_assert_int_eq(F.drops, drops + 1);
+	F.calls[0] = '\0';
+	d = run(false, false, 5);   /* a new cutover lifts the new side's fence */
+	ck_assert_msg(strstr(F.calls, "unfence(new,new)") != NULL, "%s", F.calls);
+	json_decref(d);
+	stop_engine();
+}
+END_TEST
+
+/* The daemon stops in the middle of a cutover, after the fence: the next
+ * start lifts it (the old side serves again) and forgets the procedure. */
+START_TEST(cutover_fence_left_by_a_stop_is_lifted_at_start)
+{
+	start_engine("check_command = sleep 30\n");
+	struct ls_cutover_request r = { .max_lag_s = -1, .timeout_s = 5 };
+	struct ls_err err = {0};
+	ck_assert_int_gt(ls_cutover_start(cut, &r, &err), 0);
+	for (int i = 0; i < 100000 && !strstr(F.calls, "sequences(old>new)"); i++)
+		uv_run(&loop, UV_RUN_ONCE);   /* up to the verify step's check_command */
+	ck_assert_int_eq(F.fences, 1);
+	ck_assert_msg(F.unfences == 0, "%s", F.calls);
+	restart_engine();
+	for (int i = 0; i < 1000 && F.unfences == 0; i++)
+		uv_run(&loop, UV_RUN_ONCE);
+	ck_assert_int_eq(F.unfences, 1);
+	ck_assert_msg(strstr(F.calls, "unfence(old,old)") != NULL, "%s", F.calls);
+	ck_assert_str_eq(ls_cutover_phase(cut), "idle");
+	restart_engine();   /* nothing left to do */
+	ck_assert_int_eq(F.unfences, 1);
+	ck_assert_str_eq(ls_cutover_phase(cut), "idle");
 	stop_engine();
 }
 END_TEST
@@ -877,6 +912,7 @@ int main(void)
 	tcase_add_test(tc, cutover_then_rollback);
 	tcase_add_test(tc, cutover_rollback_window_closes);
 	tcase_add_test(tc, cutover_state_survives_a_restart);
+	tcase_add_test(tc, cutover_fence_left_by_a_stop_is_lifted_at_start);
 	suite_add_tcase(s, tc);
 	SRunner *r = srunner_create(s);
 	srunner_run_all(r, CK_NORMAL);

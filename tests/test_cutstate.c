@@ -35,6 +35,9 @@ static void write_raw(const char *text)
 START_TEST(cutstate_round_trips_with_newlines_and_backslashes)
 {
 	struct ls_cutstate s = {
+		.stage = LS_CUTSTATE_FENCED, .rollback = true, .next_id = 8,
+		.fence_undo = strdup("ALTER ROLE app RESET default_transaction_read_only;\n"),
+		.newside_undo = strdup("x\\y"),
 		.id = 7, .window_until_us = 1795000000123456, .tables = strdup("public.o*"),
 		.slice = strdup("public.orders,public.order_items"), .undo =
 			strdup("GRANT INSERT ON `shop`.`t` TO 'a\\\\b'@'%';\nSET GLOBAL read_only = OFF;\n"),
@@ -46,6 +49,11 @@ START_TEST(cutstate_round_trips_with_newlines_and_backslashes)
 	struct ls_cutstate r;
 	struct ls_err err = {0};
 	ck_assert_int_eq(ls_cutstate_load(dir, &r, &err), 1);
+	ck_assert_int_eq(r.stage, LS_CUTSTATE_FENCED);
+	ck_assert(r.rollback);
+	ck_assert_int_eq(r.next_id, 8);
+	ck_assert_str_eq(r.fence_undo, s.fence_undo);
+	ck_assert_str_eq(r.newside_undo, s.newside_undo);
 	ck_assert_int_eq(r.id, 7);
 	ck_assert_int_eq(r.window_until_us, 1795000000123456);
 	ck_assert_str_eq(r.target, "new");
@@ -57,10 +65,12 @@ START_TEST(cutstate_round_trips_with_newlines_and_backslashes)
 	ls_cutstate_clear(&r);
 	ls_cutstate_clear(&s);
 	/* no patterns and no undo come back as NULL */
-	s = (struct ls_cutstate){ .id = 1, .slice = strdup("a.b") };
+	s = (struct ls_cutstate){ .stage = LS_CUTSTATE_ROLLED_BACK, .id = 1, .slice = strdup("a.b") };
 	snprintf(s.target, sizeof s.target, "t");
 	ck_assert_int_eq(ls_cutstate_save(dir, &s, NULL), 0);
 	ck_assert_int_eq(ls_cutstate_load(dir, &r, NULL), 1);
+	ck_assert_int_eq(r.stage, LS_CUTSTATE_ROLLED_BACK);
+	ck_assert(!r.rollback);
 	ck_assert_ptr_null(r.tables);
 	ck_assert_ptr_null(r.undo);
 	ls_cutstate_clear(&r);
@@ -75,20 +85,20 @@ START_TEST(cutstate_names_file_and_line_of_a_bad_record)
 {
 	struct ls_cutstate r;
 	struct ls_err err = {0};
-	write_raw("id=3\nwindow_until_us=5\ntarget=new\nbogus=1\nslice=a.b\n");
+	write_raw("stage=cut_over\nid=3\nwindow_until_us=5\ntarget=new\nbogus=1\nslice=a.b\n");
 	ck_assert_int_eq(ls_cutstate_load(dir, &r, &err), -1);
-	ck_assert_msg(strstr(err.msg, "cutover.state:4: bad or unknown bogus"), "%s", err.msg);
-	write_raw("id=3\nwindow_until_us=5\ntarget=new\nslice=a\\qb\n");
+	ck_assert_msg(strstr(err.msg, "cutover.state:5: bad or unknown bogus"), "%s", err.msg);
+	write_raw("stage=cut_over\nid=3\nwindow_until_us=5\ntarget=new\nslice=a\\qb\n");
 	ck_assert_int_eq(ls_cutstate_load(dir, &r, &err), -1);
-	ck_assert_msg(strstr(err.msg, ":4: bad or unknown slice"), "%s", err.msg);
+	ck_assert_msg(strstr(err.msg, ":5: bad or unknown slice"), "%s", err.msg);
 	write_raw("id=3\ntarget=new\nslice=a.b\n");
 	ck_assert_int_eq(ls_cutstate_load(dir, &r, &err), -1);
 	ck_assert_msg(strstr(err.msg, "incomplete"), "%s", err.msg);
-	write_raw("id=-1\nwindow_until_us=5\ntarget=new\nslice=a.b\n");
+	write_raw("stage=cut_over\nid=-1\nwindow_until_us=5\ntarget=new\nslice=a.b\n");
 	ck_assert_int_eq(ls_cutstate_load(dir, &r, &err), -1);
-	write_raw("id=3\nwindow_until_us=5\ntarget=new\nslice=a.b");
+	write_raw("stage=cut_over\nid=3\nwindow_until_us=5\ntarget=new\nslice=a.b");
 	ck_assert_int_eq(ls_cutstate_load(dir, &r, &err), -1);
-	ck_assert_msg(strstr(err.msg, ":4: unterminated"), "%s", err.msg);
+	ck_assert_msg(strstr(err.msg, ":5: unterminated"), "%s", err.msg);
 }
 END_TEST
 
