@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "connectors/mysql/my_sql.h"
 #include "connectors/mysql/my_target.h"
 #include "connectors/mysql/my_tgt.h"
 #include "tests/helpers/testsrv.h"
@@ -554,6 +555,221 @@ START_TEST(mytarget_multirow_inserts_split_by_size)
 }
 END_TEST
 
+/* ---- multi-statement batches --------------------------------------------------- */
+
+/* One source transaction touching a and b: INSERT into a, UPDATE of b. */
+static int apply_ab(struct ls_target *t, uint64_t seq, const struct ls_relation *a,
+		    const struct ls_relation *b, const char *bval, struct ls_err *err)
+{
+	char id[16];
+	snprintf(id, sizeof id, "%llu", (unsigned long long)seq);
+	struct ls_change ca = ins(a, id, "new"), cb = upd(b, 0, id, bval);
+	struct ls_txn x = txn(seq);
+	if (ops->begin(t, &x, err) < 0 || ops->change(t, a, &ca, err) < 0 ||
+	    ops->change(t, b, &cb, err) < 0)
+		return -1;
+	return ops->end(t, &x, (int64_t)seq * 10, err);
+}
+
+START_TEST(mytarget_batch_error_mid_group_rolls_back_and_names_statement)
+{
+	struct ls_target *t = open_target(true, LS_DDL_APPLY, 100000, 600000);
+	struct ls_relation *a = mkrel(1, "ba", 'd', "id:integer:k|v:text");
+	struct ls_relation *b = mkrel(2, "bb", 'd', "id:integer:k|v:character varying(3)");
+	APPLY_OK(t, 1, a, ins(a, "1", "old"));
+	struct ls_change pre[40];
+	char ids[40][16];
+	for (int i = 0; i < 40; i++) {
+		snprintf(ids[i], sizeof ids[i], "%d", i + 1);
+		pre[i] = ins(b, ids[i], "abc");
+	}
+	struct ls_err err = { 0 };
+	ck_assert_msg(apply(t, 2, b, 40, pre, &err) == 0, "%s", err.msg);
+	flush_ok(t);
+
+	/* txn 20 of 40 in one group fails on the server, 20 more follow it in
+	 * the same batches: the error names its table, operation, key and
+	 * column, nothing of the group stays, the checkpoint did not move */
+	int rc = 0;
+	for (uint64_t seq = 3; seq <= 42 && rc == 0; seq++)
+		rc = apply_ab(t, seq, a, b, seq == 20 ? "long" : "ok", &err);
+	if (rc == 0)
+		rc = ops->flush(t, &err);
+	ck_assert_int_eq(rc, -1);
+	ck_assert(!err.retryable);
+	ck_assert_uint_eq(ls_mytarget_errno((struct ls_mytarget *)t), 1406);
+	ck_assert_msg(strstr(err.msg, "`bb` UPDATE key (id)=(20) column v"), "%s", err.msg);
+	ck_q1("1", "SELECT COUNT(*) FROM ba");
+	ck_q1("0", "SELECT COUNT(*) FROM bb WHERE v <> 'abc'");
+	ck_q1("2", "SELECT source_seq FROM lockstep.checkpoint WHERE target = '%s'", db);
+
+	/* a duplicate key in the middle of a batch: the INSERT is named */
+	ck_assert_msg(ops->reset(t, &err) == 0, "reset: %s", err.msg);
+	rc = 0;
+	for (uint64_t seq = 3; seq <= 42 && rc == 0; seq++) {
+		if (seq == 30) {
+			struct ls_change dup[] = { ins(a, "1", "again"), upd(b, 0, "30", "ok") };
+			rc = apply(t, seq, a, 1, dup, &err);
+		} else {
+			rc = apply_ab(t, seq, a, b, "ok", &err);
+		}
+	}
+	if (rc == 0)
+		rc = ops->flush(t, &err);
+	ck_assert_int_eq(rc, -1);
+	ck_assert(!err.retryable);
+	ck_assert_uint_eq(ls_mytarget_errno((struct ls_mytarget *)t), 1062);
+	ck_assert_msg(strstr(err.msg, "`ba` INSERT key (id)=(1)"), "%s", err.msg);
+	ck_q1("1:old", "SELECT GROUP_CONCAT(id, ':', v) FROM ba");
+	ck_q1("2", "SELECT source_seq FROM lockstep.checkpoint WHERE target = '%s'", db);
+
+	/* the same group, correct, lands whole */
+	ck_assert_msg(ops->reset(t, &err) == 0, "reset: %s", err.msg);
+	for (uint64_t seq = 3; seq <= 42; seq++)
+		ck_assert_msg(apply_ab(t, seq, a, b, "ok", &err) == 0, "%s", err.msg);
+	flush_ok(t);
+	ck_q1("41:901", "SELECT CONCAT(COUNT(*), ':', SUM(id)) FROM ba");
+	ck_q1("38", "SELECT COUNT(*) FROM bb WHERE v = 'ok'");   /* keys 3..40 */
+	ck_q1("42", "SELECT source_seq FROM lockstep.checkpoint WHERE target = '%s'", db);
+	ops->free(t);
+	ls_relation_free(a);
+	ls_relation_free(b);
+}
+END_TEST
+
+START_TEST(mytarget_batch_warning_mid_batch_is_named)
+{
+	struct ls_target *t = open_target(true, LS_DDL_APPLY, 100000, 600000);
+	struct ls_relation *r = mkrel(1, "w", 'd', "id:integer:k|x:numeric(10,2)");
+	struct ls_err err = { 0 };
+	int rc = 0;
+	/* 1.234 rounds to 1.23: a note, not an error, on the server */
+	for (int i = 1; i <= 10 && rc == 0; i++) {
+		char id[16];
+		snprintf(id, sizeof id, "%d", i);
+		struct ls_change c[] = { ins(r, id, i == 5 ? "1.234" : "1.5"),
+					 upd(r, 0, id, "2.5") };
+		rc = apply(t, (uint64_t)i, r, 2, c, &err);
+	}
+	if (rc == 0)
+		rc = ops->flush(t, &err);
+	ck_assert_int_eq(rc, -1);
+	ck_assert(!err.retryable);
+	ck_assert_msg(strstr(err.msg, "`w` INSERT key (id)=(5) column x"), "%s", err.msg);
+	ck_q1("0", "SELECT COUNT(*) FROM w");
+	ck_q1(NULL, "SELECT applied_at FROM lockstep.checkpoint WHERE target = '%s'", db);
+	ops->free(t);
+	ls_relation_free(r);
+}
+END_TEST
+
+/* Many small transactions of one group, over many small batches, land
+ * exactly: the state matches a model applied in C. */
+START_TEST(mytarget_many_small_txns_in_one_group_land_exactly)
+{
+	struct ls_mytarget_opts o = {
+		.pipeline = "shop", .target = db, .conninfo = ls_testmy_conninfo(my, db),
+		.create_tables = true, .batch_rows = 100000, .batch_ms = 600000,
+		.max_stmt_bytes = 2048,
+	};
+	struct ls_mytarget *t;
+	struct ls_err err = { 0 };
+	ck_assert_msg(ls_mytarget_new(&o, &t, &err) == 0, "%s", err.msg);
+	struct ls_relation *r = mkrel(1, "many", 'd', "id:integer:k|v:text");
+	ck_assert_msg(ls_mytarget_relation(t, r, &err) == 0, "%s", err.msg);
+	enum { N = 600 };
+	static char model[N + 1][16];   /* "" = no row */
+	memset(model, 0, sizeof model);
+	for (int i = 1; i <= N; i++) {
+		char id[16], prev[16], v[16], gone[16];
+		snprintf(id, sizeof id, "%d", i);
+		snprintf(prev, sizeof prev, "%d", i - 1);
+		snprintf(gone, sizeof gone, "%d", i - 2);
+		snprintf(v, sizeof v, "u%d", i);
+		struct ls_txn x = txn((uint64_t)i);
+		ck_assert_int_eq(ls_mytarget_begin(t, &x, &err), 0);
+		struct ls_change c = ins(r, id, "new");
+		ck_assert_msg(ls_mytarget_change(t, r, &c, &err) == 0, "%s", err.msg);
+		snprintf(model[i], sizeof model[i], "new");
+		if (i > 1) {
+			c = upd(r, 0, prev, v);
+			ck_assert_msg(ls_mytarget_change(t, r, &c, &err) == 0, "%s", err.msg);
+			if (model[i - 1][0])
+				snprintf(model[i - 1], sizeof model[i - 1], "%s", v);
+		}
+		if (i > 2 && i % 3 == 0) {
+			c = del(r, 'K', gone, NULL);
+			ck_assert_msg(ls_mytarget_change(t, r, &c, &err) == 0, "%s", err.msg);
+			model[i - 2][0] = '\0';
+		}
+		ck_assert_msg(ls_mytarget_end(t, &x, i * 10, &err) == 0, "%s", err.msg);
+	}
+	ck_assert_msg(ls_mytarget_flush(t, &err) == 0, "%s", err.msg);
+	struct ls_mysql_buf want;
+	ls_mysql_buf_init(&want);
+	for (int i = 1; i <= N; i++)
+		if (model[i][0])
+			ls_mysql_printf(&want, "%s%d:%s", want.len ? "," : "", i, model[i]);
+	char *got = ls_testmy_query1(my, db, "SELECT GROUP_CONCAT(id, ':', v ORDER BY id "
+				     "SEPARATOR ',') FROM many");
+	ck_assert_ptr_nonnull(got);
+	ck_assert_str_eq(got, ls_mysql_buf_str(&want));
+	free(got);
+	ls_mysql_buf_free(&want);
+	struct ls_mytarget_stats st;
+	ls_mytarget_stats(t, &st);
+	ck_assert_uint_eq(st.commits, 1);
+	ck_assert_uint_eq(st.txns, N);
+	ck_assert_uint_eq(st.missing_rows, 0);
+	/* far fewer round trips than statements, yet split by the byte bound */
+	ck_assert_uint_gt(st.batches, 10);
+	ck_assert_uint_lt(st.batches * 5, st.statements);
+	ck_q1("600:6000", "SELECT CONCAT(source_seq, ':', buffer_offset) FROM lockstep.checkpoint"
+	      " WHERE target = '%s'", db);
+	ls_mytarget_free(t);
+	ls_relation_free(r);
+}
+END_TEST
+
+/* A transaction bigger than a batch reaches the server before its end; its
+ * savepoint goes first, so abort_txn still drops only it. */
+START_TEST(mytarget_abort_txn_after_part_was_sent)
+{
+	struct ls_mytarget_opts o = {
+		.pipeline = "shop", .target = db, .conninfo = ls_testmy_conninfo(my, db),
+		.create_tables = true, .batch_rows = 100000, .batch_ms = 600000,
+		.max_stmt_bytes = 1024,
+	};
+	struct ls_mytarget *t;
+	struct ls_err err = { 0 };
+	ck_assert_msg(ls_mytarget_new(&o, &t, &err) == 0, "%s", err.msg);
+	struct ls_relation *r = mkrel(1, "ap", 'd', "id:integer:k|v:text");
+	struct ls_txn x1 = txn(1), x2 = txn(2);
+	ck_assert_int_eq(ls_mytarget_begin(t, &x1, &err), 0);
+	struct ls_change c = ins(r, "1", "kept");
+	ck_assert_msg(ls_mytarget_change(t, r, &c, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(ls_mytarget_end(t, &x1, 10, &err), 0);
+	ck_assert_int_eq(ls_mytarget_begin(t, &x2, &err), 0);
+	for (int i = 0; i < 60; i++) {
+		c = upd(r, 0, "1", "partial, a value long enough to fill batches");
+		ck_assert_msg(ls_mytarget_change(t, r, &c, &err) == 0, "%s", err.msg);
+	}
+	struct ls_mytarget_stats st;
+	ls_mytarget_stats(t, &st);
+	ck_assert_uint_gt(st.batches, 0);   /* part of txn 2 went out */
+	ck_assert_msg(ls_mytarget_abort_txn(t, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(ls_mytarget_begin(t, &x2, &err), 0);
+	c = ins(r, "2", "whole");
+	ck_assert_msg(ls_mytarget_change(t, r, &c, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(ls_mytarget_end(t, &x2, 20, &err), 0);
+	ck_assert_msg(ls_mytarget_flush(t, &err) == 0, "%s", err.msg);
+	ck_q1("1:kept,2:whole", "SELECT GROUP_CONCAT(id, ':', v ORDER BY id) FROM ap");
+	ck_q1("2", "SELECT source_seq FROM lockstep.checkpoint WHERE target = '%s'", db);
+	ls_mytarget_free(t);
+	ls_relation_free(r);
+}
+END_TEST
+
 START_TEST(mytarget_ddl_apply_and_stop)
 {
 	struct ls_target *t = open_target(true, LS_DDL_APPLY, 1000, 600000);
@@ -735,6 +951,10 @@ int main(void)
 	tcase_add_test(tc, mytarget_strict_mode_error_names_table_column_key);
 	tcase_add_test(tc, mytarget_values_round_trip_postgres_types);
 	tcase_add_test(tc, mytarget_multirow_inserts_split_by_size);
+	tcase_add_test(tc, mytarget_batch_error_mid_group_rolls_back_and_names_statement);
+	tcase_add_test(tc, mytarget_batch_warning_mid_batch_is_named);
+	tcase_add_test(tc, mytarget_many_small_txns_in_one_group_land_exactly);
+	tcase_add_test(tc, mytarget_abort_txn_after_part_was_sent);
 	tcase_add_test(tc, mytarget_ddl_apply_and_stop);
 	tcase_add_test(tc, mytarget_copy_pg_text_with_escapes_nulls_multibyte);
 	tcase_add_test(tc, mytarget_open_rejects_bad_conninfo_without_leaking_password);

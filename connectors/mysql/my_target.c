@@ -15,7 +15,9 @@
 #include "log.h"
 
 #define DEFAULT_STMT_BYTES (1024 * 1024)
+#define BATCH_STMTS 2000   /* statements per multi-statement batch */
 #define SAVEPOINT "SAVEPOINT ls_txn"
+#define ROLLBACK_TXN "ROLLBACK TO SAVEPOINT ls_txn"
 
 static const char SQL_MODE[] =
 	"SET SESSION sql_mode = 'STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,"
@@ -40,6 +42,32 @@ struct where {
 	const char *row_keys;      /* multi-row INSERT: NUL-separated key per row */
 	int nrows;
 	bool ddl;                  /* warnings allowed (IF NOT EXISTS notes) */
+};
+
+/* What a batched statement checks when its result comes back. */
+enum bkind {
+	BK_PLAIN = 0,              /* START TRANSACTION, SAVEPOINT, ...: nothing */
+	BK_INSERT,                 /* stores exactly nrows rows; no warning */
+	BK_ROWS,                   /* UPDATE/DELETE: 0 rows counts as missing; no warning */
+	BK_TRUNC,                  /* DELETE FROM t: no warning */
+	BK_CKPT,                   /* checkpoint UPDATE: exactly 1 row */
+};
+
+/* One statement of a batch, with what names it in an error. */
+struct bstmt {
+	size_t off, len;           /* text in batch.sql */
+	size_t qname, key, keys;   /* in batch.str (NUL-terminated); SIZE_MAX: none */
+	int nrows;                 /* INSERT rows (keys holds nrows keys) */
+	uint8_t kind;              /* enum bkind */
+	const char *op;            /* static: "INSERT", ... */
+};
+
+/* Statements sent together in one multi-statement round trip, separated
+ * by ';' (bounded by max_stmt bytes and BATCH_STMTS statements). */
+struct batch {
+	struct ls_mysql_buf sql, str;
+	struct bstmt *st;
+	int n, cap;
 };
 
 struct trel {
@@ -68,6 +96,13 @@ struct ls_mytarget {
 	int txn_rows;
 	uint64_t txn_seq;
 	uint64_t ddl_replay_seq;   /* txn that already failed once for mid-txn DDL */
+
+	/* statements not yet sent; the current source transaction's start in it
+	 * (its SAVEPOINT is only sent once part of it goes to the server) */
+	struct batch bat;
+	size_t txn_mark, txn_str_mark;
+	int txn_stmt_mark;
+	bool txn_sent;
 
 	/* pending multi-row INSERT into ins_rel */
 	struct trel *ins_rel;
@@ -268,7 +303,10 @@ static int sess_tag(struct sess *s, struct ls_err *err)
 	return 0;
 }
 
-static int sess_connect(struct sess *s, const struct ls_mysql_conninfo *ci, struct ls_err *err)
+/* flags: extra client flags (the apply connection sends multi-statement
+ * batches). */
+static int sess_connect(struct sess *s, const struct ls_mysql_conninfo *ci, unsigned long flags,
+			struct ls_err *err)
 {
 	pthread_once(&lib_once, lib_init);
 	s->last_errno = 0;
@@ -280,7 +318,7 @@ static int sess_connect(struct sess *s, const struct ls_mysql_conninfo *ci, stru
 	mysql_options(s->conn, MYSQL_SET_CHARSET_NAME, "utf8mb4");
 	if (!mysql_real_connect(s->conn, ci->host ? ci->host : "localhost", ci->user,
 				ci->password, ci->database, ci->port, ci->socket,
-				CLIENT_FOUND_ROWS)) {
+				CLIENT_FOUND_ROWS | flags)) {
 		int rc = sess_error(s, NULL, err);
 		ls_err_prefix(err, "cannot connect to %s:%u", ci->host ? ci->host : "localhost",
 			      ci->port ? ci->port : 3306);
@@ -418,7 +456,7 @@ static int read_checkpoint(struct ls_mytarget *t, struct ls_err *err)
 static int connect_target(struct ls_mytarget *t, struct ls_err *err)
 {
 	t->failed = false;
-	if (sess_connect(&t->s, &t->ci, err) < 0)
+	if (sess_connect(&t->s, &t->ci, CLIENT_MULTI_STATEMENTS, err) < 0)
 		goto fail;
 	for (size_t i = 0; i < sizeof CKPT_DDL / sizeof CKPT_DDL[0]; i++)
 		if (sess_exec(&t->s, CKPT_DDL[i], err) < 0)
@@ -447,8 +485,23 @@ fail:
 	return -1;
 }
 
+static void batch_clear(struct batch *b)
+{
+	ls_mysql_buf_reset(&b->sql);
+	ls_mysql_buf_reset(&b->str);
+	b->n = 0;
+}
+
+static void batch_free(struct batch *b)
+{
+	ls_mysql_buf_free(&b->sql);
+	ls_mysql_buf_free(&b->str);
+	free(b->st);
+}
+
 /* Drops the connection after an error: the server rolls the open group
- * back.  Table checks belong to the connection. */
+ * back (and nothing of an unsent batch exists).  Table checks belong to
+ * the connection. */
 static void fail(struct ls_mytarget *t)
 {
 	sess_close(&t->s);
@@ -456,6 +509,7 @@ static void fail(struct ls_mytarget *t)
 	t->in_group = t->in_txn = false;
 	t->ins_rel = NULL;
 	t->ins_rows = 0;
+	batch_clear(&t->bat);
 	for (struct trel *r = t->rels; r; r = r->next)
 		r->checked = false;
 }
@@ -523,6 +577,7 @@ void ls_mytarget_free(struct ls_mytarget *t)
 		t->rels = r->next;
 		free_rel(r);
 	}
+	batch_free(&t->bat);
 	ls_mysql_buf_free(&t->ins);
 	ls_mysql_buf_free(&t->ins_keys);
 	ls_mysql_buf_free(&t->sql);
@@ -561,10 +616,254 @@ unsigned long ls_mytarget_connection_id(const struct ls_mytarget *t)
 	return t->s.conn ? mysql_thread_id(t->s.conn) : 0;
 }
 
-/* Runs a statement of the apply connection; fails the target on error. */
+/* ---- statement batches ---------------------------------------------------------
+ * Data statements of a group are not sent one by one: they collect in
+ * t->bat and go to the server as one multi-statement query when the batch
+ * is full, before any other statement and at commit (one round trip for
+ * many statements).  The server stops at the first failing statement; its
+ * position in the batch names table, operation and key.  A failure of any
+ * kind fails the target, so the server rolls the whole group back. */
+
+/* Copies string p (may be NULL) into b->str; its offset or SIZE_MAX. */
+static size_t batch_str(struct batch *b, const char *p, size_t n)
+{
+	if (p == NULL)
+		return SIZE_MAX;
+	size_t off = b->str.len;
+	ls_mysql_putn(&b->str, p, n);
+	ls_mysql_putn(&b->str, "", 1);
+	return off;
+}
+
+/* The where of statement i, pointing into b. */
+static void batch_where(const struct batch *b, int i, struct where *w)
+{
+	const struct bstmt *e = &b->st[i];
+	const char *str = b->str.data;
+	*w = (struct where){
+		.qname = e->qname == SIZE_MAX ? NULL : str + e->qname,
+		.op = e->op,
+		.key = e->key == SIZE_MAX ? NULL : str + e->key,
+		.row_keys = e->keys == SIZE_MAX ? NULL : str + e->keys,
+		.nrows = e->nrows,
+	};
+}
+
+/* Makes room for statement n of b and returns it (NULL: out of memory). */
+static struct bstmt *batch_slot(struct batch *b)
+{
+	if (b->n == b->cap) {
+		int cap = b->cap ? 2 * b->cap : 64;
+		struct bstmt *st = realloc(b->st, (size_t)cap * sizeof *st);
+		if (st == NULL)
+			return NULL;
+		b->st = st;
+		b->cap = cap;
+	}
+	return &b->st[b->n];
+}
+
+/* The current source transaction's statements are about to reach the
+ * server: a SAVEPOINT must go first, so abort_txn and mid-transaction DDL
+ * can still drop them alone.  Inserted where the transaction started. */
+static int batch_savepoint(struct ls_mytarget *t, struct ls_err *err)
+{
+	struct batch *b = &t->bat;
+	if (!t->in_txn || t->txn_sent || t->txn_stmt_mark == b->n)
+		return 0;   /* no transaction, already covered, or none of it here yet */
+	static const char SP_LAST[] = ";" SAVEPOINT, SP_FIRST[] = SAVEPOINT ";";
+	const char *sp = t->txn_stmt_mark ? SP_LAST : SP_FIRST;
+	size_t n = sizeof SP_LAST - 1, at = t->txn_mark;
+	if (ls_mysql_buf_room(&b->sql, n + 1) == NULL || batch_slot(b) == NULL)
+		return ls_err_set(err, false, "out of memory");
+	memmove(b->sql.data + at + n, b->sql.data + at, b->sql.len - at + 1);
+	memcpy(b->sql.data + at, sp, n);
+	b->sql.len += n;
+	int m = t->txn_stmt_mark;
+	memmove(&b->st[m + 1], &b->st[m], (size_t)(b->n - m) * sizeof b->st[0]);
+	for (int i = m + 1; i <= b->n; i++)
+		b->st[i].off += n;
+	b->st[m] = (struct bstmt){ .off = at + (m ? 1 : 0), .len = sizeof SAVEPOINT - 1,
+				   .qname = SIZE_MAX, .key = SIZE_MAX, .keys = SIZE_MAX };
+	b->n++;
+	t->txn_sent = true;
+	return 0;
+}
+
+/* Statement i warned (a warning is an error here).  SHOW WARNINGS only
+ * reports a batch's last statement, so an earlier one runs again alone, in
+ * a transaction rolled back after, to name the warning. */
+static int batch_warning(struct ls_mytarget *t, const struct batch *b, int i, int last,
+			 unsigned count, struct ls_err *err)
+{
+	struct where w;
+	batch_where(b, i, &w);
+	int rc = 0;
+	if (i != last) {
+		const struct bstmt *e = &b->st[i];
+		if (mysql_query(t->s.conn, "ROLLBACK") != 0 ||
+		    mysql_query(t->s.conn, "START TRANSACTION") != 0 ||
+		    mysql_real_query(t->s.conn, b->sql.data + e->off, (unsigned long)e->len) != 0)
+			rc = 1;
+	}
+	if (rc == 0 && mysql_warning_count(t->s.conn) > 0 && check_warnings(&t->s, &w, err) < 0)
+		return -1;
+	return ls_err_set(err, false, "target %s: %s %s%s%s: %u warning(s) (a warning is an "
+			  "error here; not repeated when run alone)", t->target,
+			  w.qname ? w.qname : "", w.op ? w.op : "", w.key ? " key " : "",
+			  w.key ? w.key : "", count);
+}
+
+/* Checks result i (the current one on the connection) of batch b. */
+static int batch_check(struct ls_mytarget *t, const struct batch *b, int i, int *warned,
+		       unsigned *nwarn, struct ls_err *err)
+{
+	const struct bstmt *e = &b->st[i];
+	my_ulonglong rows = mysql_affected_rows(t->s.conn);
+	if (e->kind == BK_INSERT && rows != (my_ulonglong)e->nrows)
+		return ls_err_set(err, false, "target %s: %s INSERT of %d rows stored %llu",
+				  t->target, b->str.data + e->qname, e->nrows,
+				  (unsigned long long)rows);
+	if (e->kind == BK_CKPT && rows != 1)
+		return ls_err_set(err, false, "target %s: checkpoint row for pipeline %s vanished",
+				  t->target, t->pipeline);
+	if (e->kind == BK_ROWS && rows == 0)
+		t->group_missing++;
+	unsigned wc = mysql_warning_count(t->s.conn);
+	if (*warned < 0 && wc > 0 && e->kind != BK_PLAIN && e->kind != BK_CKPT) {
+		*warned = i;
+		*nwarn = wc;
+	}
+	return 0;
+}
+
+/* Reads every result of the batch just sent; the first failure (a server
+ * error, a row count, a warning) is the batch's error. */
+static int batch_results(struct ls_mytarget *t, const struct batch *b, struct ls_err *err)
+{
+	MYSQL *c = t->s.conn;
+	int rc = mysql_read_query_result(c) ? 1 : 0, i = 0, warned = -1, bad = 0;
+	unsigned nwarn = 0;
+	for (;;) {
+		if (rc > 0) {
+			struct where w;
+			if (i < b->n)
+				batch_where(b, i, &w);
+			return sess_error(&t->s, i < b->n ? &w : NULL, err);
+		}
+		if (mysql_field_count(c) > 0)
+			mysql_free_result(mysql_store_result(c));
+		if (i < b->n && bad == 0)
+			bad = batch_check(t, b, i, &warned, &nwarn, err);
+		i++;
+		rc = mysql_next_result(c);
+		if (rc < 0)
+			break;
+	}
+	if (bad < 0)
+		return -1;
+	if (i != b->n)
+		return ls_err_set(err, false, "target %s: a batch of %d statements returned %d "
+				  "results", t->target, b->n, i);
+	if (warned >= 0)
+		return batch_warning(t, b, warned, i - 1, nwarn, err);
+	return 0;
+}
+
+/* Sends the batch and reads its results. */
+static int batch_sync(struct ls_mytarget *t, struct ls_err *err)
+{
+	struct batch *b = &t->bat;
+	if (b->n == 0 || t->failed)
+		return 0;
+	int rc = batch_savepoint(t, err);
+	if (rc == 0 && (b->sql.oom || b->str.oom))
+		rc = ls_err_set(err, false, "out of memory");
+	if (rc == 0 && t->s.conn == NULL)
+		rc = ls_err_set(err, true, "target %s: not connected", t->target);
+	if (rc == 0 && mysql_send_query(t->s.conn, b->sql.data, (unsigned long)b->sql.len) != 0)
+		rc = sess_error(&t->s, NULL, err);
+	if (rc == 0)
+		rc = batch_results(t, b, err);
+	if (rc < 0) {
+		fail(t);
+		return -1;
+	}
+	t->stats.batches++;
+	batch_clear(b);
+	if (t->in_txn && !t->txn_sent)
+		t->txn_mark = t->txn_str_mark = 0, t->txn_stmt_mark = 0;
+	return 0;
+}
+
+/* Adds a statement (sql: len bytes, copied) to the batch, sending the batch
+ * first when it would grow past its bounds.  keys_len: bytes of
+ * w->row_keys. */
+static int batch_add(struct ls_mytarget *t, enum bkind kind, const struct where *w,
+		     size_t keys_len, const char *sql, size_t len, struct ls_err *err)
+{
+	struct batch *b = &t->bat;
+	if (b->n > 0 && (b->sql.len + 1 + len > t->max_stmt || b->n >= BATCH_STMTS) &&
+	    batch_sync(t, err) < 0)
+		return -1;
+	struct bstmt *e = batch_slot(b);
+	if (e == NULL) {
+		fail(t);
+		return ls_err_set(err, false, "out of memory");
+	}
+	if (b->n)
+		ls_mysql_putn(&b->sql, ";", 1);
+	*e = (struct bstmt){ .off = b->sql.len, .len = len, .kind = (uint8_t)kind,
+			     .op = w ? w->op : NULL, .nrows = w ? w->nrows : 0,
+			     .qname = batch_str(b, w ? w->qname : NULL, w && w->qname ? strlen(w->qname) : 0),
+			     .key = batch_str(b, w ? w->key : NULL, w && w->key ? strlen(w->key) : 0),
+			     .keys = SIZE_MAX };
+	if (w && w->row_keys) {
+		e->keys = b->str.len;
+		ls_mysql_putn(&b->str, w->row_keys, keys_len);
+	}
+	ls_mysql_putn(&b->sql, sql, len);
+	b->n++;
+	return 0;
+}
+
+static int batch_add_str(struct ls_mytarget *t, const char *sql, struct ls_err *err)
+{
+	return batch_add(t, BK_PLAIN, NULL, 0, sql, strlen(sql), err);
+}
+
+/* Marks where the current source transaction starts in the batch. */
+static void txn_mark(struct ls_mytarget *t)
+{
+	t->txn_mark = t->bat.sql.len;
+	t->txn_str_mark = t->bat.str.len;
+	t->txn_stmt_mark = t->bat.n;
+	t->txn_sent = false;
+}
+
+/* Drops the current source transaction's statements: still in the batch,
+ * they are cut off; once sent, the batch rolls back to its savepoint. */
+static int txn_drop(struct ls_mytarget *t, struct ls_err *err)
+{
+	t->ins_rel = NULL;   /* pending rows belong to this transaction */
+	t->ins_rows = 0;
+	if (t->txn_sent)
+		return batch_add_str(t, ROLLBACK_TXN, err);
+	t->bat.sql.len = t->txn_mark;
+	if (t->bat.sql.data)
+		t->bat.sql.data[t->txn_mark] = '\0';
+	t->bat.str.len = t->txn_str_mark;
+	t->bat.n = t->txn_stmt_mark;
+	return 0;
+}
+
+/* Runs a statement of the apply connection (after the batch); fails the
+ * target on error. */
 static int run(struct ls_mytarget *t, const char *sql, size_t len, const struct where *w,
 	       MYSQL_RES **res, struct ls_err *err)
 {
+	if (batch_sync(t, err) < 0)
+		return -1;
 	if (sess_query(&t->s, sql, len, w, res, err) < 0) {
 		fail(t);
 		return -1;
@@ -592,17 +891,8 @@ static int flush_inserts(struct ls_mytarget *t, struct ls_err *err)
 	if (t->ins_rows == 1)
 		w.key = t->ins_keys.data;
 	t->group_stmts++;
-	int n = t->ins_rows;
 	t->ins_rows = 0;
-	if (run(t, t->ins.data, t->ins.len, &w, NULL, err) < 0)
-		return -1;
-	if (mysql_affected_rows(t->s.conn) != (my_ulonglong)n) {
-		fail(t);
-		return ls_err_set(err, false, "target %s: %s INSERT of %d rows stored %llu",
-				  t->target, r->qname, n,
-				  (unsigned long long)mysql_affected_rows(t->s.conn));
-	}
-	return 0;
+	return batch_add(t, BK_INSERT, &w, t->ins_keys.len, t->ins.data, t->ins.len, err);
 }
 
 static void insert_head(struct ls_mysql_buf *b, const struct trel *r)
@@ -660,7 +950,7 @@ static int open_group(struct ls_mytarget *t, struct ls_err *err)
 {
 	if (t->in_group)
 		return 0;
-	if (run_str(t, "START TRANSACTION", err) < 0)
+	if (batch_add_str(t, "START TRANSACTION", err) < 0)
 		return -1;
 	t->in_group = true;
 	t->group_start_ms = now_ms();
@@ -683,14 +973,15 @@ static int commit_group(struct ls_mytarget *t, struct ls_err *err)
 		put_literal(&t->s, &t->sql, t->group_pos.text, strlen(t->group_pos.text));
 		ls_mysql_put(&t->sql, ", applied_at = UTC_TIMESTAMP(6)");
 		ckpt_where(t, &t->sql);
-		if (run(t, t->sql.data, t->sql.len, NULL, NULL, err) < 0)
-			return -1;
-		if (mysql_affected_rows(t->s.conn) != 1) {
+		if (t->sql.oom) {
 			fail(t);
-			return ls_err_set(err, false, "target %s: checkpoint row for pipeline %s "
-					  "vanished", t->target, t->pipeline);
+			return ls_err_set(err, false, "out of memory");
 		}
+		if (batch_add(t, BK_CKPT, NULL, 0, t->sql.data, t->sql.len, err) < 0)
+			return -1;
 	}
+	/* COMMIT goes alone, after every result of the batch was checked: a
+	 * row count or a warning does not stop a multi-statement batch */
 	if (run_str(t, "COMMIT", err) < 0)
 		return -1;
 	t->in_group = false;
@@ -716,8 +1007,9 @@ int ls_mytarget_begin(struct ls_mytarget *t, const struct ls_txn *txn, struct ls
 		return -1;
 	if (t->in_txn)
 		return ls_err_set(err, false, "target %s: begin inside a transaction", t->target);
-	if (open_group(t, err) < 0 || run_str(t, SAVEPOINT, err) < 0)
+	if (open_group(t, err) < 0)
 		return -1;
+	txn_mark(t);
 	t->in_txn = true;
 	t->txn_rows = 0;
 	t->txn_seq = txn ? txn->commit.seq : 0;
@@ -730,9 +1022,7 @@ int ls_mytarget_abort_txn(struct ls_mytarget *t, struct ls_err *err)
 		return -1;
 	if (!t->in_txn)
 		return ls_err_set(err, false, "target %s: abort outside a transaction", t->target);
-	t->ins_rel = NULL;   /* pending rows belong to this transaction */
-	t->ins_rows = 0;
-	if (run_str(t, "ROLLBACK TO SAVEPOINT ls_txn", err) < 0)
+	if (txn_drop(t, err) < 0)
 		return -1;
 	t->group_rows -= t->txn_rows;
 	t->txn_rows = 0;
@@ -748,7 +1038,7 @@ int ls_mytarget_end(struct ls_mytarget *t, const struct ls_txn *txn, int64_t buf
 		return -1;
 	if (!t->in_txn)
 		return ls_err_set(err, false, "target %s: end outside a transaction", t->target);
-	/* the next SAVEPOINT must not cover this transaction's pending rows */
+	/* a later transaction's savepoint or drop must not cover these rows */
 	if (flush_inserts(t, err) < 0)
 		return -1;
 	t->in_txn = false;
@@ -803,9 +1093,7 @@ static int run_ddl(struct ls_mytarget *t, struct trel *r, const char *stmts, int
 				  (unsigned long long)t->txn_seq);
 	}
 	if (mid) {
-		t->ins_rel = NULL;
-		t->ins_rows = 0;
-		if (run_str(t, "ROLLBACK TO SAVEPOINT ls_txn", err) < 0)
+		if (txn_drop(t, err) < 0)
 			return -1;
 		t->group_rows -= t->txn_rows;
 	}
@@ -827,8 +1115,9 @@ static int run_ddl(struct ls_mytarget *t, struct trel *r, const char *stmts, int
 				  (unsigned long long)t->txn_seq);
 	}
 	if (was_txn) {
-		if (open_group(t, err) < 0 || run_str(t, SAVEPOINT, err) < 0)
+		if (open_group(t, err) < 0)
 			return -1;
+		txn_mark(t);
 		t->in_txn = true;
 	}
 	return 0;
@@ -1252,11 +1541,7 @@ static int update_delete(struct ls_mytarget *t, struct trel *r, const struct ls_
 		return ls_err_set(err, false, "out of memory");
 	struct where wh = { .qname = r->qname, .op = op, .key = key };
 	t->group_stmts++;
-	if (run(t, b->data, b->len, &wh, NULL, err) < 0)
-		return -1;
-	if (mysql_affected_rows(t->s.conn) == 0)
-		t->group_missing++;
-	return 0;
+	return batch_add(t, BK_ROWS, &wh, 0, b->data, b->len, err);
 }
 
 static int truncate_rels(struct ls_mytarget *t, const struct ls_change *ch, struct ls_err *err)
@@ -1271,7 +1556,7 @@ static int truncate_rels(struct ls_mytarget *t, const struct ls_change *ch, stru
 		struct where w = { .qname = r->qname, .op = "TRUNCATE" };
 		if (t->sql.oom)
 			return ls_err_set(err, false, "out of memory");
-		if (run(t, t->sql.data, t->sql.len, &w, NULL, err) < 0)
+		if (batch_add(t, BK_TRUNC, &w, 0, t->sql.data, t->sql.len, err) < 0)
 			return -1;
 	}
 	t->group_rows++;
@@ -1392,7 +1677,7 @@ int ls_mytarget_copy_open(struct ls_mytarget *t, struct ls_mytarget_copy **out,
 	c->t = t;
 	c->s.target = t->target;
 	c->s.origin_id = t->s.origin_id;
-	if (sess_connect(&c->s, &t->ci, err) < 0) {
+	if (sess_connect(&c->s, &t->ci, 0, err) < 0) {
 		free(c);
 		return -1;
 	}

@@ -13,8 +13,29 @@
  * `lockstep` (InnoDB) and updates it in the same target transaction as the
  * data.  Source transactions are grouped into one target transaction (up to
  * batch_rows changes or batch_ms milliseconds, checked at source
- * transaction ends); each source transaction starts with SAVEPOINT so
- * ls_mytarget_abort_txn() can drop it and keep the rest of the group.
+ * transaction ends).
+ *
+ * Round trips: the apply connection uses CLIENT_MULTI_STATEMENTS.  A
+ * group's statements (START TRANSACTION, data statements, the checkpoint
+ * UPDATE) collect client-side and go out as one multi-statement query when
+ * the batch reaches max_stmt_bytes or 2000 statements, before any other
+ * statement, and at commit; COMMIT then goes alone, once every result was
+ * checked (a row count or a warning does not stop a batch on the server,
+ * an error does).  Each statement's result is checked in order: its error,
+ * row count (INSERT stores all its rows, the checkpoint exactly one row)
+ * and warnings are reported with its table, operation and key, and fail
+ * the target, which rolls the whole group back.  SHOW WARNINGS only covers
+ * a batch's last statement, so an earlier statement that warned is run
+ * again alone in a transaction rolled back to name the warning.  Memory:
+ * one batch (about max_stmt_bytes plus the keys naming its statements).
+ *
+ * Savepoints: ls_mytarget_abort_txn() drops the current source transaction
+ * and keeps the rest of the group.  While none of that transaction has
+ * left the client it is cut from the batch (no savepoint at all); when a
+ * batch must go out in the middle of it (a large transaction, a catalog
+ * query), "SAVEPOINT ls_txn" is put in front of its first statement, and
+ * dropping it later sends ROLLBACK TO SAVEPOINT.  Mid-transaction DDL uses
+ * the same drop.
  *
  * Statements: runs of INSERTs into one table become multi-row INSERTs of at
  * most max_stmt_bytes (default 1 MiB, never above max_allowed_packet);
@@ -93,6 +114,7 @@ struct ls_mytarget_stats {
 	uint64_t txns;             /* source transactions committed */
 	uint64_t rows;             /* changes applied and committed */
 	uint64_t statements;       /* data statements sent (multi-row INSERT = 1) */
+	uint64_t batches;          /* multi-statement round trips */
 	uint64_t missing_rows;     /* UPDATE/DELETE that matched no row (drift) */
 	uint64_t aborted_txns;     /* abort_txn calls */
 	uint64_t ddl;              /* DDL statements run */
