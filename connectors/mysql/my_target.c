@@ -5,6 +5,7 @@
 
 #include <inttypes.h>
 #include <mysql.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,9 +98,13 @@ struct ls_mytarget {
 	uint64_t txn_seq;
 	uint64_t ddl_replay_seq;   /* txn that already failed once for mid-txn DDL */
 
-	/* statements not yet sent; the current source transaction's start in it
-	 * (its SAVEPOINT is only sent once part of it goes to the server) */
-	struct batch bat;
+	/* bat[cur]: statements not yet sent; bat[!cur]: the batch sent last,
+	 * its results not read yet when outstanding.  The current source
+	 * transaction's start in bat[cur] (its SAVEPOINT is only sent once part
+	 * of it goes to the server). */
+	struct batch bat[2];
+	int cur;
+	bool outstanding;
 	size_t txn_mark, txn_str_mark;
 	int txn_stmt_mark;
 	bool txn_sent;
@@ -509,7 +514,9 @@ static void fail(struct ls_mytarget *t)
 	t->in_group = t->in_txn = false;
 	t->ins_rel = NULL;
 	t->ins_rows = 0;
-	batch_clear(&t->bat);
+	batch_clear(&t->bat[0]);
+	batch_clear(&t->bat[1]);
+	t->outstanding = false;
 	for (struct trel *r = t->rels; r; r = r->next)
 		r->checked = false;
 }
@@ -577,7 +584,8 @@ void ls_mytarget_free(struct ls_mytarget *t)
 		t->rels = r->next;
 		free_rel(r);
 	}
-	batch_free(&t->bat);
+	batch_free(&t->bat[0]);
+	batch_free(&t->bat[1]);
 	ls_mysql_buf_free(&t->ins);
 	ls_mysql_buf_free(&t->ins_keys);
 	ls_mysql_buf_free(&t->sql);
@@ -618,9 +626,11 @@ unsigned long ls_mytarget_connection_id(const struct ls_mytarget *t)
 
 /* ---- statement batches ---------------------------------------------------------
  * Data statements of a group are not sent one by one: they collect in
- * t->bat and go to the server as one multi-statement query when the batch
- * is full, before any other statement and at commit (one round trip for
- * many statements).  The server stops at the first failing statement; its
+ * t->bat[cur] and go to the server as one multi-statement query when the
+ * batch is full, at source transaction ends while the server is idle,
+ * before any other statement and at commit.  One batch may be outstanding:
+ * its results are read before the next one is sent, so building the next
+ * batch overlaps with the server executing the last one.  The server stops at the first failing statement; its
  * position in the batch names table, operation and key.  A failure of any
  * kind fails the target, so the server rolls the whole group back. */
 
@@ -668,7 +678,7 @@ static struct bstmt *batch_slot(struct batch *b)
  * can still drop them alone.  Inserted where the transaction started. */
 static int batch_savepoint(struct ls_mytarget *t, struct ls_err *err)
 {
-	struct batch *b = &t->bat;
+	struct batch *b = &t->bat[t->cur];
 	if (!t->in_txn || t->txn_sent || t->txn_stmt_mark == b->n)
 		return 0;   /* no transaction, already covered, or none of it here yet */
 	static const char SP_LAST[] = ";" SAVEPOINT, SP_FIRST[] = SAVEPOINT ";";
@@ -770,12 +780,40 @@ static int batch_results(struct ls_mytarget *t, const struct batch *b, struct ls
 	return 0;
 }
 
-/* Sends the batch and reads its results. */
-static int batch_sync(struct ls_mytarget *t, struct ls_err *err)
+/* Reads the results of the outstanding batch, if any. */
+static int batch_wait(struct ls_mytarget *t, struct ls_err *err)
 {
-	struct batch *b = &t->bat;
+	if (!t->outstanding)
+		return 0;
+	struct batch *b = &t->bat[!t->cur];
+	if (batch_results(t, b, err) < 0) {
+		fail(t);
+		return -1;
+	}
+	t->outstanding = false;
+	batch_clear(b);
+	return 0;
+}
+
+/* Whether the outstanding batch's reply has arrived (reading it would not
+ * wait for the server). */
+static bool batch_ready(struct ls_mytarget *t)
+{
+	if (!t->outstanding || t->s.conn == NULL)
+		return false;
+	struct pollfd p = { .fd = (int)mysql_get_socket(t->s.conn), .events = POLLIN };
+	return poll(&p, 1, 0) > 0;
+}
+
+/* Sends bat[cur] (after reading the outstanding batch) without waiting for
+ * its results. */
+static int batch_send(struct ls_mytarget *t, struct ls_err *err)
+{
+	struct batch *b = &t->bat[t->cur];
 	if (b->n == 0 || t->failed)
 		return 0;
+	if (batch_wait(t, err) < 0)
+		return -1;
 	int rc = batch_savepoint(t, err);
 	if (rc == 0 && (b->sql.oom || b->str.oom))
 		rc = ls_err_set(err, false, "out of memory");
@@ -783,17 +821,24 @@ static int batch_sync(struct ls_mytarget *t, struct ls_err *err)
 		rc = ls_err_set(err, true, "target %s: not connected", t->target);
 	if (rc == 0 && mysql_send_query(t->s.conn, b->sql.data, (unsigned long)b->sql.len) != 0)
 		rc = sess_error(&t->s, NULL, err);
-	if (rc == 0)
-		rc = batch_results(t, b, err);
 	if (rc < 0) {
 		fail(t);
 		return -1;
 	}
 	t->stats.batches++;
-	batch_clear(b);
+	t->outstanding = true;
+	t->cur = !t->cur;
 	if (t->in_txn && !t->txn_sent)
 		t->txn_mark = t->txn_str_mark = 0, t->txn_stmt_mark = 0;
 	return 0;
+}
+
+/* Sends the batch and reads every result. */
+static int batch_sync(struct ls_mytarget *t, struct ls_err *err)
+{
+	if (batch_send(t, err) < 0)
+		return -1;
+	return batch_wait(t, err);
 }
 
 /* Adds a statement (sql: len bytes, copied) to the batch, sending the batch
@@ -802,10 +847,12 @@ static int batch_sync(struct ls_mytarget *t, struct ls_err *err)
 static int batch_add(struct ls_mytarget *t, enum bkind kind, const struct where *w,
 		     size_t keys_len, const char *sql, size_t len, struct ls_err *err)
 {
-	struct batch *b = &t->bat;
-	if (b->n > 0 && (b->sql.len + 1 + len > t->max_stmt || b->n >= BATCH_STMTS) &&
-	    batch_sync(t, err) < 0)
-		return -1;
+	struct batch *b = &t->bat[t->cur];
+	if (b->n > 0 && (b->sql.len + 1 + len > t->max_stmt || b->n >= BATCH_STMTS)) {
+		if (batch_send(t, err) < 0)
+			return -1;
+		b = &t->bat[t->cur];
+	}
 	struct bstmt *e = batch_slot(b);
 	if (e == NULL) {
 		fail(t);
@@ -835,9 +882,10 @@ static int batch_add_str(struct ls_mytarget *t, const char *sql, struct ls_err *
 /* Marks where the current source transaction starts in the batch. */
 static void txn_mark(struct ls_mytarget *t)
 {
-	t->txn_mark = t->bat.sql.len;
-	t->txn_str_mark = t->bat.str.len;
-	t->txn_stmt_mark = t->bat.n;
+	struct batch *b = &t->bat[t->cur];
+	t->txn_mark = b->sql.len;
+	t->txn_str_mark = b->str.len;
+	t->txn_stmt_mark = b->n;
 	t->txn_sent = false;
 }
 
@@ -849,11 +897,12 @@ static int txn_drop(struct ls_mytarget *t, struct ls_err *err)
 	t->ins_rows = 0;
 	if (t->txn_sent)
 		return batch_add_str(t, ROLLBACK_TXN, err);
-	t->bat.sql.len = t->txn_mark;
-	if (t->bat.sql.data)
-		t->bat.sql.data[t->txn_mark] = '\0';
-	t->bat.str.len = t->txn_str_mark;
-	t->bat.n = t->txn_stmt_mark;
+	struct batch *b = &t->bat[t->cur];
+	b->sql.len = t->txn_mark;
+	if (b->sql.data)
+		b->sql.data[t->txn_mark] = '\0';
+	b->str.len = t->txn_str_mark;
+	b->n = t->txn_stmt_mark;
 	return 0;
 }
 
@@ -1047,6 +1096,9 @@ int ls_mytarget_end(struct ls_mytarget *t, const struct ls_txn *txn, int64_t buf
 	t->group_pos = txn->commit;
 	if (t->group_rows >= t->o.batch_rows || now_ms() - t->group_start_ms >= t->o.batch_ms)
 		return commit_group(t, err);
+	/* keep the server busy: send what collected as soon as it is idle */
+	if (!t->outstanding || batch_ready(t))
+		return batch_send(t, err);
 	return 0;
 }
 
