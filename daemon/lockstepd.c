@@ -143,18 +143,17 @@ static void on_pipeline_failed(void *ctx, const struct ls_err *err)
 	ls_error("pipeline %s failed and waits for the operator: %s", d->cfg->name, err->msg);
 }
 
-/* Cutover needs the source and its targets in this process and of one
- * engine: the fence, the sequences and the reverse direction speak it on
- * both sides.  NULL: cutover is refused with that reason. */
+static const struct ls_cutover_ops *cutover_ops_for(enum ls_engine e)
+{
+	return e == LS_ENGINE_POSTGRES ? &ls_pg_cutover_ops
+	       : e == LS_ENGINE_MYSQL ? &ls_my_cutover_ops : NULL;
+}
+
+/* Cutover needs the source and its targets in this process (each side
+ * speaks its own engine).  NULL: cutover is refused with that reason. */
 static const struct ls_cutover_ops *cutover_ops(const struct ls_config *c)
 {
-	if (!c->source.present || c->ntargets == 0)
-		return NULL;
-	for (int i = 0; i < c->ntargets; i++)
-		if (c->targets[i].type != c->source.type)
-			return NULL;
-	return c->source.type == LS_ENGINE_POSTGRES ? &ls_pg_cutover_ops
-	       : c->source.type == LS_ENGINE_MYSQL ? &ls_my_cutover_ops : NULL;
+	return c->source.present && c->ntargets > 0 ? cutover_ops_for(c->source.type) : NULL;
 }
 
 static int start_components(struct daemon *d, struct ls_err *err)
@@ -169,7 +168,8 @@ static int start_components(struct daemon *d, struct ls_err *err)
 	if (ls_pipeline_register(d->pipeline, d->ctl) < 0)
 		return ls_err_set(err, false, "out of memory registering control routes");
 	struct ls_cutover_opts co = {
-		.cfg = d->cfg, .ops = cutover_ops(d->cfg), .pipeline = d->pipeline,
+		.cfg = d->cfg, .ops = cutover_ops(d->cfg), .ops_for = cutover_ops_for,
+		.pipeline = d->pipeline,
 		.engines = &ls_daemon_engines,
 	};
 	if (ls_cutover_new(&d->loop, &co, &d->cutover, err) < 0)

@@ -94,6 +94,7 @@ struct proc {
 	char *slice_text;              /* "a.b,c.d" */
 	/* sides: from = serving now (fenced), to = serving after */
 	const char *from_ci, *to_ci;
+	const struct ls_cutover_ops *ops_from, *ops_to;   /* each side's engine */
 	struct ls_cutover_pipe *pipe;
 	struct ls_cutover_conn *from, *to;
 	char role_from[128], role_to[128];
@@ -147,6 +148,7 @@ struct ls_cutover {
 	uv_loop_t *loop;
 	const struct ls_config *cfg;
 	const struct ls_cutover_ops *ops;
+	const struct ls_cutover_ops *(*ops_for)(enum ls_engine engine);
 	struct ls_cutover_host host;
 	int poll_ms;
 	enum phase phase;
@@ -169,6 +171,7 @@ struct ls_cutover {
 	char cut_rev_start[LS_POS_TEXT_MAX], cut_report[1024];
 	char *rs_undo;                 /* at start: a fence a stopped procedure left */
 	const char *rs_ci;             /* on the side behind this conninfo */
+	const struct ls_cutover_ops *rs_ops;
 	bool rs_then_reverse;          /* then the cut over resumes */
 	char *oldside_undo;            /* lifts the old side's fence (rollback) */
 	char *newside_undo;            /* lifts the new side's fence (next cutover) */
@@ -192,6 +195,22 @@ static void state_write(struct ls_cutover *c, enum ls_cutstate_stage stage);
 static void state_forget(struct ls_cutover *c);
 static int job_window_drop(struct ls_cutover *c, struct jobout *o);
 static void window_dropped(uv_work_t *w, int status);
+
+static const struct ls_cutover_ops *engine_ops(const struct ls_cutover *c, enum ls_engine e)
+{
+	return c->ops_for ? c->ops_for(e) : c->ops;
+}
+
+/* The old side's (the source's) and a target's ops. */
+static const struct ls_cutover_ops *old_ops(const struct ls_cutover *c)
+{
+	return engine_ops(c, c->cfg->source.type);
+}
+
+static const struct ls_cutover_ops *new_ops(const struct ls_cutover *c, int tidx)
+{
+	return engine_ops(c, c->cfg->targets[tidx].type);
+}
 
 /* ---- pure helpers --------------------------------------------------------------------- */
 
@@ -351,7 +370,7 @@ static const char *kind(const struct proc *pr)
 	return pr->rollback ? "rollback" : "cutover";
 }
 
-static void proc_free(struct ls_cutover *c, struct proc *pr)
+static void proc_free(struct proc *pr)
 {
 	if (pr == NULL)
 		return;
@@ -367,10 +386,10 @@ static void proc_free(struct ls_cutover *c, struct proc *pr)
 	free(pr->undo);
 	free(pr->drifts);
 	free(pr->seqs);
-	if (c->ops) {
-		c->ops->close(pr->from);
-		c->ops->close(pr->to);
-	}
+	if (pr->ops_from)
+		pr->ops_from->close(pr->from);
+	if (pr->ops_to)
+		pr->ops_to->close(pr->to);
 	free(pr);
 }
 
@@ -677,32 +696,52 @@ static int in_roles(struct proc *pr, const char *role)
 }
 
 /* ready: connections, roles, origin, sequences (read only) */
+/* Sequence values from the serving side to the other: one engine's own
+ * sequences() when both sides share it, else the old engine's counters
+ * raised on the new one (PostgreSQL sequences <-> MySQL AUTO_INCREMENT). */
+static int carry_counters(struct ls_cutover *c, struct jobout *o, bool dry_run)
+{
+	struct proc *pr = c->pr;
+	const struct ls_cutover_ops *fo = pr->ops_from, *to = pr->ops_to;
+	const char *extra = c->cfg->cutover.sequences;
+	if (fo == to)
+		return fo->sequences(pr->from, pr->to, slice(c), pr->nslice, extra, dry_run,
+				     &o->seqs, &o->nseqs, &o->err);
+	if (fo->counters == NULL || to->raise == NULL) {
+		ls_err_set(&o->err, false, "carrying sequences from %s to %s is not supported",
+			   fo->engine, to->engine);
+		return LS_CUTOVER_NO;
+	}
+	int rc = fo->counters(pr->from, slice(c), pr->nslice, extra, &o->seqs, &o->nseqs, &o->err);
+	return rc < 0 ? rc : to->raise(pr->to, o->seqs, o->nseqs, dry_run, &o->err);
+}
+
 static int job_plan(struct ls_cutover *c, struct jobout *o)
 {
 	struct proc *pr = c->pr;
-	const struct ls_cutover_ops *ops = c->ops;
-	if ((pr->from == NULL && ops->open(pr->from_ci, &pr->from, &o->err) < 0) ||
-	    (pr->to == NULL && ops->open(pr->to_ci, &pr->to, &o->err) < 0))
+	const struct ls_cutover_ops *fo = pr->ops_from, *to = pr->ops_to;
+	if ((pr->from == NULL && fo->open(pr->from_ci, &pr->from, &o->err) < 0) ||
+	    (pr->to == NULL && to->open(pr->to_ci, &pr->to, &o->err) < 0))
 		return -1;
-	if (ops->whoami(pr->from, o->role_from, sizeof o->role_from, &o->err) < 0 ||
-	    ops->whoami(pr->to, o->role_to, sizeof o->role_to, &o->err) < 0)
+	if (fo->whoami(pr->from, o->role_from, sizeof o->role_from, &o->err) < 0 ||
+	    to->whoami(pr->to, o->role_to, sizeof o->role_to, &o->err) < 0)
 		return -1;
 	int rc;
+	const char *const *roles = (const char *const *)pr->roles;
 	if (pr->nroles > 0 &&
-	    ((rc = ops->check_roles(pr->from, (const char *const *)pr->roles, pr->nroles, &o->err)) < 0 ||
-	     (rc = ops->check_roles(pr->to, (const char *const *)pr->roles, pr->nroles, &o->err)) < 0))
+	    ((rc = fo->check_roles(pr->from, roles, pr->nroles, &o->err)) < 0 ||
+	     (rc = to->check_roles(pr->to, roles, pr->nroles, &o->err)) < 0))
 		return rc;
 	o->origin_ok = true;
 	if (!pr->rollback) {
 		char origin[128];
 		snprintf(origin, sizeof origin, "lockstep_%s", c->cfg->name);
-		if (ops->origin_exists(pr->to, origin, &o->origin_ok, &o->err) < 0)
+		if (to->origin_exists(pr->to, origin, &o->origin_ok, &o->err) < 0)
 			return -1;
 		if (!o->origin_ok)
 			snprintf(o->origin_why, sizeof o->origin_why, "%s", o->err.msg);
 	}
-	return ops->sequences(pr->from, pr->to, slice(c), pr->nslice, c->cfg->cutover.sequences,
-			      true, &o->seqs, &o->nseqs, &o->err);
+	return carry_counters(c, o, true);
 }
 
 static const char *watch_pub(struct ls_cutover *c, char *buf, size_t size)
@@ -718,49 +757,48 @@ static int job_watch_start(struct ls_cutover *c, struct jobout *o)
 {
 	char name[96], pub[96];
 	snprintf(name, sizeof name, "lockstep_%s_fence", c->cfg->name);
-	return c->ops->watch_start(c->pr->from, name, watch_pub(c, pub, sizeof pub), &o->err);
+	return c->pr->ops_from->watch_start(c->pr->from, name, watch_pub(c, pub, sizeof pub), &o->err);
 }
 
 static int job_fence(struct ls_cutover *c, struct jobout *o)
 {
 	struct proc *pr = c->pr;
-	return c->ops->fence(pr->from, (const char *const *)pr->roles, pr->nroles, slice(c),
+	return pr->ops_from->fence(pr->from, (const char *const *)pr->roles, pr->nroles, slice(c),
 			     pr->nslice, c->cfg->cutover.fence == LS_FENCE_READ_ONLY, &o->undo,
 			     &o->n, &o->err);
 }
 
 static int job_position(struct ls_cutover *c, struct jobout *o)
 {
-	return c->ops->position(c->pr->from, &o->pos, &o->err);
+	return c->pr->ops_from->position(c->pr->from, &o->pos, &o->err);
 }
 
 static int job_watch_count(struct ls_cutover *c, struct jobout *o)
 {
 	struct proc *pr = c->pr;
-	int rc = c->ops->watch_count(pr->from, slice(c), pr->nslice, pr->fence_pos.seq, &o->n,
+	int rc = pr->ops_from->watch_count(pr->from, slice(c), pr->nslice, pr->fence_pos.seq, &o->n,
 				     o->first, sizeof o->first, &o->err);
 	struct ls_err e2;
-	if (c->ops->watch_stop(pr->from, &e2) < 0)
+	if (pr->ops_from->watch_stop(pr->from, &e2) < 0)
 		ls_warn("%s: %s", kind(pr), e2.msg);
 	return rc;
 }
 
 static int job_unfence_from(struct ls_cutover *c, struct jobout *o)
 {
-	return c->ops->unfence(c->pr->from, c->pr->undo, &o->err);
+	return c->pr->ops_from->unfence(c->pr->from, c->pr->undo, &o->err);
 }
 
 static int job_unfence_to(struct ls_cutover *c, struct jobout *o)
 {
 	struct proc *pr = c->pr;
-	return c->ops->unfence(pr->to, pr->rollback ? c->oldside_undo : c->newside_undo, &o->err);
+	return pr->ops_to->unfence(pr->to, pr->rollback ? c->oldside_undo : c->newside_undo,
+				 &o->err);
 }
 
 static int job_sequences(struct ls_cutover *c, struct jobout *o)
 {
-	struct proc *pr = c->pr;
-	return c->ops->sequences(pr->from, pr->to, slice(c), pr->nslice, c->cfg->cutover.sequences,
-				 false, &o->seqs, &o->nseqs, &o->err);
+	return carry_counters(c, o, false);
 }
 
 static void rev_names(struct ls_cutover *c, char *slot, size_t size)
@@ -773,7 +811,7 @@ static int job_reverse_prepare(struct ls_cutover *c, struct jobout *o)
 	struct proc *pr = c->pr;
 	char name[96];
 	rev_names(c, name, sizeof name);
-	return c->ops->reverse_prepare(pr->to, pr->to_ci, name, name, slice(c), pr->nslice,
+	return pr->ops_to->reverse_prepare(pr->to, pr->to_ci, name, name, slice(c), pr->nslice,
 				       &o->pos, &o->err);
 }
 
@@ -784,7 +822,8 @@ static int job_reverse_drop(struct ls_cutover *c, struct jobout *o)
 	struct proc *pr = c->pr;
 	char name[96];
 	rev_names(c, name, sizeof name);
-	return c->ops->reverse_drop(pr->rollback ? pr->from : pr->to, name, name, &o->err);
+	return (pr->rollback ? pr->ops_from : pr->ops_to)->reverse_drop(pr->rollback ? pr->from
+									: pr->to, name, name, &o->err);
 }
 
 /* ---- the drift sub-step ------------------------------------------------------------------------- */
@@ -1745,10 +1784,10 @@ static void restore_reverse(struct ls_cutover *c)
 static int job_restore_unfence(struct ls_cutover *c, struct jobout *o)
 {
 	struct ls_cutover_conn *conn = NULL;
-	int rc = c->ops->open(c->rs_ci, &conn, &o->err);
+	int rc = c->rs_ops->open(c->rs_ci, &conn, &o->err);
 	if (rc == 0)
-		rc = c->ops->unfence(conn, c->rs_undo, &o->err);
-	c->ops->close(conn);
+		rc = c->rs_ops->unfence(conn, c->rs_undo, &o->err);
+	c->rs_ops->close(conn);
 	return rc;
 }
 
@@ -1865,6 +1904,7 @@ static int state_restore(struct ls_cutover *c, struct ls_err *err)
 			c->rs_undo = st.fence_undo;
 			st.fence_undo = NULL;
 			c->rs_ci = st.rollback ? c->cfg->targets[tidx].conninfo : c->cfg->source.conninfo;
+			c->rs_ops = st.rollback ? new_ops(c, tidx) : old_ops(c);
 		}
 		if ((st.stage == LS_CUTSTATE_CUT_OVER || st.rollback) &&
 		    restore_cut_over(c, &st, tidx) < 0)
@@ -1930,10 +1970,10 @@ static void finish(struct ls_cutover *c)
 		state_settle(c);   /* names the report, so after it */
 	ls_notice("%s %" PRId64 " %s%s%s; report %s", kind(pr), pr->id, pr->outcome,
 		  pr->reason[0] ? ": " : "", pr->reason, pr->report);
-	if (c->ops) {
-		c->ops->close(pr->from);
-		c->ops->close(pr->to);
-	}
+	if (pr->ops_from)
+		pr->ops_from->close(pr->from);
+	if (pr->ops_to)
+		pr->ops_to->close(pr->to);
 	pr->from = pr->to = NULL;
 }
 
@@ -1964,10 +2004,11 @@ static int job_window_drop(struct ls_cutover *c, struct jobout *o)
 	char name[96];
 	rev_names(c, name, sizeof name);
 	const char *ci = c->cfg->targets[c->cut_tidx].conninfo;
-	int rc = c->ops->open(ci, &conn, &o->err);
+	const struct ls_cutover_ops *ops = new_ops(c, c->cut_tidx);
+	int rc = ops->open(ci, &conn, &o->err);
 	if (rc == 0)
-		rc = c->ops->reverse_drop(conn, name, name, &o->err);
-	c->ops->close(conn);
+		rc = ops->reverse_drop(conn, name, name, &o->err);
+	ops->close(conn);
 	return rc;
 }
 
@@ -2094,8 +2135,7 @@ int64_t ls_cutover_start(struct ls_cutover *c, const struct ls_cutover_request *
 {
 	if (c->ops == NULL)
 		return ls_err_set(err, false, "cutover is not available for this pipeline: it needs "
-				  "the source and its targets in this daemon and of one engine "
-				  "(PostgreSQL to PostgreSQL, or MariaDB to MariaDB)");
+				  "the source and its targets in this daemon");
 	if (c->pr && c->pr->active)
 		return ls_err_set(err, true, "%s %" PRId64 " is running", kind(c->pr), c->pr->id);
 	if (!r->rollback && !r->dry_run && c->phase == PH_CUT_OVER)
@@ -2129,9 +2169,17 @@ int64_t ls_cutover_start(struct ls_cutover *c, const struct ls_cutover_request *
 			rc = -1;
 		else if (r->tables && (pr->tables_pat = strdup(r->tables)) == NULL)
 			rc = ls_err_set(err, false, "out of memory");
-		else if (c->cfg->targets[pr->tidx].type != c->cfg->source.type ||
-			 strcmp(c->ops->engine, engine_name(c->cfg->source.type)) != 0)
-			rc = ls_err_set(err, false, "cutover needs the same engine on both sides");
+		else if (old_ops(c) == NULL || new_ops(c, pr->tidx) == NULL)
+			rc = ls_err_set(err, false, "cutover has no engine for the %s side",
+					old_ops(c) == NULL ? "old" : "new");
+		else if (c->cfg->targets[pr->tidx].type != c->cfg->source.type)
+			/* one of the two directions always runs from PostgreSQL to
+			 * MySQL, where drift checks cannot verify yet (lib/drift.c) */
+			rc = ls_err_set(err, false, "cutover across engines is not supported yet: "
+					"the ready and verify steps of %s need drift checks from "
+					"PostgreSQL to MySQL, which lockstep cannot do yet",
+					c->cfg->source.type == LS_ENGINE_POSTGRES ? "the cutover"
+					: "a rollback");
 		else
 			rc = set_slice(c, pr, err);
 		if (rc == 0) {
@@ -2143,7 +2191,7 @@ int64_t ls_cutover_start(struct ls_cutover *c, const struct ls_cutover_request *
 		}
 	}
 	if (rc < 0) {
-		proc_free(c, pr);
+		proc_free(pr);
 		return -1;
 	}
 	if (r->rollback) {
@@ -2157,12 +2205,14 @@ int64_t ls_cutover_start(struct ls_cutover *c, const struct ls_cutover_request *
 		pr->pipe = &c->host.fwd;
 		snprintf(pr->target, sizeof pr->target, "%s", c->cfg->targets[pr->tidx].name);
 	}
+	pr->ops_from = r->rollback ? new_ops(c, pr->tidx) : old_ops(c);
+	pr->ops_to = r->rollback ? old_ops(c) : new_ops(c, pr->tidx);
 	pr->id = ++c->next_id;
 	pr->started_us = wall_us();
 	pr->step = S_READY;
 	pr->phase = 0;
 	/* the latest finished procedure gives way */
-	proc_free(c, c->pr);
+	proc_free(c->pr);
 	c->pr = pr;
 	c->phase = PH_RUNNING;
 	ls_notice("%s %" PRId64 " started%s by uid %ld: %d table(s) (%s), target %s", kind(pr),
@@ -2312,6 +2362,7 @@ int ls_cutover_new(uv_loop_t *loop, const struct ls_cutover_opts *o, struct ls_c
 	c->loop = loop;
 	c->cfg = o->cfg;
 	c->ops = o->ops;
+	c->ops_for = o->ops_for;
 	c->host = o->host;
 	c->poll_ms = o->poll_ms > 0 ? o->poll_ms : 200;
 	if (c->host.fwd.lag == NULL) {
@@ -2472,7 +2523,7 @@ static void close_handle_done(uv_handle_t *h)
 		return;
 	void (*cb)(void *) = c->close_cb;
 	void *arg = c->close_arg;
-	proc_free(c, c->pr);
+	proc_free(c->pr);
 	free(c->jo.undo);
 	free(c->jo.seqs);
 	free(c->oldside_undo);

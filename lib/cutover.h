@@ -157,6 +157,19 @@ struct ls_cutover_ops {
 	int (*sequences)(struct ls_cutover_conn *from, struct ls_cutover_conn *to,
 			 const struct ls_relation *const *tables, int ntables, const char *extra,
 			 bool dry_run, struct ls_cutover_seq **seqs, int *nseqs, struct ls_err *err);
+	/* Across engines, sequences() is replaced by these two (NULL: not
+	 * supported).  counters: this side's counters of tables' columns
+	 * (PostgreSQL: owned sequences; MySQL: AUTO_INCREMENT) plus `extra`
+	 * named ones, each as the next value it hands out (is_called false),
+	 * owner "schema.table.column" (or "" for a named one).  raise: on this
+	 * side, the counter behind each owner column (or named sequence) is
+	 * raised to at least that value, never lowered; dry_run checks only.
+	 * LS_CUTOVER_NO when a column has no counter here. */
+	int (*counters)(struct ls_cutover_conn *c, const struct ls_relation *const *tables,
+			int ntables, const char *extra, struct ls_cutover_seq **seqs, int *nseqs,
+			struct ls_err *err);
+	int (*raise)(struct ls_cutover_conn *c, const struct ls_cutover_seq *seqs, int nseqs,
+		     bool dry_run, struct ls_err *err);
 	/* Makes publication pub (exactly tables) and logical slot `slot` on
 	 * the side behind c / conninfo; *at = the slot's start position. */
 	int (*reverse_prepare)(struct ls_cutover_conn *c, const char *conninfo, const char *slot,
@@ -236,6 +249,9 @@ struct ls_pipeline_engines;
 struct ls_cutover_opts {
 	const struct ls_config *cfg;           /* borrowed; outlives the engine */
 	const struct ls_cutover_ops *ops;      /* NULL: cutover refused (engine has none) */
+	/* Each side's ops by its engine (the old side and the new one may
+	 * differ); NULL: ops for both. */
+	const struct ls_cutover_ops *(*ops_for)(enum ls_engine engine);
 	/* The daemon's forward pipeline (borrowed, outlives the engine) and
 	 * the engines reverse pipelines are built from; used when host.fwd.lag
 	 * is NULL.  Tests give a host instead. */

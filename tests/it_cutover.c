@@ -71,8 +71,8 @@ static void teardown(void)
 
 static void start_daemon_with(const char *switch_hook, const char *extra)
 {
-	d = ls_testcut_daemon("postgres", ls_testpg_conninfo(src, "shop"), ls_testpg_conninfo(dst, "shop"),
-			      "public.*", switch_hook, extra);
+	d = ls_testcut_daemon("postgres", ls_testpg_conninfo(src, "shop"), "postgres",
+			      ls_testpg_conninfo(dst, "shop"), "public.*", switch_hook, extra);
 }
 
 static void start_daemon(const char *switch_hook)

@@ -76,8 +76,8 @@ static void teardown(void)
 
 static void start_daemon_with(const char *switch_hook, const char *extra)
 {
-	d = ls_testcut_daemon("mysql", ls_testmy_conninfo(src, "shop"), ls_testmy_conninfo(dst, "shop"),
-			      "shop.*", switch_hook, extra);
+	d = ls_testcut_daemon("mysql", ls_testmy_conninfo(src, "shop"), "mysql",
+			      ls_testmy_conninfo(dst, "shop"), "shop.*", switch_hook, extra);
 }
 
 static void start_daemon(const char *switch_hook)

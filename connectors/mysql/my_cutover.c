@@ -1208,6 +1208,82 @@ static int mc_sequences(struct ls_cutover_conn *from, struct ls_cutover_conn *to
 	return rc;
 }
 
+/* ---- counters across engines ------------------------------------------------------------------ */
+
+static int mc_counters(struct ls_cutover_conn *c, const struct ls_relation *const *tables,
+		       int ntables, const char *extra, struct ls_cutover_seq **seqs, int *nseqs,
+		       struct ls_err *err)
+{
+	*seqs = NULL;
+	*nseqs = 0;
+	if (extra && extra[strspn(extra, " ,")] != '\0') {
+		ls_err_set(err, false, "[cutover] sequences: named sequences are not carried to "
+			   "another engine (%s): carry them by hand", extra);
+		return LS_CUTOVER_NO;
+	}
+	for (int t = 0; t < ntables; t++) {
+		bool exists;
+		char col[256], name[600], owner[900];
+		uint64_t next;
+		if (autoinc(c, tables[t], &exists, col, sizeof col, &next, err) < 0)
+			return -1;
+		if (!exists || col[0] == '\0' || next == 0)
+			continue;
+		snprintf(name, sizeof name, "%s.%s", tables[t]->schema, tables[t]->name);
+		snprintf(owner, sizeof owner, "%s.%s.%s", tables[t]->schema, tables[t]->name, col);
+		if (add_seq(seqs, nseqs, name, owner, next) < 0)
+			return oom(err);
+	}
+	return 0;
+}
+
+/* Raises the AUTO_INCREMENT of each owner's table ("schema.table.column",
+ * the column being the table's AUTO_INCREMENT one). */
+static int mc_raise(struct ls_cutover_conn *c, const struct ls_cutover_seq *seqs, int nseqs,
+		    bool dry_run, struct ls_err *err)
+{
+	for (int i = 0; i < nseqs; i++) {
+		const struct ls_cutover_seq *s = &seqs[i];
+		char part[3][256] = { "", "", "" };
+		const char *p = s->owner;
+		for (int k = 0; k < 3; k++) {
+			size_t n = k < 2 ? strcspn(p, ".") : strlen(p);
+			snprintf(part[k], sizeof part[k], "%.*s", (int)n, p);
+			unquote(part[k]);
+			p += n + (p[n] == '.');
+		}
+		struct ls_relation t = { .schema = part[0], .name = part[1] };
+		bool exists;
+		char col[256];
+		uint64_t next, want = strtoull(s->value, NULL, 10);
+		if (s->owner[0] == '\0' || autoinc(c, &t, &exists, col, sizeof col, &next, err) < 0) {
+			if (s->owner[0] == '\0')
+				ls_err_set(err, false, "sequence %s: named sequences are not carried "
+					   "from another engine", s->name);
+			return s->owner[0] == '\0' ? LS_CUTOVER_NO : -1;
+		}
+		if (!exists || strcmp(col, part[2]) != 0) {
+			ls_err_set(err, false, "%s: %s.%s %s: make %s its AUTO_INCREMENT column first",
+				   c->where, part[0], part[1], !exists ? "does not exist"
+				   : col[0] ? "has another AUTO_INCREMENT column" : "has no AUTO_INCREMENT "
+				   "column", part[2]);
+			return LS_CUTOVER_NO;
+		}
+		if (dry_run || next >= want)   /* never lowered */
+			continue;
+		struct ls_sbuf b;
+		ls_sbuf_init(&b);
+		ls_sbuf_put(&b, "ALTER TABLE ");
+		ls_mysql_qualified(&b, part[0], part[1]);
+		ls_sbuf_printf(&b, " AUTO_INCREMENT = %" PRIu64, want);
+		int rc = b.oom ? oom(err) : run(c, "raising AUTO_INCREMENT", ls_sbuf_str(&b), err);
+		ls_sbuf_free(&b);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 /* ---- reverse ------------------------------------------------------------------------------ */
 
 static int mc_reverse_prepare(struct ls_cutover_conn *c, const char *conninfo, const char *slot,
@@ -1246,6 +1322,8 @@ const struct ls_cutover_ops ls_my_cutover_ops = {
 	.fence = mc_fence,
 	.unfence = mc_unfence,
 	.sequences = mc_sequences,
+	.counters = mc_counters,
+	.raise = mc_raise,
 	.reverse_prepare = mc_reverse_prepare,
 	.reverse_drop = mc_reverse_drop,
 };

@@ -562,6 +562,96 @@ static int pc_sequences(struct ls_cutover_conn *from, struct ls_cutover_conn *to
 	return rc;
 }
 
+/* ---- counters across engines ------------------------------------------------------------------ */
+
+static int pc_counters(struct ls_cutover_conn *c, const struct ls_relation *const *tables,
+		       int ntables, const char *extra, struct ls_cutover_seq **seqs, int *nseqs,
+		       struct ls_err *err)
+{
+	*seqs = NULL;
+	*nseqs = 0;
+	int rc = list_seqs(c, tables, ntables, extra, seqs, nseqs, err);
+	for (int i = 0; rc == 0 && i < *nseqs; i++) {
+		struct ls_cutover_seq *s = &(*seqs)[i];
+		char *sql = NULL;
+		if (asprintf(&sql, "SELECT CASE WHEN is_called THEN last_value + (SELECT seqincrement"
+			     " FROM pg_sequence WHERE seqrelid = $1::regclass) ELSE last_value END"
+			     " FROM %s", s->name) < 0)
+			return ls_err_set(err, false, "out of memory");
+		const char *v[1] = { s->name };
+		PGresult *r = NULL;
+		rc = q(c, "reading a sequence", sql, 1, v, &r, err);
+		free(sql);
+		if (rc < 0)
+			return -1;
+		snprintf(s->value, sizeof s->value, "%s", PQgetvalue(r, 0, 0));
+		s->is_called = false;   /* value is the next one handed out */
+		PQclear(r);
+	}
+	return rc;
+}
+
+/* The sequence behind "schema.table.column" (serial or identity), or by
+ * name; "" when there is none. */
+static int seq_of(struct ls_cutover_conn *c, const struct ls_cutover_seq *s, char *out,
+		  size_t size, struct ls_err *err)
+{
+	char part[3][256] = { "", "", "" };
+	if (s->owner[0]) {
+		const char *p = s->owner;
+		for (int i = 0; i < 3; i++) {
+			size_t n = i < 2 ? strcspn(p, ".") : strlen(p);
+			snprintf(part[i], sizeof part[i], "%.*s", (int)n, p);
+			p += n + (p[n] == '.');
+		}
+	}
+	const char *v[3] = { part[0], part[1], part[2] };
+	const char *by_name[1] = { s->name };
+	PGresult *r = NULL;
+	if ((s->owner[0] ? q(c, "sequences", "SELECT pg_get_serial_sequence(format('%I.%I', $1::text,"
+			     " $2::text), $3)", 3, v, &r, err)
+			 : q(c, "sequences", "SELECT to_regclass($1)::text", 1, by_name, &r, err)) < 0)
+		return -1;
+	snprintf(out, size, "%s", PQgetisnull(r, 0, 0) ? "" : PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return 0;
+}
+
+static int pc_raise(struct ls_cutover_conn *c, const struct ls_cutover_seq *seqs, int nseqs,
+		    bool dry_run, struct ls_err *err)
+{
+	for (int i = 0; i < nseqs; i++) {
+		const struct ls_cutover_seq *s = &seqs[i];
+		char seq[600];
+		if (seq_of(c, s, seq, sizeof seq, err) < 0)
+			return -1;
+		if (seq[0] == '\0') {
+			ls_err_set(err, false, "%s: %s%s has no sequence here: create it (serial or "
+				   "identity column) first", c->where, s->owner[0] ? "column " : "sequence ",
+				   s->owner[0] ? s->owner : s->name);
+			return LS_CUTOVER_NO;
+		}
+		char *sql = NULL;
+		if (asprintf(&sql, "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END"
+			     " < $1::bigint FROM %s", seq) < 0)
+			return ls_err_set(err, false, "out of memory");
+		const char *v[1] = { s->value };
+		PGresult *r = NULL;
+		int rc = q(c, "reading a sequence", sql, 1, v, &r, err);
+		free(sql);
+		if (rc < 0)
+			return -1;
+		bool behind = PQgetvalue(r, 0, 0)[0] == 't';
+		PQclear(r);
+		const char *sv[2] = { seq, s->value };
+		if (behind && !dry_run &&   /* never lowered */
+		    q(c, "setting a sequence", "SELECT setval($1::regclass, $2::bigint, false)", 2, sv,
+		      NULL, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* ---- reverse slot ------------------------------------------------------------------------------ */
 
 static int drop_slot_wait(struct ls_cutover_conn *c, const char *slot, struct ls_err *err)
@@ -643,6 +733,8 @@ const struct ls_cutover_ops ls_pg_cutover_ops = {
 	.fence = pc_fence,
 	.unfence = pc_unfence,
 	.sequences = pc_sequences,
+	.counters = pc_counters,
+	.raise = pc_raise,
 	.reverse_prepare = pc_reverse_prepare,
 	.reverse_drop = pc_reverse_drop,
 };

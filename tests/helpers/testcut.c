@@ -90,8 +90,9 @@ void ls_testcut_assert_report(json_t *pr)
 		      line);
 }
 
-struct ls_testd *ls_testcut_daemon(const char *engine, const char *src_ci, const char *dst_ci,
-				   const char *tables, const char *switch_hook, const char *extra)
+struct ls_testd *ls_testcut_daemon(const char *src_engine, const char *src_ci,
+				   const char *dst_engine, const char *dst_ci, const char *tables,
+				   const char *switch_hook, const char *extra)
 {
 	char conf[4096];
 	snprintf(conf, sizeof conf,
@@ -106,7 +107,7 @@ struct ls_testd *ls_testcut_daemon(const char *engine, const char *src_ci, const
 		 "check_command = test -d @DIR@\ncheck_command = true\n"
 		 "max_lag_seconds = 5\nsettle = 500\nrollback_window = 1h\n%s\n"
 		 "[log]\nlevel = info\n",
-		 engine, src_ci, tables, engine, dst_ci, switch_hook, extra);
+		 src_engine, src_ci, tables, dst_engine, dst_ci, switch_hook, extra);
 	struct ls_testd *d = ls_testd_new();
 	ls_testd_config(d, conf);
 	ls_testd_start(d);

@@ -30,13 +30,14 @@ void ls_testcut_assert_steps_ok(json_t *pr, const char *const *names, int n);
 /* The report's .json and .txt exist and the text names the outcome. */
 void ls_testcut_assert_report(json_t *pr);
 
-/* Starts lockstepd for a cutover test: pipeline "shop" from src_ci to the
- * target "new" at dst_ci (both `engine`), direct buffer, the tables
- * pattern, [cutover] app_roles = app with switch_hook (switch_back_hook
- * removes @DIR@/switched) and the lines in extra (may be ""), and waits
- * until it streams. */
-struct ls_testd *ls_testcut_daemon(const char *engine, const char *src_ci, const char *dst_ci,
-				   const char *tables, const char *switch_hook, const char *extra);
+/* Starts lockstepd for a cutover test: pipeline "shop" from src_ci (a
+ * src_engine source) to the target "new" at dst_ci (dst_engine), direct
+ * buffer, the tables pattern, [cutover] app_roles = app with switch_hook
+ * (switch_back_hook removes @DIR@/switched) and the lines in extra (may be
+ * ""), and waits until it streams. */
+struct ls_testd *ls_testcut_daemon(const char *src_engine, const char *src_ci,
+				   const char *dst_engine, const char *dst_ci, const char *tables,
+				   const char *switch_hook, const char *extra);
 
 /* A table's checksum on one side ("count:digest"), malloc'd, NULL on error. */
 typedef char *(*ls_testcut_sum_fn)(void *side, const char *table, const char *where);

@@ -1,0 +1,195 @@
+/* Cutover across engines (PostgreSQL <-> MariaDB), real servers:
+ *  - the counters step's two halves work across engines: a PostgreSQL
+ *    sequence's next value raises a MariaDB AUTO_INCREMENT and the other
+ *    way round, never lowering one, and a column without a counter on the
+ *    other side stops with LS_CUTOVER_NO naming it;
+ *  - lockstepd refuses the procedure itself with the reason (one of its
+ *    directions would need drift checks from PostgreSQL to MySQL, which
+ *    lockstep cannot do yet), and a drift check of a PostgreSQL -> MariaDB
+ *    pipeline is refused rather than reporting every row as drift; the
+ *    pipeline keeps replicating. */
+#include <check.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <mysql.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "connectors/mysql/my_cutover.h"
+#include "connectors/postgres/pg_cutover.h"
+#include "cutover.h"
+
+#include "tests/helpers/testcut.h"
+#include "tests/helpers/testd.h"
+#include "tests/helpers/testsrv.h"
+#include "tests/helpers/testutil.h"
+
+static struct ls_testpg *src;
+static struct ls_testmy *dst;
+static struct ls_testd *d;
+
+static void setup(void)
+{
+	src = ls_testpg_start(NULL);
+	dst = ls_testmy_start(NULL);
+	ls_testpg_exec(src, "postgres", "CREATE DATABASE shop");
+	ls_testpg_exec(src, "shop",
+		"CREATE ROLE app LOGIN;"
+		"CREATE TABLE orders (id serial PRIMARY KEY, v text, n int);"
+		"CREATE TABLE items (id int PRIMARY KEY, v text);"
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON orders, items TO app;"
+		"GRANT USAGE ON SEQUENCE orders_id_seq TO app;"
+		"INSERT INTO orders (v, n) SELECT 'seed', g FROM generate_series(1, 200) g;"
+		"INSERT INTO items SELECT g, 'i' || g FROM generate_series(1, 50) g;"
+		/* ids taken and never used: the sequence runs ahead of max(id) */
+		"SELECT setval('orders_id_seq', 260);");
+	/* the new side's schema and account, made by the operator: PostgreSQL's
+	 * schema public is MariaDB's database public */
+	ls_testmy_exec(dst, "mysql", "CREATE DATABASE public");
+	ls_testmy_exec(dst, "public", "CREATE TABLE orders (id INT AUTO_INCREMENT PRIMARY KEY,"
+		       " v LONGTEXT, n INT) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin");
+	ls_testmy_exec(dst, "public", "CREATE TABLE items (id INT PRIMARY KEY, v LONGTEXT)"
+		       " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin");
+	ls_testmy_exec(dst, "public", "CREATE USER app@'%%'");
+	ls_testmy_exec(dst, "public", "GRANT SELECT, INSERT, UPDATE, DELETE ON public.orders TO"
+		       " app@'%%'");
+	ls_testmy_exec(dst, "public", "GRANT SELECT, INSERT, UPDATE, DELETE ON public.items TO"
+		       " app@'%%'");
+}
+
+static void teardown(void)
+{
+	if (d)
+		ls_testd_stop(d, 30000);
+	ls_testd_free(d);
+	d = NULL;
+	ls_testmy_stop(dst);
+	ls_testpg_stop(src);
+}
+
+/* ---- comparing ------------------------------------------------------------------------------ */
+
+/* count:sum(id):sum(n), the same text on both engines */
+static char *checksum(void *side, const char *table, const char *where)
+{
+	const char *n = strcmp(table, "orders") == 0 ? "n" : "0";
+	if (side == src)
+		return ls_testpg_query1(src, "shop", "SELECT count(*) || ':' || coalesce(sum(id), 0) ||"
+					" ':' || coalesce(sum(%s), 0) FROM %s WHERE %s", n, table, where);
+	return ls_testmy_query1(dst, "public", "SELECT CONCAT(COUNT(*), ':', COALESCE(SUM(id), 0),"
+				" ':', COALESCE(SUM(%s), 0)) FROM %s WHERE %s", n, table, where);
+}
+
+static void assert_equal(const char *table, const char *where)
+{
+	ls_testcut_assert_equal(d, checksum, src, dst, table, where);
+}
+
+static long pg_long(const char *sql)
+{
+	char *s = ls_testpg_query1(src, "shop", "%s", sql);
+	long v = s ? atol(s) : -1;
+	free(s);
+	return v;
+}
+
+static long my_long(const char *sql)
+{
+	char *s = ls_testmy_query1(dst, "public", "%s", sql);
+	long v = s ? atol(s) : -1;
+	free(s);
+	return v;
+}
+
+static struct ls_relation *rel(const char *schema, const char *name)
+{
+	struct ls_relation *r = ls_relation_new(0);
+	r->schema = strdup(schema);
+	r->name = strdup(name);
+	return r;
+}
+
+START_TEST(counters_cross_engines_both_ways)
+{
+	struct ls_cutover_conn *pg = NULL, *my = NULL;
+	struct ls_err err = {0};
+	ck_assert_msg(ls_pg_cutover_ops.open(ls_testpg_conninfo(src, "shop"), &pg, &err) == 0,
+		      "%s", err.msg);
+	ck_assert_msg(ls_my_cutover_ops.open(ls_testmy_conninfo(dst, "public"), &my, &err) == 0,
+		      "%s", err.msg);
+	struct ls_relation *orders = rel("public", "orders"), *items = rel("public", "items");
+	const struct ls_relation *const tabs[2] = { orders, items };
+
+	/* PostgreSQL -> MariaDB: the sequence is at 260, so 261 comes next */
+	struct ls_cutover_seq *seqs = NULL;
+	int n = 0;
+	ck_assert_msg(ls_pg_cutover_ops.counters(pg, tabs, 2, NULL, &seqs, &n, &err) == 0, "%s",
+		      err.msg);
+	ck_assert_int_eq(n, 1);
+	ck_assert_str_eq(seqs[0].owner, "public.orders.id");
+	ck_assert_str_eq(seqs[0].value, "261");
+	ck_assert_int_eq(ls_my_cutover_ops.raise(my, seqs, n, true, &err), 0);   /* dry run */
+	ck_assert_int_eq(my_long("SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE"
+				 " TABLE_SCHEMA = 'public' AND TABLE_NAME = 'orders'"), 1);
+	ck_assert_msg(ls_my_cutover_ops.raise(my, seqs, n, false, &err) == 0, "%s", err.msg);
+	ls_testmy_exec(dst, "public", "INSERT INTO orders (v, n) VALUES ('new', 1)");
+	ck_assert_int_eq(my_long("SELECT MAX(id) FROM orders"), 261);
+	free(seqs);
+
+	/* MariaDB -> PostgreSQL (a rollback's way): 262 next there */
+	ck_assert_msg(ls_my_cutover_ops.counters(my, tabs, 2, NULL, &seqs, &n, &err) == 0, "%s",
+		      err.msg);
+	ck_assert_int_eq(n, 1);
+	ck_assert_str_eq(seqs[0].owner, "public.orders.id");
+	ck_assert_str_eq(seqs[0].value, "262");
+	ck_assert_msg(ls_pg_cutover_ops.raise(pg, seqs, n, false, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(pg_long("SELECT nextval('orders_id_seq')"), 262);
+	/* never lowered: an older value changes nothing */
+	snprintf(seqs[0].value, sizeof seqs[0].value, "5");
+	ck_assert_int_eq(ls_pg_cutover_ops.raise(pg, seqs, n, false, &err), 0);
+	ck_assert_int_eq(pg_long("SELECT nextval('orders_id_seq')"), 263);
+	ck_assert_int_eq(ls_my_cutover_ops.raise(my, seqs, n, false, &err), 0);
+	ls_testmy_exec(dst, "public", "INSERT INTO orders (v, n) VALUES ('new', 2)");
+	ck_assert_int_eq(my_long("SELECT MAX(id) FROM orders"), 262);
+	/* a column without a counter on the other side */
+	snprintf(seqs[0].owner, sizeof seqs[0].owner, "public.items.id");
+	ck_assert_int_eq(ls_pg_cutover_ops.raise(pg, seqs, n, false, &err), LS_CUTOVER_NO);
+	ck_assert_msg(strstr(err.msg, "public.items.id has no sequence"), "%s", err.msg);
+	ck_assert_int_eq(ls_my_cutover_ops.raise(my, seqs, n, false, &err), LS_CUTOVER_NO);
+	ck_assert_msg(strstr(err.msg, "has no AUTO_INCREMENT column"), "%s", err.msg);
+	free(seqs);
+	ls_relation_free(orders);
+	ls_relation_free(items);
+	ls_pg_cutover_ops.close(pg);
+	ls_my_cutover_ops.close(my);
+}
+END_TEST
+
+START_TEST(cutover_across_engines_is_refused_with_the_reason)
+{
+	d = ls_testcut_daemon("postgres", ls_testpg_conninfo(src, "shop"), "mysql",
+			      ls_testmy_conninfo(dst, "public"), "public.*", "true", "");
+	int rc = ls_testcut_ctl(d, "cutover 2>&1", NULL);   /* the reason goes to stderr */
+	ck_assert_int_eq(rc, 2);
+	ck_assert_msg(strstr(ls_testcut_ctl_text(), "across engines is not supported yet") &&
+		      strstr(ls_testcut_ctl_text(), "PostgreSQL to MySQL"), "lockstepctl printed: %s",
+		      ls_testcut_ctl_text());
+	rc = ls_testcut_ctl(d, "drift --check 2>&1", NULL);
+	ck_assert_int_eq(rc, 2);
+	ck_assert_msg(strstr(ls_testcut_ctl_text(), "not supported yet"), "lockstepctl printed: %s",
+		      ls_testcut_ctl_text());
+	/* replication itself goes on */
+	ls_testpg_exec(src, "shop", "UPDATE items SET v = 'changed' WHERE id <= 10");
+	assert_equal("items", "TRUE");
+	assert_equal("orders", "TRUE");
+}
+END_TEST
+
+int main(void)
+{
+	const struct ls_testutil_case cases[] = {
+		{ "counters", counters_cross_engines_both_ways },
+		{ "refused", cutover_across_engines_is_refused_with_the_reason },
+	};
+	return ls_testutil_run_cases("cutover_cross", cases, 2, setup, teardown, 300);
+}
