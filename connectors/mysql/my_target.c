@@ -630,9 +630,10 @@ unsigned long ls_mytarget_connection_id(const struct ls_mytarget *t)
  * batch is full, at source transaction ends while the server is idle,
  * before any other statement and at commit.  One batch may be outstanding:
  * its results are read before the next one is sent, so building the next
- * batch overlaps with the server executing the last one.  The server stops at the first failing statement; its
- * position in the batch names table, operation and key.  A failure of any
- * kind fails the target, so the server rolls the whole group back. */
+ * batch overlaps with the server executing the last one.  The server stops
+ * at the first failing statement; its position in the batch names table,
+ * operation and key.  A failure of any kind fails the target, so the
+ * server rolls the whole group back. */
 
 /* Copies string p (may be NULL) into b->str; its offset or SIZE_MAX. */
 static size_t batch_str(struct batch *b, const char *p, size_t n)

@@ -18,16 +18,23 @@
  * Round trips: the apply connection uses CLIENT_MULTI_STATEMENTS.  A
  * group's statements (START TRANSACTION, data statements, the checkpoint
  * UPDATE) collect client-side and go out as one multi-statement query when
- * the batch reaches max_stmt_bytes or 2000 statements, before any other
- * statement, and at commit; COMMIT then goes alone, once every result was
- * checked (a row count or a warning does not stop a batch on the server,
- * an error does).  Each statement's result is checked in order: its error,
- * row count (INSERT stores all its rows, the checkpoint exactly one row)
- * and warnings are reported with its table, operation and key, and fail
- * the target, which rolls the whole group back.  SHOW WARNINGS only covers
+ * the batch reaches max_stmt_bytes or 2000 statements, at a source
+ * transaction's end when the server has answered the batch before (so
+ * under light load nothing waits for the group commit), before any other
+ * statement, and at commit.  One batch may be outstanding while the next
+ * is built; its results are read before the next is sent.  COMMIT goes
+ * alone, once every result of the group was checked (a row count or a
+ * warning does not stop a batch on the server, an error does).  Each
+ * statement's result is checked in order: its error, row count (INSERT
+ * stores all its rows, the checkpoint exactly one row) and warnings are
+ * reported with its table, operation and key, and fail the target, which
+ * rolls the whole group back.  SHOW WARNINGS only covers
  * a batch's last statement, so an earlier statement that warned is run
  * again alone in a transaction rolled back to name the warning.  Memory:
- * one batch (about max_stmt_bytes plus the keys naming its statements).
+ * two batches (each about max_stmt_bytes plus the keys naming its
+ * statements).  An error may surface in a later call than the change that
+ * caused it (at the latest in the group's commit); it still names that
+ * change, and the group is rolled back whole.
  *
  * Savepoints: ls_mytarget_abort_txn() drops the current source transaction
  * and keeps the rest of the group.  While none of that transaction has
