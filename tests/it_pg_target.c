@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "connectors/postgres/pg_target.h"
@@ -595,6 +596,163 @@ START_TEST(pgtarget_bulk_insert_copy_vs_pipeline)
 }
 END_TEST
 
+/* CPU seconds and voluntary context switches (times it slept waiting) of
+ * process pid, from /proc (the test server runs on this machine). */
+static void proc_usage(int pid, double *cpu, long *waits)
+{
+	char path[64], line[256];
+	*cpu = 0;
+	*waits = 0;
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (f) {
+		unsigned long ut = 0, st = 0;
+		if (fgets(line, sizeof line, f)) {
+			const char *p = strrchr(line, ')');
+			if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+					&ut, &st) == 2)
+				*cpu = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+		}
+		fclose(f);
+	}
+	snprintf(path, sizeof path, "/proc/%d/status", pid);
+	f = fopen(path, "r");
+	while (f && fgets(line, sizeof line, f))
+		if (strncmp(line, "voluntary_ctxt_switches:", 24) == 0)
+			*waits = atol(line + 24);
+	if (f)
+		fclose(f);
+}
+
+struct mix_rate {
+	double rate;          /* changes/s */
+	double server_us;     /* target backend CPU per change */
+	double waits;         /* times the backend slept, per 1000 changes */
+	double client_waits;  /* times this thread slept (on results), same */
+};
+
+/* pgbench's transaction as the source sends it (accounts, tellers and
+ * branches updated, one history row inserted), N of them applied in
+ * groups of 5000 changes; returns changes per second.  in_flight and
+ * copy_after as in ls_pgtarget_opts.  The end state is checked. */
+static struct mix_rate pgbench_mix(int in_flight, int copy_after, int round)
+{
+	enum { N = 12500, ACC = 100000, TEL = 100, BR = 10 };
+	char acc[32], tel[32], br[32], hist[32];
+	snprintf(acc, sizeof acc, "acc_%d_%d_%d", in_flight < 0, copy_after, round);
+	snprintf(tel, sizeof tel, "tel_%d_%d_%d", in_flight < 0, copy_after, round);
+	snprintf(br, sizeof br, "br_%d_%d_%d", in_flight < 0, copy_after, round);
+	snprintf(hist, sizeof hist, "hist_%d_%d_%d", in_flight < 0, copy_after, round);
+	ls_testpg_exec(pg, db, "CREATE SCHEMA IF NOT EXISTS app;"
+		       " CREATE TABLE app.%s (aid integer PRIMARY KEY, abalance integer, filler text);"
+		       " INSERT INTO app.%s SELECT g, 0, repeat('x', 84) FROM generate_series(1, %d) g;"
+		       " CREATE TABLE app.%s (tid integer PRIMARY KEY, tbalance integer);"
+		       " INSERT INTO app.%s SELECT g, 0 FROM generate_series(1, %d) g;"
+		       " CREATE TABLE app.%s (bid integer PRIMARY KEY, bbalance integer);"
+		       " INSERT INTO app.%s SELECT g, 0 FROM generate_series(1, %d) g;"
+		       " CREATE TABLE app.%s (id bigint PRIMARY KEY, tid integer, bid integer,"
+		       " aid integer, delta integer, mtime timestamp); ANALYZE",
+		       acc, acc, ACC, tel, tel, TEL, br, br, BR, hist);
+	struct ls_pgtarget_opts o = {
+		.pipeline = "shop", .target = "new", .conninfo = ls_testpg_conninfo(pg, db),
+		.ddl = LS_DDL_APPLY, .batch_rows = 5000, .batch_ms = 100,
+		.copy_after = copy_after, .commits_in_flight = in_flight,
+	};
+	struct ls_pgtarget *t;
+	struct ls_err err = { 0 };
+	ck_assert_msg(ls_pgtarget_new(&o, &t, &err) == 0, "open: %s", err.msg);
+	struct ls_relation *ra = mkrel(1, acc, 'd', "aid:integer:k|abalance:integer|filler:text");
+	struct ls_relation *rt = mkrel(2, tel, 'd', "tid:integer:k|tbalance:integer");
+	struct ls_relation *rb = mkrel(3, br, 'd', "bid:integer:k|bbalance:integer");
+	struct ls_relation *rh = mkrel(4, hist, 'd', "id:bigint:k|tid:integer|bid:integer"
+				       "|aid:integer|delta:integer|mtime:timestamp without time zone");
+	static int abal[ACC + 1], tbal[TEL + 1], bbal[BR + 1];
+	int pid = ls_pgtarget_backend_pid(t);
+	double cpu0, cpu1;
+	long w0, w1;
+	proc_usage(pid, &cpu0, &w0);
+	struct rusage ru0, ru1;
+	getrusage(RUSAGE_THREAD, &ru0);
+	memset(abal, 0, sizeof abal);
+	memset(tbal, 0, sizeof tbal);
+	memset(bbal, 0, sizeof bbal);
+	uint32_t rnd = 12345;
+	long long total = 0;
+	double t0 = now_s();
+	for (int i = 1; i <= N; i++) {
+		rnd = rnd * 1103515245u + 12345u;
+		int a = 1 + (int)(rnd >> 8) % ACC, te = 1 + (int)(rnd >> 4) % TEL;
+		int b = 1 + (int)(rnd >> 12) % BR, d = (int)(rnd >> 16) % 10001 - 5000;
+		abal[a] += d;
+		tbal[te] += d;
+		bbal[b] += d;
+		total += d;
+		char sa[16], st[16], sb[16], sd[16], sh[16], va[16], vt[16], vb[16];
+		snprintf(sa, sizeof sa, "%d", a);
+		snprintf(st, sizeof st, "%d", te);
+		snprintf(sb, sizeof sb, "%d", b);
+		snprintf(sd, sizeof sd, "%d", d);
+		snprintf(sh, sizeof sh, "%d", i);
+		snprintf(va, sizeof va, "%d", abal[a]);
+		snprintf(vt, sizeof vt, "%d", tbal[te]);
+		snprintf(vb, sizeof vb, "%d", bbal[b]);
+		struct ls_txn x = txn((uint64_t)i);
+		ck_assert_int_eq(ls_pgtarget_begin(t, &x, &err), 0);
+		struct ls_change c[4] = {
+			upd(ra, 0, sa, va, UNCH), upd(rt, 0, st, vt), upd(rb, 0, sb, vb),
+			ins(rh, sh, st, sb, sa, sd, "2024-01-02 03:04:05"),
+		};
+		const struct ls_relation *rr[4] = { ra, rt, rb, rh };
+		for (int k = 0; k < 4; k++)
+			ck_assert_msg(ls_pgtarget_change(t, rr[k], &c[k], &err) == 0, "%s", err.msg);
+		ck_assert_msg(ls_pgtarget_end(t, &x, i, &err) == 0, "%s", err.msg);
+		ls_arena_reset(&A);
+	}
+	flush_ok(t);
+	double secs = now_s() - t0;
+	proc_usage(pid, &cpu1, &w1);
+	getrusage(RUSAGE_THREAD, &ru1);
+	char want[32];
+	snprintf(want, sizeof want, "%lld", total);
+	ck_q1(want, "SELECT sum(abalance) FROM app.%s", acc);
+	ck_q1(want, "SELECT sum(tbalance) FROM app.%s", tel);
+	ck_q1(want, "SELECT sum(delta) FROM app.%s", hist);
+	snprintf(want, sizeof want, "%d", abal[ACC / 2]);
+	ck_q1(want, "SELECT abalance FROM app.%s WHERE aid = %d", acc, ACC / 2);
+	ck_q1("12500", "SELECT source_seq FROM lockstep.checkpoint");
+	ls_pgtarget_free(t);
+	ls_testpg_exec(pg, db, "DELETE FROM lockstep.checkpoint");
+	ls_relation_free(ra);
+	ls_relation_free(rt);
+	ls_relation_free(rb);
+	ls_relation_free(rh);
+	return (struct mix_rate){ 4.0 * N / secs, (cpu1 - cpu0) * 1e6 / (4.0 * N),
+				  (double)(w1 - w0) * 1000 / (4.0 * N),
+				  (double)(ru1.ru_nvcsw - ru0.ru_nvcsw) * 1000 / (4.0 * N) };
+}
+
+START_TEST(pgtarget_pgbench_mix_rate)
+{
+	struct mix_rate r[2] = { { 0 } };
+	/* LS_MIX_ROUNDS=n for a steadier comparison on a busy machine */
+	int rounds = getenv("LS_MIX_ROUNDS") ? atoi(getenv("LS_MIX_ROUNDS")) : 2;
+	rounds = rounds > 0 ? rounds : 2;
+	for (int round = 0; round < rounds; round++)
+		for (int v = 0; v < 2; v++) {
+			struct mix_rate x = pgbench_mix(v ? 2 : -1, 0, round);
+			if (x.rate > r[v].rate)
+				r[v] = x;
+		}
+	for (int v = 0; v < 2; v++)
+		printf("pg_target pgbench mix, %s: %.0f changes/s (best of %d), target backend "
+		       "%.1f us CPU per change; per 1000 changes the backend waited %.2f times, "
+		       "the client %.2f\n", v ? "COMMITs in flight" : "waiting for each COMMIT",
+		       r[v].rate, rounds, r[v].server_us, r[v].waits, r[v].client_waits);
+	fflush(stdout);
+	ck_assert(r[0].rate > 0 && r[1].rate > 0);
+}
+END_TEST
+
 /* ---- set-based apply -------------------------------------------------------- */
 
 /* Polls a query until it returns want (statistics reach the server's view
@@ -940,6 +1098,7 @@ int main(void)
 	tcase_add_test(tc, pgtarget_ddl_apply_add_alter_drop);
 	tcase_add_test(tc, pgtarget_ddl_stop_errors_and_applies_nothing);
 	tcase_add_test(tc, pgtarget_bulk_insert_copy_vs_pipeline);
+	tcase_add_test(tc, pgtarget_pgbench_mix_rate);
 	tcase_add_test(tc, pgtarget_batch_ends_in_the_same_state_as_row_by_row);
 	tcase_add_test(tc, pgtarget_batch_keeps_unchanged_toast_and_counts_missing);
 	tcase_add_test(tc, pgtarget_fk_and_trigger_tables_go_row_by_row);
