@@ -9,8 +9,21 @@
 #include "connectors/postgres/pg_mysqltypes.h"
 #include "connectors/postgres/pg_target.h"
 
+/* Whether a relation is MySQL-typed, remembered per relation object: the
+ * check reads every column's type name, which done for each change took
+ * about half of the apply thread's CPU.  An entry holds only for the
+ * object it was made for, and relation(), which every new or changed
+ * definition passes first (target.h), forgets it. */
+#define MYCACHE 64
+struct mycache {
+	const struct ls_relation *rel;   /* NULL: empty */
+	uint32_t id;
+	bool mysql;
+};
+
 struct ls_target {
 	struct ls_pgtarget *pg;
+	struct mycache mc[MYCACHE];   /* apply thread */
 	struct ls_drift_conn *drift;  /* drift checks' own connection, apply thread */
 	struct ls_pgmy *my;           /* MySQL-typed relations, apply thread */
 	/* fixed at open: copy sessions read them from other threads */
@@ -78,8 +91,17 @@ static void tgt_checkpoint(const struct ls_target *t, struct ls_target_ckpt *out
 }
 
 /* MySQL-typed relations and values are mapped first (pg_mysqltypes.h). */
+static bool is_mysql(struct ls_target *t, const struct ls_relation *rel)
+{
+	struct mycache *c = &t->mc[rel->id % MYCACHE];
+	if (c->rel != rel || c->id != rel->id)
+		*c = (struct mycache){ rel, rel->id, ls_pgmy_is_mysql_relation(rel) };
+	return c->mysql;
+}
+
 static int tgt_relation(struct ls_target *t, const struct ls_relation *rel, struct ls_err *err)
 {
+	t->mc[rel->id % MYCACHE].rel = NULL;
 	const struct ls_relation *pr = ls_pgmy_map(t->my, rel, err);
 	return pr ? ls_pgtarget_relation(t->pg, pr, err) : ls_err_prefix(err, "target %s",
 									  t->copy.target);
@@ -93,6 +115,8 @@ static int tgt_begin(struct ls_target *t, const struct ls_txn *txn, struct ls_er
 static int tgt_change(struct ls_target *t, const struct ls_relation *rel,
 		      const struct ls_change *ch, struct ls_err *err)
 {
+	if (rel && !is_mysql(t, rel))
+		return ls_pgtarget_change(t->pg, rel, ch, err);
 	const struct ls_relation *pr = rel ? ls_pgmy_map(t->my, rel, err) : NULL;
 	const struct ls_change *pc = ch;
 	if ((rel && pr == NULL) || ls_pgmy_change(t->my, rel, ch, &pc, err) < 0)
