@@ -414,6 +414,15 @@ static void assert_prometheus(const char *text)
 	regfree(&re);
 }
 
+static bool metrics_have_slot(void *ctx)
+{
+	char *body = NULL;
+	bool ok = http(ls_testd_socket(ctx), 0, "GET", "/metrics", &body) == 200 && body &&
+		  strstr(body, "lockstep_slot_retained_wal_bytes{") != NULL;
+	free(body);
+	return ok;
+}
+
 START_TEST(lag_metrics_parse_and_pause_needs_admin)
 {
 	kafka = ls_testkafka_start(3);
@@ -425,6 +434,9 @@ START_TEST(lag_metrics_parse_and_pause_needs_admin)
 	struct countwant cw = { "id > 3000", 10 };
 	ck_assert(ls_test_wait_until(dst_has, &cw, 60000));
 	wait_lag_zero(d, false, "metrics");
+	/* the slot's retained WAL comes with the heartbeat's slot sample,
+	 * a few seconds after the start on a busy machine */
+	ck_assert_msg(ls_test_wait_until(metrics_have_slot, d, 60000), "no slot sample in /metrics");
 
 	char *body = NULL;
 	ck_assert_int_eq(http(ls_testd_socket(d), 0, "GET", "/metrics", &body), 200);
