@@ -756,6 +756,8 @@ static int batch_results(struct ls_mytarget *t, const struct batch *b, struct ls
 	int rc = mysql_read_query_result(c) ? 1 : 0, i = 0, warned = -1, bad = 0;
 	unsigned nwarn = 0;
 	for (;;) {
+		if (rc > 0 && bad < 0)
+			return -1;   /* an earlier statement's row count failed first */
 		if (rc > 0) {
 			struct where w;
 			if (i < b->n)
