@@ -229,7 +229,7 @@ START_TEST(pgtarget_groups_small_txns)
 {
 	struct ls_pgtarget *t = open_target(true, LS_DDL_APPLY, 1000, 600000, -1);
 	struct ls_relation *r = mkrel(1, "g", 'd', "id:integer:k|v:text");
-	char ids[50][8];
+	char ids[50][12];
 	for (int i = 0; i < 50; i++) {
 		snprintf(ids[i], sizeof ids[i], "%d", i);
 		APPLY_OK(t, 1000 + (uint64_t)i, r, ins(r, ids[i], "v"));
@@ -508,7 +508,7 @@ START_TEST(pgtarget_full_identity_many_null_shapes)
 	struct ls_pgtarget *t = open_target(true, LS_DDL_APPLY, 5000, 100, -1);
 	struct ls_relation *r = mkrel(1, "shapes", 'f',
 				      "id:integer|a:text|b:text|c:text|d:text|e:text|f:text|g:text");
-	char ids[128][8];
+	char ids[128][12];
 	struct ls_txn x = txn(1);
 	struct ls_err err = { 0 };
 	ck_assert_int_eq(ls_pgtarget_begin(t, &x, &err), 0);
