@@ -1798,6 +1798,41 @@ static int send_params(struct ls_pgtarget *t, struct trel *r, const struct ls_ch
 
 /* Sends one INSERT/UPDATE/DELETE as a prepared statement (prepared on
  * first use of its shape), or unnamed when the relation has many shapes. */
+
+/* The prepared statement of r for mask: found, or built with sql_fn and
+ * prepared (its result joins the pipeline); past MAX_STMTS_PER_REL one is
+ * built unnamed (*named false), to be freed by the caller after one use.
+ * NULL with err set. */
+static struct stmt *stmt_for(struct ls_pgtarget *t, struct trel *r, const char *mask,
+			     void (*sql_fn)(struct ls_pgsql_buf *b, const struct trel *r,
+					    struct stmt *st),
+			     uint8_t op, bool *named, struct ls_err *err)
+{
+	*named = true;
+	struct stmt *st = find_stmt(r, mask);
+	if (st != NULL)
+		return st;
+	if ((st = build_stmt(t, r, mask)) == NULL)
+		return ls_err_set(err, false, "out of memory"), NULL;
+	*named = r->nstmts < MAX_STMTS_PER_REL;
+	if (*named) {
+		st->next = r->stmts;
+		r->stmts = st;
+		r->nstmts++;
+	}
+	sql_fn(&t->sql, r, st);
+	if (t->sql.oom) {
+		if (!*named)
+			free_stmts(st);
+		return ls_err_set(err, false, "out of memory"), NULL;
+	}
+	if (*named && !PQsendPrepare(t->conn, st->name, ls_pgsql_buf_str(&t->sql), 0, NULL))
+		return conn_error(t, err, "send"), NULL;
+	if (*named && pushed(t, P_PLAIN, op, r, NULL, NULL, err) < 0)
+		return NULL;
+	return st;
+}
+
 static int send_dml(struct ls_pgtarget *t, struct trel *r, const struct ls_change *ch,
 		    struct ls_err *err)
 {
@@ -1810,31 +1845,10 @@ static int send_dml(struct ls_pgtarget *t, struct trel *r, const struct ls_chang
 		return -1;
 	if (ch->op == LS_OP_UPDATE && strchr(ls_pgsql_buf_str(&t->sql) + 1, 'v') == NULL)
 		return 0;   /* only unchanged TOAST columns: nothing to set */
-	struct stmt *st = find_stmt(r, ls_pgsql_buf_str(&t->sql));
-	bool fresh = st == NULL, named = true;
-	if (fresh) {
-		st = build_stmt(t, r, ls_pgsql_buf_str(&t->sql));
-		if (st == NULL)
-			return ls_err_set(err, false, "out of memory");
-		named = r->nstmts < MAX_STMTS_PER_REL;
-		if (named) {
-			st->next = r->stmts;
-			r->stmts = st;
-			r->nstmts++;
-		}
-		stmt_sql(&t->sql, r, st);
-		if (t->sql.oom) {
-			if (!named)
-				free_stmts(st);
-			return ls_err_set(err, false, "out of memory");
-		}
-		if (named) {
-			if (!PQsendPrepare(t->conn, st->name, ls_pgsql_buf_str(&t->sql), 0, NULL))
-				return conn_error(t, err, "send");
-			if (pushed(t, P_PLAIN, ch->op, r, NULL, NULL, err) < 0)
-				return -1;
-		}
-	}
+	bool named;
+	struct stmt *st = stmt_for(t, r, ls_pgsql_buf_str(&t->sql), stmt_sql, ch->op, &named, err);
+	if (st == NULL)
+		return -1;
 	int rc = send_params(t, r, ch, st, wt, named, err);
 	if (!named)
 		free_stmts(st);   /* used once; error reports do not point at it */
@@ -2275,31 +2289,10 @@ static int flush_rel(struct ls_pgtarget *t, struct trel *r, struct ls_err *err)
 		return 0;
 	if (end_copy(t, err) < 0)
 		return -1;
-	struct stmt *st = find_stmt(r, b->mask);
-	bool named = true;
-	if (st == NULL) {
-		st = build_stmt(t, r, b->mask);
-		if (st == NULL)
-			return ls_err_set(err, false, "out of memory");
-		named = r->nstmts < MAX_STMTS_PER_REL;
-		if (named) {
-			st->next = r->stmts;
-			r->stmts = st;
-			r->nstmts++;
-		}
-		batch_sql(&t->sql, r, st);
-		if (t->sql.oom) {
-			if (!named)
-				free_stmts(st);
-			return ls_err_set(err, false, "out of memory");
-		}
-		if (named) {
-			if (!PQsendPrepare(t->conn, st->name, ls_pgsql_buf_str(&t->sql), 0, NULL))
-				return conn_error(t, err, "send");
-			if (pushed(t, P_PLAIN, b->op, r, NULL, NULL, err) < 0)
-				return -1;
-		}
-	}
+	bool named;
+	struct stmt *st = stmt_for(t, r, b->mask, batch_sql, b->op, &named, err);
+	if (st == NULL)
+		return -1;
 	int rc = send_batch(t, r, st, named, err);
 	if (!named)
 		free_stmts(st);
