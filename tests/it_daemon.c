@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "tests/helpers/testd.h"
 
 #define NOBODY_UID 65534
 #define NOBODY_GID 65534
@@ -466,6 +467,50 @@ START_TEST(daemon_second_instance_refuses_live_socket)
 }
 END_TEST
 
+/* A failure message carrying the daemon's log tail must reach the report
+ * intact: check's default limit (2 KiB usable) made such a test exit 2
+ * and lose the message, which hid why a CI run failed. */
+static struct ls_testd *long_log_d;
+
+START_TEST(inner_fails_with_log_tail)
+{
+	ck_abort_msg("lockstepd did not reach state streaming; log:\n%s",
+		     ls_testd_log_tail(long_log_d));
+}
+END_TEST
+
+START_TEST(long_failure_messages_reach_the_report)
+{
+	long_log_d = ls_testd_new();
+	char path[256];
+	snprintf(path, sizeof path, "%s/lockstepd.log", ls_testd_dir(long_log_d));
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	for (int i = 0; i < 200; i++)
+		fprintf(f, "lockstepd: info: line %03d of a long log, as a busy daemon writes\n", i);
+	fclose(f);
+	unsetenv("CK_MAX_MSG_SIZE");   /* the helper's own setting must suffice */
+	unsetenv("CK_RUN_CASE");
+	unsetenv("CK_RUN_SUITE");
+	Suite *s = suite_create("inner");
+	TCase *tc = tcase_create("inner");
+	tcase_add_test(tc, inner_fails_with_log_tail);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_SILENT);
+	ck_assert_int_eq(srunner_ntests_failed(sr), 1);
+	TestResult **tr = srunner_failures(sr);
+	const char *got = tr_msg(tr[0]);
+	ck_assert_msg(got != NULL && strlen(got) > 4000 &&
+		      strstr(got, "line 199 of a long log") != NULL,
+		      "the long message was lost: %.200s", got ? got : "(null)");
+	free(tr);
+	srunner_free(sr);
+	ls_testd_free(long_log_d);
+}
+END_TEST
+
 START_TEST(daemon_check_config_and_usage)
 {
 	struct env e;
@@ -610,6 +655,7 @@ int main(void)
 	tcase_add_test(tc, daemon_sigterm_exits_zero_and_removes_socket);
 	tcase_add_test(tc, daemon_second_instance_refuses_live_socket);
 	tcase_add_test(tc, daemon_check_config_and_usage);
+	tcase_add_test(tc, long_failure_messages_reach_the_report);
 	tcase_add_test(tc, lockstepctl_reports_missing_daemon_and_bad_usage);
 	tcase_add_test(tc, daemon_notifies_systemd_ready_watchdog_stopping);
 	suite_add_tcase(s, tc);

@@ -17,6 +17,16 @@
 
 #include "tests/helpers/testsrv.h"
 
+/* check's default limit for one failure message is 4 KiB, of which only
+ * half may be used; a longer message (ours carry the daemon's log tail)
+ * makes the test child exit 2 with "Message string too long" and the
+ * message is lost.  Every program that links this helper gets room for
+ * them; CK_MAX_MSG_SIZE in the environment still wins. */
+__attribute__((constructor)) static void allow_long_failure_messages(void)
+{
+	check_set_max_msg_size(LS_TESTD_MSG_MAX);
+}
+
 static double now_ms(void)
 {
 	struct timespec ts;

@@ -10,6 +10,10 @@
 
 struct ls_testd;
 
+/* Largest check failure message (bytes) a program linking this helper can
+ * report; messages carry up to 4 KiB of the daemon's log. */
+#define LS_TESTD_MSG_MAX 65536
+
 /* Creates the directory; nothing runs yet. */
 struct ls_testd *ls_testd_new(void);
 /* Kills a running daemon and removes the directory (kept, with its path
