@@ -42,8 +42,11 @@ struct ls_testmy {
  * (no GTIDs from creating the system tables). */
 static int my_init(struct ls_srv *s, char *err, size_t errsz)
 {
-	char data[PATH_MAX + 16], log[PATH_MAX], cnf[PATH_MAX], text[2048];
-	char *argv[] = { MY_INSTALL_DB, "--no-defaults", data,
+	char data[PATH_MAX + 16], tmp[PATH_MAX + 16], log[PATH_MAX], cnf[PATH_MAX];
+	char text[2048];
+	/* its own tmpdir: bootstraps sharing /tmp collide on temporary table
+	 * files ("Unknown table 'mysql.tmp_user_sys'") */
+	char *argv[] = { MY_INSTALL_DB, "--no-defaults", data, tmp,
 			 "--auth-root-authentication-method=normal",
 			 "--skip-test-db", "--skip-name-resolve",
 			 "--innodb-buffer-pool-size=32M",
@@ -51,10 +54,11 @@ static int my_init(struct ls_srv *s, char *err, size_t errsz)
 	int rc;
 
 	snprintf(data, sizeof data, "--datadir=%s/data", s->dir);
+	snprintf(tmp, sizeof tmp, "--tmpdir=%s", s->dir);
 	snprintf(log, sizeof log, "%s/server.log", s->dir);
 	rc = ls_srv_run(s, argv, log);
 	if (rc != 0) {
-		char tail[1024];
+		char tail[3072];   /* the error comes before ~1.3 KB of advice */
 
 		ls_srv_log_tail(s->dir, tail, sizeof tail);
 		snprintf(err, errsz, "mariadb-install-db exited with %d:\n%s", rc,
