@@ -16,7 +16,7 @@ SCALE=${SCALE:-1}
 RUNS=${RUNS:-3}
 N=$(awk -v s="$SCALE" 'BEGIN { n = int(1000000 * s); n -= n % 10000; print (n < 10000) ? 10000 : n }')
 PER=$((N / 10000))
-MODES="native direct kafka"
+MODES=${MODES:-native direct kafka}
 ls_init pg_burst
 OUT=${OUT:-$LS_TMP/out}
 mkdir -p "$OUT"

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 SCALE=${SCALE:-1}
 RUNS=${RUNS:-3}
 DUR=$(awk -v s="$SCALE" 'BEGIN { d = int(20 * s + 0.5); print (d < 3) ? 3 : d }')
-MODES="native direct kafka"
+MODES=${MODES:-native direct kafka}
 ls_init pg_catchup
 OUT=${OUT:-$LS_TMP/out}
 mkdir -p "$OUT"

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 SCALE=${SCALE:-1}
 RUNS=${RUNS:-3}
 DUR=$(awk -v s="$SCALE" 'BEGIN { d = int(15 * s + 0.5); print (d < 5) ? 5 : d }')
-MODES="none native direct kafka"
+MODES=${MODES:-none native direct kafka}
 ls_init pg_steady
 OUT=${OUT:-$LS_TMP/out}
 mkdir -p "$OUT"
