@@ -2,6 +2,7 @@
 
 #include "connectors/mysql/my_binlog.h"
 #include "connectors/mysql/my_drift.h"
+#include "connectors/mysql/my_netrows.h"
 
 #include <inttypes.h>
 #include <mysql.h>
@@ -52,6 +53,8 @@ enum bkind {
 	BK_ROWS,                   /* UPDATE/DELETE: 0 rows counts as missing; no warning */
 	BK_TRUNC,                  /* DELETE FROM t: no warning */
 	BK_CKPT,                   /* checkpoint UPDATE: exactly 1 row */
+	BK_NETDEL,                 /* DELETE .. IN of nrows keys: fewer count as missing */
+	BK_UPSERT,                 /* INSERT .. ON DUPLICATE KEY UPDATE: no warning */
 };
 
 /* One statement of a batch, with what names it in an error. */
@@ -77,6 +80,7 @@ struct trel {
 	char *qname;               /* owned: `db`.`t` */
 	struct ls_mysql_coltype *ct;   /* owned, per source column */
 	bool checked;              /* table verified on this connection */
+	bool net;                  /* changes fold into net rows (my_netrows.h) */
 };
 
 struct ls_mytarget {
@@ -113,6 +117,12 @@ struct ls_mytarget {
 	struct trel *ins_rel;
 	int ins_rows;
 	struct ls_mysql_buf ins, ins_keys;
+
+	/* net row changes of the group (my_netrows.h); net_shadow: the group's
+	 * part as it was before the current transaction spilled the net rows
+	 * into the batch, so dropping that transaction can restore it */
+	struct ls_mynet *net, *net_shadow;
+	struct ls_mysql_buf nkey, nkey2, nrow;
 
 	struct ls_mysql_buf sql, val;
 	struct ls_target_ckpt ckpt;
@@ -187,11 +197,43 @@ static void msg_column(const char *msg, char *out, size_t size)
 		snprintf(out, size, "%.*s", (int)(last_end - last), last);
 }
 
-/* The key of row N ("at row N") of a multi-row INSERT. */
+/* Whether display key k ("(a, b)=(1, x)") shows the values the server
+ * names in a duplicate-key error ("1-x", n bytes). */
+static bool key_shows(const char *k, const char *v, size_t n)
+{
+	const char *p = strstr(k, ")=(");
+	if (p == NULL)
+		return false;
+	p += 3;
+	size_t i = 0;
+	for (; *p && *p != ')' && i < n; i++) {
+		if (p[0] == ',' && p[1] == ' ') {
+			if (v[i] != '-')
+				return false;
+			p += 2;
+		} else if (*p++ != v[i]) {
+			return false;
+		}
+	}
+	return i == n && (*p == ')' || *p == '\0');
+}
+
+/* The key of the row a multi-row statement failed on: row N ("at row N"),
+ * or the one a duplicate-key error names ("Duplicate entry '1-x'"). */
 static const char *row_key(const struct where *w, const char *msg)
 {
 	const char *p = strstr(msg, " at row ");
-	if (w->row_keys == NULL || p == NULL)
+	if (w->row_keys == NULL)
+		return NULL;
+	const char *dup = strstr(msg, "Duplicate entry '"), *dend = NULL;
+	if (p == NULL && dup && (dend = strstr(dup + 17, "' for key")) != NULL) {
+		const char *k = w->row_keys;
+		for (int i = 0; i < w->nrows; i++, k += strlen(k) + 1)
+			if (key_shows(k, dup + 17, (size_t)(dend - dup - 17)))
+				return k;
+		return NULL;
+	}
+	if (p == NULL)
 		return NULL;
 	long n = strtol(p + 8, NULL, 10);
 	if (n < 1 || n > w->nrows)
@@ -504,6 +546,11 @@ static void batch_free(struct batch *b)
 	free(b->st);
 }
 
+static void net_forget(struct ls_mytarget *t);
+static void net_drop_txn(struct ls_mytarget *t);
+static int catalog(struct ls_mytarget *t, const char *head, const struct ls_relation *rel,
+		   const char *tail, MYSQL_RES **res, struct ls_err *err);
+
 /* Drops the connection after an error: the server rolls the open group
  * back (and nothing of an unsent batch exists).  Table checks belong to
  * the connection. */
@@ -514,6 +561,7 @@ static void fail(struct ls_mytarget *t)
 	t->in_group = t->in_txn = false;
 	t->ins_rel = NULL;
 	t->ins_rows = 0;
+	net_forget(t);
 	batch_clear(&t->bat[0]);
 	batch_clear(&t->bat[1]);
 	t->outstanding = false;
@@ -544,7 +592,8 @@ int ls_mytarget_new(const struct ls_mytarget_opts *opts, struct ls_mytarget **ou
 		t->o.batch_rows = 5000;
 	if (t->o.batch_ms <= 0)
 		t->o.batch_ms = 100;
-	if (!t->pipeline || !t->target || !t->conninfo) {
+	t->net = ls_mynet_new();
+	if (!t->pipeline || !t->target || !t->conninfo || !t->net) {
 		ls_mytarget_free(t);
 		return ls_err_set(err, false, "out of memory");
 	}
@@ -590,6 +639,11 @@ void ls_mytarget_free(struct ls_mytarget *t)
 	ls_mysql_buf_free(&t->ins_keys);
 	ls_mysql_buf_free(&t->sql);
 	ls_mysql_buf_free(&t->val);
+	ls_mysql_buf_free(&t->nkey);
+	ls_mysql_buf_free(&t->nkey2);
+	ls_mysql_buf_free(&t->nrow);
+	ls_mynet_free(t->net);
+	ls_mynet_free(t->net_shadow);
 	ls_mysql_conninfo_free(&t->ci);
 	free(t->pipeline);
 	free(t->target);
@@ -740,6 +794,16 @@ static int batch_check(struct ls_mytarget *t, const struct batch *b, int i, int 
 				  t->target, t->pipeline);
 	if (e->kind == BK_ROWS && rows == 0)
 		t->group_missing++;
+	if (e->kind == BK_NETDEL && rows < (my_ulonglong)e->nrows)
+		t->group_missing += e->nrows - (int)rows;
+	if (e->kind == BK_UPSERT) {
+		/* "Records: N  Duplicates: D ...": rows not there before were
+		 * missing (and now hold the source's full row) */
+		const char *info = mysql_info(t->s.conn), *d = info ? strstr(info, "Duplicates: ") : NULL;
+		long dups = d ? strtol(d + 12, NULL, 10) : e->nrows;
+		if (dups < e->nrows)
+			t->group_missing += e->nrows - (int)dups;
+	}
 	unsigned wc = mysql_warning_count(t->s.conn);
 	if (*warned < 0 && wc > 0 && e->kind != BK_PLAIN && e->kind != BK_CKPT) {
 		*warned = i;
@@ -898,6 +962,7 @@ static int txn_drop(struct ls_mytarget *t, struct ls_err *err)
 {
 	t->ins_rel = NULL;   /* pending rows belong to this transaction */
 	t->ins_rows = 0;
+	net_drop_txn(t);
 	if (t->txn_sent)
 		return batch_add_str(t, ROLLBACK_TXN, err);
 	struct batch *b = &t->bat[t->cur];
@@ -996,6 +1061,311 @@ static int insert_row(struct ls_mytarget *t, struct trel *r, const struct ls_cha
 	return t->ins.len >= t->max_stmt ? flush_inserts(t, err) : 0;
 }
 
+/* ---- net row changes (my_netrows.h) ---------------------------------------------- */
+
+/* A group's net rows go out at commit, or earlier when this many keys (or
+ * four statements' worth of bytes) collected. */
+#define NET_MAX_KEYS 8192
+
+static void net_forget(struct ls_mytarget *t)
+{
+	ls_mynet_clear(t->net);
+	ls_mynet_free(t->net_shadow);
+	t->net_shadow = NULL;
+}
+
+/* The current source transaction is dropped: its net changes go; when it
+ * had spilled the net rows into the batch (dropped with it), the group's
+ * part comes back from the shadow. */
+static void net_drop_txn(struct ls_mytarget *t)
+{
+	if (t->net_shadow == NULL) {
+		ls_mynet_drop_txn(t->net);
+		return;
+	}
+	ls_mynet_free(t->net);
+	t->net = t->net_shadow;
+	t->net_shadow = NULL;
+}
+
+/* The current source transaction ended: its changes join the group's. */
+static void net_end_txn(struct ls_mytarget *t)
+{
+	ls_mynet_end_txn(t->net);
+	ls_mynet_free(t->net_shadow);
+	t->net_shadow = NULL;
+}
+
+/* Whether tables keyed like r may fold: a key, and the target table has no
+ * other unique index (rows with different keys then never collide, so
+ * their changes commute). */
+static int net_eligible(struct ls_mytarget *t, struct trel *r, struct ls_err *err)
+{
+	r->net = false;
+	if (r->src->replident == LS_REPLIDENT_FULL || ls_relation_nkeys(r->src) == 0)
+		return 0;
+	MYSQL_RES *res;
+	if (catalog(t, "SELECT COUNT(DISTINCT INDEX_NAME) FROM information_schema.STATISTICS",
+		    r->src, " AND NON_UNIQUE = 0", &res, err) < 0)
+		return -1;
+	MYSQL_ROW row = mysql_fetch_row(res);
+	r->net = row && row[0] && strcmp(row[0], "1") == 0;
+	mysql_free_result(res);
+	return 0;
+}
+
+/* The key columns' values of tup as SQL literals, ", "-separated: the
+ * key's identity (the same values always render the same bytes). */
+static int net_key(struct ls_mytarget *t, struct trel *r, const struct ls_tuple *tup,
+		   const char *key, struct ls_mysql_buf *b, struct ls_err *err)
+{
+	const struct ls_relation *s = r->src;
+	ls_mysql_buf_reset(b);
+	bool first = true;
+	for (int i = 0; i < s->ncols; i++) {
+		if (!(s->cols[i].flags & LS_COL_KEY))
+			continue;
+		const struct ls_value *v = &tup->vals[i];
+		if (v->kind == LS_VAL_NULL || v->kind == LS_VAL_UNCHANGED)
+			return ls_err_set(err, false, "target %s: %s key column %s has no value",
+					  t->target, r->qname, s->cols[i].name);
+		if (!first)
+			ls_mysql_put(b, ", ");
+		first = false;
+		if (put_value(&t->s, b, &t->val, s, &r->ct[i], i, v, key, err) < 0)
+			return -1;
+	}
+	return b->oom ? ls_err_set(err, false, "out of memory") : 0;
+}
+
+/* Statements being built from the net rows of one table. */
+struct netb {
+	struct ls_mytarget *t;
+	struct trel *r;
+	struct ls_mysql_buf del, ins, ups, ins_keys, ups_keys;
+	int ndel, nins, nups;
+	struct ls_err *err;
+};
+
+static void net_key_cols(struct ls_mysql_buf *b, const struct ls_relation *s)
+{
+	int nk = ls_relation_nkeys(s), k = 0;
+	if (nk > 1)
+		ls_mysql_put(b, "(");
+	for (int i = 0; i < s->ncols; i++) {
+		if (!(s->cols[i].flags & LS_COL_KEY))
+			continue;
+		if (k++)
+			ls_mysql_put(b, ", ");
+		ls_mysql_ident(b, s->cols[i].name);
+	}
+	if (nk > 1)
+		ls_mysql_put(b, ")");
+}
+
+/* MySQL 8.0.20 deprecates VALUES() in ON DUPLICATE KEY UPDATE (a warning,
+ * an error here); the row alias replaces it from 8.0.19. */
+static void upsert_tail(struct ls_mytarget *t, struct ls_mysql_buf *b, const struct ls_relation *s)
+{
+	bool alias = !t->s.mariadb && mysql_get_server_version(t->s.conn) >= 80019;
+	ls_mysql_put(b, alias ? " AS ls_new ON DUPLICATE KEY UPDATE " : " ON DUPLICATE KEY UPDATE ");
+	int n = 0;
+	for (int i = 0; i < s->ncols; i++) {
+		if (s->cols[i].flags & LS_COL_KEY)
+			continue;
+		if (n++)
+			ls_mysql_put(b, ", ");
+		ls_mysql_ident(b, s->cols[i].name);
+		ls_mysql_put(b, alias ? " = ls_new." : " = VALUES(");
+		ls_mysql_ident(b, s->cols[i].name);
+		if (!alias)
+			ls_mysql_put(b, ")");
+	}
+	if (n == 0) {   /* only key columns: an existing row is already right */
+		for (int i = 0; i < s->ncols && n == 0; i++)
+			if (s->cols[i].flags & LS_COL_KEY) {
+				ls_mysql_ident(b, s->cols[i].name);
+				ls_mysql_put(b, " = ");
+				ls_mysql_ident(b, s->cols[i].name);
+				n++;
+			}
+	}
+}
+
+/* Adds what collected for nb->r to the batch. */
+static int netb_emit(struct netb *nb)
+{
+	struct ls_mytarget *t = nb->t;
+	struct trel *r = nb->r;
+	int rc = 0;
+	if (nb->del.oom || nb->ins.oom || nb->ups.oom || nb->ins_keys.oom || nb->ups_keys.oom)
+		return ls_err_set(nb->err, false, "out of memory");
+	if (nb->ndel) {
+		ls_mysql_put(&nb->del, ")");
+		struct where w = { .qname = r->qname, .op = "DELETE", .nrows = nb->ndel };
+		rc = nb->del.oom ? ls_err_set(nb->err, false, "out of memory")
+				 : batch_add(t, BK_NETDEL, &w, 0, nb->del.data, nb->del.len, nb->err);
+		t->group_stmts++;
+	}
+	if (rc == 0 && nb->nins) {
+		struct where w = { .qname = r->qname, .op = "INSERT", .row_keys = nb->ins_keys.data,
+				   .nrows = nb->nins };
+		rc = batch_add(t, BK_INSERT, &w, nb->ins_keys.len, nb->ins.data, nb->ins.len, nb->err);
+		t->group_stmts++;
+	}
+	if (rc == 0 && nb->nups) {
+		upsert_tail(t, &nb->ups, r->src);
+		struct where w = { .qname = r->qname, .op = "UPDATE", .row_keys = nb->ups_keys.data,
+				   .nrows = nb->nups };
+		rc = nb->ups.oom ? ls_err_set(nb->err, false, "out of memory")
+				 : batch_add(t, BK_UPSERT, &w, nb->ups_keys.len, nb->ups.data,
+					     nb->ups.len, nb->err);
+		t->group_stmts++;
+	}
+	ls_mysql_buf_reset(&nb->del);
+	ls_mysql_buf_reset(&nb->ins);
+	ls_mysql_buf_reset(&nb->ups);
+	ls_mysql_buf_reset(&nb->ins_keys);
+	ls_mysql_buf_reset(&nb->ups_keys);
+	nb->ndel = nb->nins = nb->nups = 0;
+	return rc;
+}
+
+static int netb_row(const struct ls_mynet_row *row, void *ctx)
+{
+	struct netb *nb = ctx;
+	if (nb->r != row->rel && nb->r != NULL && netb_emit(nb) < 0)
+		return -1;
+	nb->r = (struct trel *)row->rel;
+	const struct ls_relation *s = nb->r->src;
+	bool multi = ls_relation_nkeys(s) > 1;
+	if (row->state == LS_MYNET_DEL) {
+		if (nb->ndel++ == 0) {
+			ls_mysql_printf(&nb->del, "DELETE FROM %s WHERE ", nb->r->qname);
+			net_key_cols(&nb->del, s);
+			ls_mysql_put(&nb->del, " IN (");
+		} else {
+			ls_mysql_put(&nb->del, ", ");
+		}
+		ls_mysql_put(&nb->del, multi ? "(" : "");
+		ls_mysql_putn(&nb->del, row->key, row->klen);
+		ls_mysql_put(&nb->del, multi ? ")" : "");
+	} else {
+		/* row bytes: the key as errors show it, NUL, the value list */
+		size_t dl = strlen(row->row);
+		struct ls_mysql_buf *b = row->fresh ? &nb->ins : &nb->ups;
+		struct ls_mysql_buf *keys = row->fresh ? &nb->ins_keys : &nb->ups_keys;
+		int *n = row->fresh ? &nb->nins : &nb->nups;
+		if ((*n)++ == 0)
+			insert_head(b, nb->r);
+		else
+			ls_mysql_put(b, ", ");
+		ls_mysql_putn(b, row->row + dl + 1, row->rlen - dl - 1);
+		ls_mysql_putn(keys, row->row, dl + 1);
+	}
+	if (nb->del.len >= nb->t->max_stmt || nb->ins.len >= nb->t->max_stmt ||
+	    nb->ups.len >= nb->t->max_stmt)
+		return netb_emit(nb) < 0 ? -1 : 0;
+	return 0;
+}
+
+/* Puts the net rows into the batch and forgets them.  Inside a source
+ * transaction the batch then holds the group's part after that
+ * transaction's start, so the group's part is kept (net_shadow) until the
+ * transaction ends, in case it is dropped. */
+static int net_flush(struct ls_mytarget *t, struct ls_err *err)
+{
+	if (ls_mynet_count(t->net) == 0)
+		return 0;
+	struct netb nb = { .t = t, .err = err };
+	int rc = ls_mynet_each(t->net, netb_row, &nb);
+	if (rc == 0 && nb.r != NULL)
+		rc = netb_emit(&nb);
+	ls_mysql_buf_free(&nb.del);
+	ls_mysql_buf_free(&nb.ins);
+	ls_mysql_buf_free(&nb.ups);
+	ls_mysql_buf_free(&nb.ins_keys);
+	ls_mysql_buf_free(&nb.ups_keys);
+	if (rc < 0) {
+		fail(t);
+		return -1;
+	}
+	if (!t->in_txn || t->net_shadow != NULL) {
+		ls_mynet_clear(t->net);
+		return 0;
+	}
+	struct ls_mynet *fresh = ls_mynet_new();
+	if (fresh == NULL) {
+		fail(t);
+		return ls_err_set(err, false, "out of memory");
+	}
+	ls_mynet_drop_txn(t->net);
+	t->net_shadow = t->net;
+	t->net = fresh;
+	return 0;
+}
+
+static int net_put(struct ls_mytarget *t, struct trel *r, const struct ls_mysql_buf *key,
+		   enum ls_mynet_state state, const struct ls_mysql_buf *row, bool inserted,
+		   struct ls_err *err)
+{
+	if (ls_mynet_put(t->net, r, key->data, key->len, state, row ? row->data : NULL,
+			 row ? row->len : 0, inserted) < 0)
+		return ls_err_set(err, false, "out of memory");
+	if (ls_mynet_count(t->net) >= NET_MAX_KEYS || ls_mynet_bytes(t->net) >= 4 * t->max_stmt)
+		return net_flush(t, err);
+	return 0;
+}
+
+/* Whether ch can fold: a full new row (no unchanged TOASTed column) and
+ * an old identity where one is needed. */
+static bool net_can_fold(const struct trel *r, const struct ls_change *ch)
+{
+	if (!r->net)
+		return false;
+	if (ch->op == LS_OP_DELETE)
+		return ch->old_kind != LS_OLD_NONE && ch->old_tup.ncols == r->src->ncols;
+	if (ch->new_tup.ncols != r->src->ncols ||
+	    (ch->old_kind != LS_OLD_NONE && ch->old_tup.ncols != r->src->ncols))
+		return false;
+	for (uint32_t i = 0; i < ch->new_tup.ncols; i++)
+		if (ch->new_tup.vals[i].kind == LS_VAL_UNCHANGED)
+			return false;
+	return true;
+}
+
+/* Folds an INSERT, UPDATE or DELETE (net_can_fold) into the net rows. */
+static int net_change(struct ls_mytarget *t, struct trel *r, const struct ls_change *ch,
+		      struct ls_err *err)
+{
+	const struct ls_relation *s = r->src;
+	const struct ls_tuple *old = ch->old_kind != LS_OLD_NONE ? &ch->old_tup : &ch->new_tup;
+	char key[100];
+	key_text(key, sizeof key, s, ch->op == LS_OP_INSERT ? &ch->new_tup : old);
+	if (ch->op == LS_OP_DELETE)
+		return net_key(t, r, old, key, &t->nkey, err) < 0 ? -1
+			: net_put(t, r, &t->nkey, LS_MYNET_DEL, NULL, false, err);
+	ls_mysql_buf_reset(&t->nrow);
+	ls_mysql_putn(&t->nrow, key, strlen(key) + 1);   /* see netb_row */
+	if (row_values(&t->s, &t->nrow, &t->val, s, r->ct, &ch->new_tup, key, err) < 0 ||
+	    net_key(t, r, &ch->new_tup, key, &t->nkey, err) < 0)
+		return -1;
+	if (t->nrow.oom)
+		return ls_err_set(err, false, "out of memory");
+	if (ch->op == LS_OP_INSERT)
+		return net_put(t, r, &t->nkey, LS_MYNET_ROW, &t->nrow, true, err);
+	if (net_key(t, r, old, key, &t->nkey2, err) < 0)
+		return -1;
+	bool moved = t->nkey.len != t->nkey2.len ||
+		     memcmp(t->nkey.data, t->nkey2.data, t->nkey.len) != 0;
+	if (!moved)
+		return net_put(t, r, &t->nkey, LS_MYNET_ROW, &t->nrow, false, err);
+	/* the key changed: the old key's row is gone, the new key's is born */
+	if (net_put(t, r, &t->nkey2, LS_MYNET_DEL, NULL, false, err) < 0)
+		return -1;
+	return net_put(t, r, &t->nkey, LS_MYNET_ROW, &t->nrow, true, err);
+}
+
 /* ---- groups ----------------------------------------------------------------------- */
 
 static int open_group(struct ls_mytarget *t, struct ls_err *err)
@@ -1015,7 +1385,7 @@ static int commit_group(struct ls_mytarget *t, struct ls_err *err)
 {
 	if (!t->in_group)
 		return 0;
-	if (flush_inserts(t, err) < 0)
+	if (flush_inserts(t, err) < 0 || net_flush(t, err) < 0)
 		return -1;
 	if (t->group_txns > 0) {
 		ls_mysql_buf_reset(&t->sql);
@@ -1093,6 +1463,7 @@ int ls_mytarget_end(struct ls_mytarget *t, const struct ls_txn *txn, int64_t buf
 	/* a later transaction's savepoint or drop must not cover these rows */
 	if (flush_inserts(t, err) < 0)
 		return -1;
+	net_end_txn(t);
 	t->in_txn = false;
 	t->group_txns++;
 	t->group_offset = buffer_offset;
@@ -1440,6 +1811,8 @@ static int check_table(struct ls_mytarget *t, struct trel *r, struct ls_err *err
 	ls_mysql_buf_free(&ddl);
 	ls_mysql_buf_free(&mism);
 	if (rc == 0)
+		rc = net_eligible(t, r, err);
+	if (rc == 0)
 		r->checked = true;
 	return rc;
 }
@@ -1492,8 +1865,8 @@ static int see_relation(struct ls_mytarget *t, const struct ls_relation *rel, st
 		return 0;
 	if (flush_inserts(t, err) < 0)
 		return -1;
-	if (r && r->checked)
-		return apply_ddl(t, r, rel, err);
+	if (r && r->checked)   /* net rows were rendered with the old columns */
+		return net_flush(t, err) < 0 ? -1 : apply_ddl(t, r, rel, err);
 	if (r == NULL) {
 		r = calloc(1, sizeof *r);
 		if (r == NULL)
@@ -1623,13 +1996,23 @@ static int change_in_txn(struct ls_mytarget *t, const struct ls_relation *rel,
 			 const struct ls_change *ch, struct ls_err *err)
 {
 	if (ch->op == LS_OP_TRUNCATE)
-		return flush_inserts(t, err) < 0 ? -1 : truncate_rels(t, ch, err);
+		return flush_inserts(t, err) < 0 || net_flush(t, err) < 0 ? -1
+			: truncate_rels(t, ch, err);
 	if (rel && see_relation(t, rel, err) < 0)
 		return -1;
 	struct trel *r = find_rel(t, rel ? rel->id : ch->relid);
 	if (r == NULL || !r->checked)
 		return ls_err_set(err, false, "target %s: change for unknown relation id %u",
 				  t->target, ch->relid);
+	if ((ch->op == LS_OP_INSERT || ch->op == LS_OP_UPDATE || ch->op == LS_OP_DELETE) &&
+	    net_can_fold(r, ch)) {
+		t->group_rows++;
+		t->txn_rows++;
+		return net_change(t, r, ch, err);
+	}
+	/* this table's earlier changes must reach the server first */
+	if (r->net && net_flush(t, err) < 0)
+		return -1;
 	if (ch->op == LS_OP_INSERT) {
 		if (ch->new_tup.ncols != r->src->ncols)
 			return ls_err_set(err, false, "target %s: INSERT %s: tuple has %u columns, "

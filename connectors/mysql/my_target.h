@@ -44,11 +44,25 @@
  * dropping it later sends ROLLBACK TO SAVEPOINT.  Mid-transaction DDL uses
  * the same drop.
  *
- * Statements: runs of INSERTs into one table become multi-row INSERTs of at
- * most max_stmt_bytes (default 1 MiB, never above max_allowed_packet);
- * UPDATE/DELETE match the key columns (LS_COL_KEY; a key change matches the
- * old key), or under REPLICA IDENTITY FULL the whole old row with the
- * NULL-safe <=> and LIMIT 1.  UPDATE leaves LS_VAL_UNCHANGED columns alone.
+ * Net rows: on a table whose key is the target table's only unique index,
+ * a group's changes fold per key into the key's final state
+ * (my_netrows.h) and reach the server at the group's commit (or every 8192
+ * keys) as one multi-row DELETE .. IN, INSERT (rows the group created: a
+ * duplicate stays an error) and INSERT .. ON DUPLICATE KEY UPDATE (rows
+ * that existed) per table and max_stmt_bytes: rows with different keys
+ * commute there, and only the final state is ever visible.  An update of a
+ * row the target lacks writes the source's full row and counts as missing;
+ * a value that only an intermediate change carried never reaches the
+ * target.  Should a transaction spill the net rows into the batch (the
+ * bound, or a change that cannot fold), the group's earlier net rows are
+ * kept aside until it ends, so dropping it restores them.
+ *
+ * Statements otherwise: runs of INSERTs into one table become multi-row
+ * INSERTs of at most max_stmt_bytes (default 1 MiB, never above
+ * max_allowed_packet); UPDATE/DELETE match the key columns (LS_COL_KEY; a
+ * key change matches the old key), or under REPLICA IDENTITY FULL the whole
+ * old row with the NULL-safe <=> and LIMIT 1.  UPDATE leaves
+ * LS_VAL_UNCHANGED columns alone (such an update does not fold).
  * Values are literals: text through mysql_real_escape_string in quotes,
  * binary as X'..' hex; PostgreSQL-typed columns are converted first
  * (my_sql.h: booleans, timestamptz to UTC, bytea, arrays to JSON; NaN,
