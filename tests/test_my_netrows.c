@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "connectors/mysql/my_netrows.h"
+#include "tests/helpers/testutil.h"
 
 static struct ls_mynet *N;
 static const int REL_A = 1, REL_B = 2;   /* addresses serve as table handles */
@@ -147,17 +148,12 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("my_netrows");
-	TCase *tc = tcase_create("netrows");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, netrows_fold_to_final_state_and_freshness);
-	tcase_add_test(tc, netrows_drop_txn_forgets_exactly_that_transaction);
-	tcase_add_test(tc, netrows_many_keys_keep_identity_and_bytes);
-	tcase_add_test(tc, netrows_each_stops_at_nonzero);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	const struct ls_testutil_case cases[] = {
+		{ "fold", netrows_fold_to_final_state_and_freshness },
+		{ "drop", netrows_drop_txn_forgets_exactly_that_transaction },
+		{ "many", netrows_many_keys_keep_identity_and_bytes },
+		{ "each", netrows_each_stops_at_nonzero },
+	};
+	return ls_testutil_run_cases("my_netrows", cases, sizeof cases / sizeof cases[0], setup,
+				     teardown, 30);
 }
