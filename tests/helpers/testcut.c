@@ -12,16 +12,29 @@
 
 static char ctl_out[1 << 20];
 
+/* A lockstepctl that follows a procedure longer than this is stuck: the
+ * test fails with the procedure's state and the daemon's log instead of
+ * running into check's timeout, which would show neither. */
+#define CTL_LIMIT_S 240
+
 int ls_testcut_ctl(struct ls_testd *d, const char *args, json_t **out)
 {
 	char cmd[2048];
-	snprintf(cmd, sizeof cmd, "'%s' --socket '%s' %s", ls_test_build_path("lockstepctl"),
-		 ls_testd_socket(d), args);
+	snprintf(cmd, sizeof cmd, "timeout %d '%s' --socket '%s' %s", CTL_LIMIT_S,
+		 ls_test_build_path("lockstepctl"), ls_testd_socket(d), args);
 	FILE *f = popen(cmd, "r");
 	ck_assert_ptr_nonnull(f);
 	size_t n = fread(ctl_out, 1, sizeof ctl_out - 1, f);
 	ctl_out[n] = '\0';
 	int st = pclose(f);
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 124) {
+		json_t *cut = ls_testd_get(d, "/cutover"), *drift = ls_testd_get(d, "/drift");
+		char *a = cut ? json_dumps(cut, JSON_COMPACT) : NULL;
+		char *b = drift ? json_dumps(drift, JSON_COMPACT) : NULL;
+		ck_abort_msg("lockstepctl %s still running after %d s\nGET /cutover: %.3000s\n"
+			     "GET /drift: %.3000s\nlog:\n%s", args, CTL_LIMIT_S, a ? a : "-",
+			     b ? b : "-", ls_testd_log_tail(d));
+	}
 	if (out)
 		*out = json_loads(ctl_out, 0, NULL);
 	if (out && *out == NULL)
