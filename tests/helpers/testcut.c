@@ -28,12 +28,19 @@ int ls_testcut_ctl(struct ls_testd *d, const char *args, json_t **out)
 	ctl_out[n] = '\0';
 	int st = pclose(f);
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 124) {
-		json_t *cut = ls_testd_get(d, "/cutover"), *drift = ls_testd_get(d, "/drift");
-		char *a = cut ? json_dumps(cut, JSON_COMPACT) : NULL;
-		char *b = drift ? json_dumps(drift, JSON_COMPACT) : NULL;
-		ck_abort_msg("lockstepctl %s still running after %d s\nGET /cutover: %.3000s\n"
-			     "GET /drift: %.3000s\nlog:\n%s", args, CTL_LIMIT_S, a ? a : "-",
-			     b ? b : "-", ls_testd_log_tail(d));
+		static const char *const paths[] = { "/cutover", "/drift", "/status", "/lag" };
+		char state[4][3001];
+		for (int i = 0; i < 4; i++) {
+			json_t *j = ls_testd_get(d, paths[i]);
+			char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
+			snprintf(state[i], sizeof state[i], "%s", txt ? txt : "-");
+			free(txt);
+			json_decref(j);
+		}
+		ck_abort_msg("lockstepctl %s still running after %d s\nGET /cutover: %s\n"
+			     "GET /drift: %s\nGET /status: %s\nGET /lag: %s\nlog:\n%s", args,
+			     CTL_LIMIT_S, state[0], state[1], state[2], state[3],
+			     ls_testd_log_tail(d));
 	}
 	if (out)
 		*out = json_loads(ctl_out, 0, NULL);
