@@ -495,10 +495,23 @@ START_TEST(cutover_with_a_read_only_fence)
 	json_decref(doc);
 	ls_testcut_load_wait(&l, true, 50);
 	ck_assert(app_write_fails_read_only());
+	/* an application session opened on the old side while it is fenced
+	 * starts read-only; lifting the fence must not leave it so (the
+	 * switch back repoints the application before the old side's fence
+	 * is lifted): it is ended, and the application reconnects writable */
+	PGconn *early = app_connect(src);
+	ck_assert_ptr_nonnull(early);
 	rc = ctl("rollback --json --timeout 60", &doc);
 	ck_assert_msg(rc == 0, "rollback exited %d: %s", rc,
 		      ls_testcut_str(ls_testcut_proc(doc), "reason"));
 	json_decref(doc);
+	PGresult *er = PQexec(early, "INSERT INTO items VALUES (990002, 'early')");
+	ck_assert_msg(PQresultStatus(er) != PGRES_COMMAND_OK &&
+		      PQresultErrorField(er, PG_DIAG_SQLSTATE) == NULL,
+		      "a session opened during the read-only fence outlived it: %s",
+		      PQresultErrorMessage(er));   /* ended: no server error, the connection is gone */
+	PQclear(er);
+	PQfinish(early);
 	ck_assert(!app_write_fails_read_only());
 	ls_testcut_load_wait(&l, false, 50);
 	ls_testcut_load_stop(&l);

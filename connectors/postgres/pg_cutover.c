@@ -433,6 +433,21 @@ static int pc_fence(struct ls_cutover_conn *c, const char *const *roles, int nro
 	return end_sessions(c, roles, nroles, ended, err);
 }
 
+/* A read-only fence leaves read-only the sessions that started while it
+ * stood (ALTER ROLE ... RESET only reaches new sessions), and the
+ * application reconnects to the side it is switched to before that side's
+ * fence is lifted: once it is, those sessions are ended, so they come back
+ * writable.  role: the quoted identifier as the undo script has it. */
+static int end_read_only_sessions(struct ls_cutover_conn *c, const char *role,
+				  struct ls_err *err)
+{
+	const char *vals[] = { role };
+	return q(c, "ending read-only sessions",
+		 "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+		 " WHERE '\"' || replace(usename::text, '\"', '\"\"') || '\"' = $1"
+		 " AND pid <> pg_backend_pid()", 1, vals, NULL, err);
+}
+
 static int pc_unfence(struct ls_cutover_conn *c, const char *undo, struct ls_err *err)
 {
 	if (undo == NULL || undo[0] == '\0')
@@ -443,6 +458,17 @@ static int pc_unfence(struct ls_cutover_conn *c, const char *undo, struct ls_err
 	    q(c, "lifting the fence", "COMMIT", 0, NULL, NULL, err) < 0) {
 		PQclear(PQexec(c->pg, "ROLLBACK"));
 		return -1;
+	}
+	static const char HEAD[] = "ALTER ROLE ", TAIL[] = " RESET default_transaction_read_only;";
+	for (const char *l = undo; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l)) {
+		const char *e = strchr(l, '\n'), *t = strstr(l, TAIL);
+		size_t n = e ? (size_t)(e - l) : strlen(l);
+		if (strncmp(l, HEAD, sizeof HEAD - 1) != 0 || t == NULL || t + sizeof TAIL - 1 != l + n)
+			continue;
+		char role[512];
+		snprintf(role, sizeof role, "%.*s", (int)(t - l - (sizeof HEAD - 1)), l + sizeof HEAD - 1);
+		if (end_read_only_sessions(c, role, err) < 0)
+			return -1;
 	}
 	return 0;
 }
