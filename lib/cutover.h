@@ -149,6 +149,9 @@ struct ls_cutover_ops {
 	int (*fence)(struct ls_cutover_conn *c, const char *const *roles, int nroles,
 		     const struct ls_relation *const *tables, int ntables, bool read_only,
 		     char **undo, uint64_t *ended, struct ls_err *err);
+	/* Runs undo.  Sessions that a fence left in a state undo does not
+	 * reach (PostgreSQL: sessions started under a read-only fence stay
+	 * read-only) are ended, so the application reconnects unfenced. */
 	int (*unfence)(struct ls_cutover_conn *c, const char *undo, struct ls_err *err);
 	/* Carries the values of the sequences owned by tables' columns plus
 	 * `extra` (comma-separated names, may be NULL) from `from` to `to`;
