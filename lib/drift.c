@@ -1072,6 +1072,26 @@ static int tab_describe(struct tab *t, struct ls_err *err)
 	return 0;
 }
 
+/* Rows per chunk for a table's chunk number n.  A walk that runs long
+ * doubles them every GROW_EVERY chunks (to GROW_MAX times, at most
+ * GROW_CAP rows unless chunk_rows is larger): a table that grows at its
+ * end faster than chunks of chunk_rows scan it (an append-heavy load)
+ * would otherwise never let the walk reach the end.  Seen: a check still
+ * walking after 12,248 chunks of 100 rows while the load inserted 12,000
+ * rows a second. */
+#define GROW_EVERY 256
+#define GROW_MAX_SHIFT 6
+#define GROW_CAP 50000
+static int chunk_size(const struct ls_drift *d, uint32_t n)
+{
+	int base = d->cfg->drift.chunk_rows > 0 ? d->cfg->drift.chunk_rows : 10000;
+	uint32_t shift = n / GROW_EVERY;
+	if (shift > GROW_MAX_SHIFT)
+		shift = GROW_MAX_SHIFT;
+	long size = (long)base << shift, cap = base > GROW_CAP ? base : GROW_CAP;
+	return (int)(size < cap ? size : cap);
+}
+
 static void work_run(uv_work_t *w)
 {
 	struct tab *t = w->data;
@@ -1093,9 +1113,8 @@ static void work_run(uv_work_t *w)
 		struct ls_err e;
 		if (t->wm.chunk == 0 && d->sops->change_count)
 			t->have_count0 = d->sops->change_count(t->conn, rel, &t->count0, &e) == 0;
-		t->wrc = d->sops->chunk(t->conn, rel, &t->wm, d->cfg->drift.chunk_rows > 0 ?
-					d->cfg->drift.chunk_rows : 10000, &t->whi, &rows,
-					t->wchunk->src_hash, &t->werr);
+		t->wrc = d->sops->chunk(t->conn, rel, &t->wm, chunk_size(d, t->wm.chunk), &t->whi,
+					&rows, t->wchunk->src_hash, &t->werr);
 		t->wchunk->src_rows = rows;
 		break;
 	}
