@@ -1352,8 +1352,9 @@ static int net_change(struct ls_mytarget *t, struct trel *r, const struct ls_cha
 		return -1;
 	if (t->nrow.oom)
 		return ls_err_set(err, false, "out of memory");
-	if (ch->op == LS_OP_INSERT)
-		return net_put(t, r, &t->nkey, LS_MYNET_ROW, &t->nrow, true, err);
+	if (ch->op == LS_OP_INSERT || old == &ch->new_tup)   /* no old tuple: same key */
+		return net_put(t, r, &t->nkey, LS_MYNET_ROW, &t->nrow, ch->op == LS_OP_INSERT,
+			       err);
 	if (net_key(t, r, old, key, &t->nkey2, err) < 0)
 		return -1;
 	bool moved = t->nkey.len != t->nkey2.len ||
