@@ -17,6 +17,73 @@ static char ctl_out[1 << 20];
  * running into check's timeout, which would show neither. */
 #define CTL_LIMIT_S 240
 
+/* PostgreSQL sides of the running test daemon, for the stuck report. */
+static char pg_ci[2][512];
+
+/* Appends cmd's output (at most max bytes) to b. */
+static void append_cmd(char *b, size_t cap, const char *title, const char *cmd, size_t max)
+{
+	size_t n = strlen(b);
+	n += (size_t)snprintf(b + n, n < cap ? cap - n : 0, "\n%s:\n", title);
+	FILE *f = popen(cmd, "r");
+	if (f == NULL || n >= cap)
+		return;
+	size_t room = cap - n - 1 < max ? cap - n - 1 : max;
+	n += fread(b + n, 1, room, f);
+	b[n] = '\0';
+	pclose(f);
+}
+
+/* Who waits on what, on each PostgreSQL side. */
+static void append_activity(char *b, size_t cap)
+{
+	for (int i = 0; i < 2; i++) {
+		if (pg_ci[i][0] == '\0')
+			continue;
+		char cmd[1200];
+		snprintf(cmd, sizeof cmd, "psql -X -A -F' | ' -c \"SELECT pid, usename, "
+			 "application_name, state, wait_event, "
+			 "round(extract(epoch FROM now() - xact_start)) AS xact_s, "
+			 "left(regexp_replace(query, '\\\\s+', ' ', 'g'), 140) FROM pg_stat_activity "
+			 "WHERE pid <> pg_backend_pid() AND "
+			 "backend_type IN ('client backend', 'walsender')\" "
+			 "'%s' 2>&1", pg_ci[i]);
+		append_cmd(b, cap, i == 0 ? "source sessions" : "target sessions", cmd, 2500);
+	}
+}
+
+/* lockstepctl ran past its limit: fail with everything that says why,
+ * check's timeout would show none of it.  check cuts a message at 8 KiB,
+ * so the message leads with the compact parts (the daemon's threads, the
+ * servers' sessions, the drift and status documents) and the whole report
+ * goes to stderr as well (the test's log). */
+static void stuck(struct ls_testd *d, const char *args)
+{
+	static char b[60000];
+	snprintf(b, sizeof b, "lockstepctl %s still running after %d s", args, CTL_LIMIT_S);
+	char cmd[512];
+	snprintf(cmd, sizeof cmd, "gdb -p %d -batch -ex 'set print frame-arguments none' "
+		 "-ex 'thread apply all bt 10' 2>/dev/null | grep -E '^#' | "
+		 "grep -vE ' (__|start_thread|clone|uv__io_poll|epoll)' | "
+		 "sed -E 's/^(#[0-9]+) +(0x[0-9a-f]+ in )?/\\1 /; s/ \\([^)]*\\)//; s/ from .*\\/(lib[a-z]+).*/ (\\1)/'",
+		 ls_testd_pid(d));
+	append_cmd(b, sizeof b, "lockstepd threads (libc frames left out)", cmd, 3000);
+	append_activity(b, sizeof b);
+	static const char *const paths[] = { "/drift", "/status", "/cutover", "/lag" };
+	for (int i = 0; i < 4; i++) {
+		json_t *j = ls_testd_get(d, paths[i]);
+		char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
+		size_t n = strlen(b);
+		snprintf(b + n, sizeof b - n, "\nGET %s: %.3000s", paths[i], txt ? txt : "-");
+		free(txt);
+		json_decref(j);
+	}
+	size_t n = strlen(b);
+	snprintf(b + n, sizeof b - n, "\nlog:\n%s", ls_testd_log_tail(d));
+	fprintf(stderr, "%s\n", b);
+	ck_abort_msg("%s", b);
+}
+
 int ls_testcut_ctl(struct ls_testd *d, const char *args, json_t **out)
 {
 	char cmd[2048];
@@ -27,21 +94,8 @@ int ls_testcut_ctl(struct ls_testd *d, const char *args, json_t **out)
 	size_t n = fread(ctl_out, 1, sizeof ctl_out - 1, f);
 	ctl_out[n] = '\0';
 	int st = pclose(f);
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 124) {
-		static const char *const paths[] = { "/cutover", "/drift", "/status", "/lag" };
-		char state[4][3001];
-		for (int i = 0; i < 4; i++) {
-			json_t *j = ls_testd_get(d, paths[i]);
-			char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
-			snprintf(state[i], sizeof state[i], "%s", txt ? txt : "-");
-			free(txt);
-			json_decref(j);
-		}
-		ck_abort_msg("lockstepctl %s still running after %d s\nGET /cutover: %s\n"
-			     "GET /drift: %s\nGET /status: %s\nGET /lag: %s\nlog:\n%s", args,
-			     CTL_LIMIT_S, state[0], state[1], state[2], state[3],
-			     ls_testd_log_tail(d));
-	}
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 124)
+		stuck(d, args);
 	if (out)
 		*out = json_loads(ctl_out, 0, NULL);
 	if (out && *out == NULL)
@@ -128,6 +182,8 @@ struct ls_testd *ls_testcut_daemon(const char *src_engine, const char *src_ci,
 		 "max_lag_seconds = 5\nsettle = 500\nrollback_window = 1h\n%s\n"
 		 "[log]\nlevel = info\n",
 		 src_engine, src_ci, tables, dst_engine, dst_ci, switch_hook, extra);
+	snprintf(pg_ci[0], sizeof pg_ci[0], "%s", strcmp(src_engine, "postgres") ? "" : src_ci);
+	snprintf(pg_ci[1], sizeof pg_ci[1], "%s", strcmp(dst_engine, "postgres") ? "" : dst_ci);
 	struct ls_testd *d = ls_testd_new();
 	ls_testd_config(d, conf);
 	ls_testd_start(d);
