@@ -19,6 +19,9 @@
 #define REPAIR_MAX_KEYS 100000         /* differing keys kept per table for repair */
 #define MAX_TARGETS 32                 /* mask width */
 #define COUNT_MS 5000                  /* change counters sampled this often */
+#define WATCH_MS 1000                  /* unanswered markers looked at this often, at most */
+#define GRACE_MS 5000                  /* past a marker this long without its answer: lost */
+#define MAX_LOST 3                     /* lost answers re-checked per table, then it fails */
 
 /* ==== buffer and netstrings ================================================ */
 
@@ -441,6 +444,8 @@ struct chunk {
 	struct ls_drift_rowset src_set;
 	int answered;
 	struct tans *t;                    /* one per target */
+	uint64_t at_seq;                   /* the marker's position (0 unknown) */
+	uint64_t overdue_since;            /* loop ms: targets passed it unanswered */
 };
 
 /* A chunk to narrow: (lo, hi] for the targets in mask. */
@@ -507,6 +512,7 @@ struct tab {
 	char pos[LS_POS_TEXT_MAX];         /* latest marker position answered */
 	bool have_count0;                  /* change counter when the walk began */
 	uint64_t count0;
+	int lost;                          /* answers lost (see ls_drift_opts.applied) */
 	/* the work in flight */
 	uv_work_t work;
 	char wkind;
@@ -530,6 +536,8 @@ struct check {
 	int running;
 	int busy;                          /* works in flight */
 	uint32_t next_seq;
+	uint32_t lost;                     /* answers lost, every table */
+	uint64_t watched_ms;               /* loop ms of the latest watch */
 	bool repair, aborted;
 	char *error;
 };
@@ -549,11 +557,17 @@ struct report {
 	uint64_t count0, now;
 };
 
+#define HOOKED_MAX 64
+
 struct dhook {
 	struct ls_drift *d;
 	int target;
 	struct ls_apply_hook hook;
 	struct ls_arena arena;             /* apply thread only */
+	/* under the engine's mu: markers of this run the apply has taken and
+	 * not answered yet (a ring; the oldest go first when it is full) */
+	struct { uint32_t check, seq; } hooked[HOOKED_MAX];
+	int nhooked, hooked_at;
 };
 
 struct ls_drift {
@@ -563,6 +577,9 @@ struct ls_drift {
 	int parallel;
 	double rate;
 	int ntargets;
+	bool (*applied)(void *ctx, int target, uint64_t *seq);
+	void *applied_ctx;
+	uint64_t grace_ms, watch_ms;
 	char run[96];
 	struct dhook *hooks;
 	struct tset *ts;                   /* current tables; NULL before start */
@@ -579,6 +596,7 @@ struct ls_drift {
 	int64_t last_started, last_finished;
 	bool last_clean;
 	uint64_t last_rows;
+	uint32_t last_lost;
 	char *last_error;
 	char *last_filter;
 	uint64_t completed;
@@ -753,6 +771,35 @@ static int repair_rows(struct dhook *h, struct ls_apply *a, const struct ls_rela
 	return 0;
 }
 
+/* Adds (on) or removes a marker the apply has taken: its answer is on its
+ * way even when the target's commit position has passed the marker. */
+static void hooked_set(struct dhook *h, uint32_t check, uint32_t seq, bool on)
+{
+	pthread_mutex_lock(&h->d->mu);
+	int found = -1;
+	for (int i = 0; i < h->nhooked && found < 0; i++)
+		if (h->hooked[i].check == check && h->hooked[i].seq == seq)
+			found = i;
+	if (on && found < 0) {
+		int i = h->nhooked < HOOKED_MAX ? h->nhooked++ : h->hooked_at++ % HOOKED_MAX;
+		h->hooked[i].check = check;
+		h->hooked[i].seq = seq;
+	} else if (!on && found >= 0) {
+		h->hooked[found] = h->hooked[--h->nhooked];
+	}
+	pthread_mutex_unlock(&h->d->mu);
+}
+
+static bool hooked_has(struct dhook *h, uint32_t check, uint32_t seq)
+{
+	pthread_mutex_lock(&h->d->mu);
+	bool has = false;
+	for (int i = 0; i < h->nhooked && !has; i++)
+		has = h->hooked[i].check == check && h->hooked[i].seq == seq;
+	pthread_mutex_unlock(&h->d->mu);
+	return has;
+}
+
 static int hook_on_message(void *ctx, struct ls_apply *a, const struct ls_txn *txn,
 			   const struct ls_change *msg, struct ls_err *err)
 {
@@ -769,7 +816,10 @@ static int hook_on_message(void *ctx, struct ls_apply *a, const struct ls_txn *t
 	}
 	if (m.kind == LS_DRIFT_REPAIR)
 		return apply_repair(h, a, &m, err);
-	return strcmp(m.run, h->d->run) == 0 ? 1 : 0;
+	if (strcmp(m.run, h->d->run) != 0)
+		return 0;
+	hooked_set(h, m.check, m.seq, true);
+	return 1;
 }
 
 static int collect_row(void *ctx, const char *key, const char *hash)
@@ -834,6 +884,7 @@ static int hook_after_commit(void *ctx, struct ls_target *t, const struct ls_tar
 		memcpy(an->err, e.msg, sizeof an->err);
 	}
 	post_answer(d, an);
+	hooked_set(h, m.check, m.seq, false);
 	return 0;
 }
 
@@ -885,6 +936,7 @@ void ls_drift_last(const struct ls_drift *d, struct ls_drift_last *out)
 	out->id = d->last_id;
 	out->clean = d->last_clean;
 	out->rows = d->last_rows;
+	out->answers_lost = d->last_lost;
 	snprintf(out->error, sizeof out->error, "%s", d->last_error ? d->last_error : "");
 }
 
@@ -1030,6 +1082,7 @@ static void check_finish(struct ls_drift *d, struct check *c)
 	d->last_started = c->started_at;
 	d->last_finished = now_s();
 	d->last_rows = rows;
+	d->last_lost = c->lost;
 	d->last_clean = !error && rows == 0;
 	free(d->last_error);
 	d->last_error = NULL;
@@ -1196,6 +1249,7 @@ static void work_done(uv_work_t *w, int status)
 	}
 	if (ch) {
 		ch->src_done = true;
+		ch->at_seq = t->wm.at_seq;
 		if (ch->answered == d->ntargets)
 			chunk_complete(d, t, ch);
 	}
@@ -1413,6 +1467,88 @@ static void reap_dying(struct ls_drift *d)
 
 static void close_finish(struct ls_drift *d);
 
+/* ---- checks: answers that never come ---------------------------------------------------- */
+
+/* Whether some chunk of c has its source side done and an answer missing. */
+static bool awaiting(const struct check *c)
+{
+	for (int i = 0; i < c->ntabs; i++)
+		for (const struct chunk *ch = c->tabs[i].chunks; ch; ch = ch->next)
+			if (ch->src_done && ch->at_seq > 0)
+				return true;
+	return false;
+}
+
+/* The targets that owe ch an answer they should have given: each has
+ * committed past the marker's position, yet its answer is missing and its
+ * apply never took the marker (an answer being computed is not owed). */
+static uint32_t owing(struct ls_drift *d, uint32_t check, const struct chunk *ch,
+		      const uint64_t *applied, const bool *known)
+{
+	uint32_t mask = 0;
+	for (int k = 0; k < d->ntargets; k++) {
+		if (ch->t[k].got)
+			continue;
+		if (!known[k] || applied[k] < ch->at_seq || hooked_has(&d->hooks[k], check, ch->seq))
+			return 0;   /* still on its way to the marker, or answering it */
+		mask |= 1u << k;
+	}
+	return mask;
+}
+
+/* Nothing in the apply path drops a marker's answer; should one be lost
+ * all the same, the check must not wait for it for ever (a cutover waits
+ * on the check): the chunk is checked again row by row, and a table that
+ * keeps losing answers fails its check saying why. */
+static void chunk_lost(struct ls_drift *d, struct tab *t, struct chunk *ch, uint32_t owed)
+{
+	struct check *c = t->c;
+	char who[256] = "";
+	for (int k = 0, n = 0; k < d->ntargets; k++)
+		if (owed & (1u << k))
+			n += snprintf(who + n, n < (int)sizeof who ? sizeof who - (size_t)n : 0,
+				      "%s%s", n ? ", " : "", d->cfg->targets[k].name);
+	c->lost++;
+	unlink_chunk(t, ch);
+	if (++t->lost > MAX_LOST) {
+		char msg[512];
+		snprintf(msg, sizeof msg, "target %s committed past %d drift markers without "
+			 "answering them; the table could not be verified", who, t->lost);
+		tab_fail(t, msg);
+	} else {
+		ls_warn("drift check %u: %s: target %s committed past the marker of chunk %u "
+			"%.1f s ago without answering it; checking the chunk again row by row",
+			c->id, c->ts->names[t->index], who, ch->no, (double)d->grace_ms / 1000);
+		uint32_t all = d->ntargets >= 32 ? UINT32_MAX : (1u << d->ntargets) - 1;
+		queue_narrow(t, ch, ch->kind == LS_DRIFT_ROWS ? ch->mask : all);
+	}
+	chunk_free(ch, d->ntargets);
+}
+
+/* Finds the table's chunks whose answers are overdue (see chunk_lost). */
+static void watch_tab(struct ls_drift *d, struct tab *t, uint64_t now)
+{
+	uint64_t applied[MAX_TARGETS];
+	bool known[MAX_TARGETS], asked = false;
+	for (struct chunk *ch = t->chunks, *n; ch; ch = n) {
+		n = ch->next;
+		if (!ch->src_done || ch->at_seq == 0)
+			continue;
+		if (!asked) {
+			for (int k = 0; k < d->ntargets; k++)
+				known[k] = d->applied(d->applied_ctx, k, &applied[k]);
+			asked = true;
+		}
+		uint32_t owed = owing(d, t->c->id, ch, applied, known);
+		if (owed == 0)
+			ch->overdue_since = 0;
+		else if (ch->overdue_since == 0)
+			ch->overdue_since = now;
+		else if (now - ch->overdue_since >= d->grace_ms)
+			chunk_lost(d, t, ch, owed);
+	}
+}
+
 /* Moves every table as far as it can go now: starts queued tables up to
  * the parallel bound, queues source work as the rate allows, finishes the
  * check when every table is done. */
@@ -1428,6 +1564,9 @@ static void pump(struct ls_drift *d)
 		return;
 	uint64_t now = uv_now(d->loop), wait = 0;
 	bool all_done = true;
+	bool watch = d->applied != NULL && now - c->watched_ms >= d->watch_ms;
+	if (watch)
+		c->watched_ms = now;
 	for (int i = 0; i < c->ntabs; i++) {
 		struct tab *t = &c->tabs[i];
 		if (t->st == TAB_QUEUED && c->running < d->parallel) {
@@ -1436,6 +1575,8 @@ static void pump(struct ls_drift *d)
 		}
 		if (t->st != TAB_DONE)
 			all_done = false;
+		if (t->st == TAB_RUNNING && watch)
+			watch_tab(d, t, now);
 		if (t->st != TAB_RUNNING || t->busy)
 			continue;
 		/* after an error only the answers still owed are awaited */
@@ -1468,6 +1609,10 @@ static void pump(struct ls_drift *d)
 		check_finish(d, c);
 		check_free(d, c);
 		return;
+	}
+	if (d->applied != NULL && awaiting(c)) {
+		uint64_t w = c->watched_ms + d->watch_ms > now ? c->watched_ms + d->watch_ms - now : 1;
+		wait = wait == 0 || w < wait ? w : wait;
 	}
 	if (wait > 0)
 		uv_timer_start(&d->pump_timer, on_pump_timer, wait, 0);
@@ -1758,6 +1903,10 @@ int ls_drift_new(uv_loop_t *loop, const struct ls_drift_opts *o, struct ls_drift
 	d->parallel = o->parallel > 0 ? o->parallel : DEFAULT_PARALLEL;
 	d->rate = o->max_chunks_per_s > 0 ? o->max_chunks_per_s : DEFAULT_RATE;
 	d->ntargets = o->cfg->ntargets;
+	d->applied = o->applied;
+	d->applied_ctx = o->applied_ctx;
+	d->grace_ms = o->answer_grace_ms > 0 ? (uint64_t)o->answer_grace_ms : GRACE_MS;
+	d->watch_ms = d->grace_ms < WATCH_MS ? d->grace_ms : WATCH_MS;
 	if (d->ntargets > MAX_TARGETS) {
 		free(d);
 		return ls_err_set(err, false, "drift: at most %d targets", MAX_TARGETS);
@@ -1926,6 +2075,7 @@ static void json_running(struct ls_drift *d, struct ls_json *j)
 	ls_json_kv_int(j, "tables_done", done);
 	ls_json_kv_uint(j, "chunks_done", chunks);
 	ls_json_kv_uint(j, "chunks_waiting", waiting);
+	ls_json_kv_uint(j, "answers_lost", c->lost);
 	ls_json_kv_uint(j, "rows_checked", rows);
 	ls_json_object_end(j);
 }
@@ -1944,6 +2094,7 @@ static void json_last(struct ls_drift *d, struct ls_json *j)
 	iso_time(j, "finished_at", d->last_finished);
 	ls_json_kv_bool(j, "clean", d->last_clean);
 	ls_json_kv_uint(j, "drift_rows", d->last_rows);
+	ls_json_kv_uint(j, "answers_lost", d->last_lost);
 	ls_json_kv_string(j, "error", d->last_error);
 	ls_json_object_end(j);
 }

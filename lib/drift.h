@@ -14,7 +14,10 @@
  * source's state as of the marker) and checksums the same chunk through the
  * target op chunk_checksum; the result comes back to the loop.  In-flight
  * changes therefore never look like drift, and a paused target simply makes
- * the check wait.
+ * the check wait.  A target that commits past a marker without its apply
+ * ever taking it (which should not happen) does not make the check wait
+ * for ever: the chunk is checked again, and the table fails after a few
+ * (ls_drift_opts.applied; "answers_lost" in the report).
  *
  * A chunk whose checksums differ is narrowed: a second marker (kind ROWS)
  * has both sides list key and row hash of every row of the chunk; the lists
@@ -97,6 +100,10 @@ struct ls_drift_marker {
 	const char *lo, *hi;
 	const char *rows;                  /* REPAIR: ls_drift_repair_row_add() output */
 	size_t rows_len;
+	/* Set by the source ops, not in the payload: a source position (seq)
+	 * at or after the marker's commit, 0 when unknown.  A target that has
+	 * applied that far owes the marker's answer (see ls_drift_opts). */
+	uint64_t at_seq;
 };
 
 /* Replaces out's contents with m's payload (netstring fields, so any text,
@@ -220,7 +227,7 @@ struct ls_drift_source_ops {
 	/* Same transaction shape: key and row hash of each row in
 	 * (m->lo, m->hi] to row() (in any order), then the marker m. */
 	int (*rows)(struct ls_drift_conn *c, const struct ls_relation *rel,
-		    const struct ls_drift_marker *m,
+		    struct ls_drift_marker *m,
 		    int (*row)(void *ctx, const char *key, const char *hash), void *ctx,
 		    struct ls_err *err);
 	/* Same transaction shape: the current row of each key (or its absence)
@@ -254,6 +261,16 @@ struct ls_drift_opts {
 	const struct ls_drift_source_ops *sops;    /* NULL: no source here, no checks */
 	int parallel;                              /* tables at once; 0 = 2 */
 	double max_chunks_per_s;                   /* 0 = 50; per check: ?rate= */
+	/* Optional: the source position (seq) target i has committed, false
+	 * when unknown (loop thread).  With it, a marker that a target has
+	 * applied past without answering (which the apply path should never
+	 * do) is found answer_grace_ms later, logged, and its chunk checked again
+	 * row by row, so a check never waits on it for ever; after a few such
+	 * losses the table's check fails saying so.  NULL: answers are awaited
+	 * without bound. */
+	bool (*applied)(void *ctx, int target, uint64_t *seq);
+	void *applied_ctx;
+	int answer_grace_ms;                       /* 0 = 5000: how late "lost" is */
 };
 
 int ls_drift_new(uv_loop_t *loop, const struct ls_drift_opts *o, struct ls_drift **out,
@@ -289,6 +306,7 @@ struct ls_drift_last {
 	bool clean;                        /* no drift and no error */
 	uint64_t rows;                     /* rows differing */
 	char error[256];                   /* "" when none */
+	uint32_t answers_lost;             /* markers re-checked (ls_drift_opts) */
 };
 void ls_drift_last(const struct ls_drift *d, struct ls_drift_last *out);
 

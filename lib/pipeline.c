@@ -532,6 +532,8 @@ int ls_pipeline_start(struct ls_pipeline *p, struct ls_err *err)
 	return 0;
 }
 
+static bool drift_applied(void *ctx, int target, uint64_t *seq);
+
 int ls_pipeline_new(uv_loop_t *loop, const struct ls_config *cfg,
 		    const struct ls_pipeline_engines *eng,
 		    void (*on_failed)(void *ctx, const struct ls_err *err), void *ctx,
@@ -546,7 +548,7 @@ int ls_pipeline_new(uv_loop_t *loop, const struct ls_config *cfg,
 	p->on_failed = on_failed;
 	p->ctx = ctx;
 	p->restart_delay_ms = RESTART_MIN_MS;
-	struct ls_drift_opts dop = { .cfg = cfg };
+	struct ls_drift_opts dop = { .cfg = cfg, .applied = drift_applied, .applied_ctx = p };
 	if (cfg->source.present && eng->drift_source)
 		dop.sops = eng->drift_source(cfg->source.type);
 	if (ls_drift_new(loop, &dop, &p->drift, err) < 0) {
@@ -645,6 +647,19 @@ static void target_applied(struct tgt *t, struct ls_lag_target *out)
 	out->txns_applied = as.txns;
 	out->changes_applied = as.changes;
 	out->buffer_lag_records = t->reader ? ls_buffer_reader_lag(t->reader) : -1;
+}
+
+/* The drift engine's view of what target i has committed (lib/drift.h). */
+static bool drift_applied(void *ctx, int target, uint64_t *seq)
+{
+	struct ls_pipeline *p = ctx;
+	if (p->tgts == NULL || target < 0 || target >= p->ntgts || p->tgts[target].apply == NULL)
+		return false;
+	struct ls_lag_target lt;
+	memset(&lt, 0, sizeof lt);
+	target_applied(&p->tgts[target], &lt);
+	*seq = lt.applied.seq;
+	return lt.applied.known;
 }
 
 static void lag_source(struct ls_pipeline *p, struct ls_lag_report *r)

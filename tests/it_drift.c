@@ -196,6 +196,10 @@ static void assert_clean(json_t *rep, long long want_rows)
 		      json_dumps(rep, JSON_COMPACT));
 	ck_assert(json_is_true(json_object_get(rep, "drift_clean")));
 	ck_assert_int_eq(num(rep, "drift_rows"), 0);
+	/* every marker was answered by the apply path itself */
+	ck_assert_msg(json_is_integer(json_object_get(last, "answers_lost")) &&
+		      num(last, "answers_lost") == 0, "answers lost: %s",
+		      json_dumps(last, JSON_COMPACT));
 	if (want_rows < 0)
 		return;
 	long long rows = 0;

@@ -1,12 +1,17 @@
 /* Unit tests for lib/drift's pure parts: marker payloads, repair rows,
  * row-hash diffs, report tallies (bounded key lists), the rate limit and the
- * key-range cursor (chunk planning). */
+ * key-range cursor (chunk planning); and the engine's watch over markers a
+ * target passed without answering, driven on a loop with an in-memory
+ * source and target. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "drift.h"
+#include "target.h"
+#include "tests/helpers/testchg.h"
 
 /* ---- markers ------------------------------------------------------------------- */
 
@@ -293,6 +298,280 @@ START_TEST(drift_cursor_plans_chunks_covering_every_key_once)
 }
 END_TEST
 
+/* ---- the engine: answers that never come ------------------------------------------------ */
+
+/* The in-memory source: one table, one row (key "1"), every marker recorded
+ * with the position it was committed at. */
+#define FAKE_MAX 16
+static struct {
+	pthread_mutex_t mu;
+	int n;
+	struct ls_drift_buf payload[FAKE_MAX];
+	char kind[FAKE_MAX];
+	uint64_t pos;                      /* next marker's position */
+	uint64_t applied;                  /* what the target has committed */
+} fk = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static void fake_record(struct ls_drift_marker *m)
+{
+	pthread_mutex_lock(&fk.mu);
+	m->at_seq = fk.pos;
+	if (fk.n < FAKE_MAX) {
+		ck_assert_int_eq(ls_drift_marker_encode(m, &fk.payload[fk.n]), 0);
+		fk.kind[fk.n++] = m->kind;
+	}
+	pthread_mutex_unlock(&fk.mu);
+}
+
+static char fake_conn;
+
+static int fake_open(const struct ls_config *cfg, struct ls_drift_conn **out, struct ls_err *err)
+{
+	(void)cfg;
+	(void)err;
+	*out = (struct ls_drift_conn *)&fake_conn;
+	return 0;
+}
+
+static void fake_close(struct ls_drift_conn *c)
+{
+	(void)c;
+}
+
+static int fake_chunk(struct ls_drift_conn *c, const struct ls_relation *rel,
+		      struct ls_drift_marker *m, int chunk_rows, char **hi, uint64_t *rows,
+		      char *hash, struct ls_err *err)
+{
+	(void)c, (void)rel, (void)chunk_rows, (void)err;
+	*hi = NULL;
+	*rows = 1;
+	snprintf(hash, LS_DRIFT_HASH_MAX, "h1");
+	fake_record(m);
+	return 0;
+}
+
+static int fake_rows(struct ls_drift_conn *c, const struct ls_relation *rel,
+		     struct ls_drift_marker *m,
+		     int (*row)(void *ctx, const char *key, const char *hash), void *ctx,
+		     struct ls_err *err)
+{
+	(void)c, (void)rel, (void)err;
+	if (row(ctx, "1", "h1") < 0)
+		return -1;
+	fake_record(m);
+	return 0;
+}
+
+static const struct ls_drift_source_ops fake_sops = {
+	.open = fake_open, .close = fake_close, .chunk = fake_chunk, .rows = fake_rows,
+};
+
+/* The in-memory target has the same row. */
+static int tgt_checksum(struct ls_target *t, const struct ls_relation *rel, const char *lo,
+			const char *hi, uint64_t *rows, char *hash, size_t hashlen,
+			struct ls_err *err)
+{
+	(void)t, (void)rel, (void)lo, (void)hi, (void)err;
+	*rows = 1;
+	snprintf(hash, hashlen, "h1");
+	return 0;
+}
+
+static int tgt_rows(struct ls_target *t, const struct ls_relation *rel, const char *lo,
+		    const char *hi, int (*row)(void *ctx, const char *key, const char *hash),
+		    void *ctx, struct ls_err *err)
+{
+	(void)t, (void)rel, (void)lo, (void)hi, (void)err;
+	return row(ctx, "1", "h1");
+}
+
+static const struct ls_target_ops fake_tops = {
+	.engine = "fake", .chunk_checksum = tgt_checksum, .chunk_rows = tgt_rows,
+};
+
+static bool fake_applied(void *ctx, int target, uint64_t *seq)
+{
+	(void)ctx;
+	(void)target;
+	pthread_mutex_lock(&fk.mu);
+	*seq = fk.applied;
+	pthread_mutex_unlock(&fk.mu);
+	return true;
+}
+
+struct eng {
+	uv_loop_t loop;
+	struct ls_config *cfg;
+	struct ls_relation *rel;
+	struct ls_drift *d;
+};
+
+static void eng_start(struct eng *e)
+{
+	fk.n = 0;
+	memset(fk.payload, 0, sizeof fk.payload);
+	ck_assert_int_eq(uv_loop_init(&e->loop), 0);
+	struct ls_err err = { 0 };
+	ck_assert_msg(ls_config_parse("t.conf", "[pipeline]\nname = shop\n"
+				      "[source]\ntype = postgres\nconninfo = x\n"
+				      "[buffer]\ntype = direct\n"
+				      "[target new]\ntype = postgres\nconninfo = y\n",
+				      &e->cfg, &err) == 0, "%s", err.msg);
+	struct ls_drift_opts o = { .cfg = e->cfg, .sops = &fake_sops, .applied = fake_applied,
+				   .answer_grace_ms = 50 };
+	ck_assert_int_eq(ls_drift_new(&e->loop, &o, &e->d, &err), 0);
+	e->rel = ls_testchg_rel(1, "public", "t", 'd', "id:int4:k|v:text");
+	const struct ls_relation *rels[] = { e->rel };
+	struct ls_source_tables ts = { 1, rels, NULL };
+	ls_drift_start(e->d, &ts);
+	ck_assert_int_gt(ls_drift_check(e->d, NULL, 1000, &err), 0);
+}
+
+/* Runs the loop until the source has emitted n markers or the check ended. */
+static void run_until_markers(struct eng *e, int n)
+{
+	struct ls_drift_last last;
+	for (int spins = 0; spins < 200000; spins++) {
+		pthread_mutex_lock(&fk.mu);
+		int have = fk.n;
+		pthread_mutex_unlock(&fk.mu);
+		ls_drift_last(e->d, &last);
+		if (have >= n || last.known)
+			return;
+		uv_run(&e->loop, UV_RUN_ONCE);
+	}
+	ck_abort_msg("the engine emitted no marker %d", n);
+}
+
+/* The target's apply committed marker i and answers it. */
+static void answer(struct eng *e, int i)
+{
+	const struct ls_apply_hook *h = ls_drift_apply_hook(e->d, 0);
+	struct ls_pos pos = { .seq = 1 };
+	snprintf(pos.text, sizeof pos.text, "0/1");
+	struct ls_err err = { 0 };
+	ck_assert_int_eq(h->after_commit(h->ctx, NULL, &fake_tops, &pos, fk.payload[i].data,
+					 (uint32_t)fk.payload[i].len, &err), 0);
+}
+
+/* The target's apply takes marker i in its transaction (before commit). */
+static void take(struct eng *e, int i)
+{
+	const struct ls_apply_hook *h = ls_drift_apply_hook(e->d, 0);
+	struct ls_change msg = { .op = LS_OP_MESSAGE, .msg_prefix = LS_DRIFT_PREFIX,
+				 .msg_data = fk.payload[i].data, .msg_len = fk.payload[i].len };
+	struct ls_txn txn = { .xid = 1 };
+	struct ls_err err = { 0 };
+	ck_assert_int_eq(h->on_message(h->ctx, NULL, &txn, &msg, &err), 1);
+}
+
+/* Runs the loop for ms of its own time. */
+static void run_for(struct eng *e, uint64_t ms)
+{
+	uint64_t t0 = uv_now(&e->loop);
+	while (uv_now(&e->loop) - t0 < ms) {
+		uv_run(&e->loop, UV_RUN_NOWAIT);
+		uv_update_time(&e->loop);
+	}
+}
+
+static void run_until_done(struct eng *e, struct ls_drift_last *last)
+{
+	for (int spins = 0; spins < 200000; spins++) {
+		ls_drift_last(e->d, last);
+		if (last->known)
+			return;
+		uv_run(&e->loop, UV_RUN_ONCE);
+	}
+	ck_abort_msg("the check did not finish");
+}
+
+static void on_closed(void *arg)
+{
+	*(bool *)arg = true;
+}
+
+static void eng_stop(struct eng *e)
+{
+	bool closed = false;
+	ls_drift_close(e->d, on_closed, &closed);
+	while (!closed)
+		uv_run(&e->loop, UV_RUN_ONCE);
+	ck_assert_int_eq(uv_loop_close(&e->loop), 0);
+	ls_relation_free(e->rel);
+	ls_config_free(e->cfg);
+	for (int i = 0; i < FAKE_MAX; i++)
+		ls_drift_buf_free(&fk.payload[i]);
+}
+
+START_TEST(drift_rechecks_a_chunk_whose_answer_a_target_skipped)
+{
+	struct eng e;
+	fk.pos = 100;
+	eng_start(&e);
+	run_until_markers(&e, 1);
+	ck_assert_int_eq(fk.kind[0], LS_DRIFT_CHUNK);
+	/* the target has not reached the marker: its answer is not due, and a
+	 * late answer is waited for however long it takes */
+	fk.applied = 99;
+	run_for(&e, 300);
+	ck_assert_int_eq(fk.n, 1);
+	/* it commits past the marker without answering: the chunk is checked
+	 * again row by row, and that answer completes the check */
+	fk.pos = 300;
+	fk.applied = 200;
+	run_until_markers(&e, 2);
+	ck_assert_int_eq(fk.kind[1], LS_DRIFT_ROWS);
+	answer(&e, 1);
+	struct ls_drift_last last;
+	run_until_done(&e, &last);
+	ck_assert_msg(last.clean && last.rows == 0 && last.error[0] == '\0', "error: %s", last.error);
+	ck_assert_uint_eq(last.answers_lost, 1);
+	/* the first answer, arriving after all, is ignored */
+	answer(&e, 0);
+	uv_run(&e.loop, UV_RUN_NOWAIT);
+	eng_stop(&e);
+}
+END_TEST
+
+START_TEST(drift_waits_for_an_answer_the_target_is_computing)
+{
+	struct eng e;
+	fk.pos = 100;
+	eng_start(&e);
+	run_until_markers(&e, 1);
+	/* the apply took the marker and committed past it; its checksum runs
+	 * longer than the grace: not lost */
+	take(&e, 0);
+	fk.applied = 200;
+	run_for(&e, 300);
+	ck_assert_int_eq(fk.n, 1);
+	answer(&e, 0);
+	struct ls_drift_last last;
+	run_until_done(&e, &last);
+	ck_assert_msg(last.clean && last.error[0] == '\0', "error: %s", last.error);
+	ck_assert_uint_eq(last.answers_lost, 0);
+	eng_stop(&e);
+}
+END_TEST
+
+START_TEST(drift_fails_a_table_whose_answers_keep_getting_lost)
+{
+	struct eng e;
+	fk.pos = 100;
+	fk.applied = 1000;
+	eng_start(&e);
+	struct ls_drift_last last;
+	run_until_done(&e, &last);
+	ck_assert(!last.clean);
+	ck_assert_msg(strstr(last.error, "target new committed past 4 drift markers without "
+			     "answering them") != NULL, "error: %s", last.error);
+	ck_assert_uint_eq(last.answers_lost, 4);
+	ck_assert_int_eq(fk.n, 4);
+	eng_stop(&e);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("drift");
@@ -307,6 +586,9 @@ int main(void)
 	tcase_add_test(tc, drift_tally_merge_adds_counts_and_keeps_the_bound);
 	tcase_add_test(tc, drift_rate_spaces_chunks_without_banking_bursts);
 	tcase_add_test(tc, drift_cursor_plans_chunks_covering_every_key_once);
+	tcase_add_test(tc, drift_rechecks_a_chunk_whose_answer_a_target_skipped);
+	tcase_add_test(tc, drift_waits_for_an_answer_the_target_is_computing);
+	tcase_add_test(tc, drift_fails_a_table_whose_answers_keep_getting_lost);
 	suite_add_tcase(s, tc);
 	SRunner *r = srunner_create(s);
 	srunner_run_all(r, CK_NORMAL);

@@ -557,7 +557,7 @@ fail:
 }
 
 static int src_rows(struct ls_drift_conn *c, const struct ls_relation *rel,
-		    const struct ls_drift_marker *m,
+		    struct ls_drift_marker *m,
 		    int (*row)(void *ctx, const char *key, const char *hash), void *ctx,
 		    struct ls_err *err)
 {

@@ -533,8 +533,21 @@ static int begin_locked(struct ls_drift_conn *c, const struct ls_relation *rel, 
 	return rc;
 }
 
-static int emit_commit(struct ls_drift_conn *c, const struct ls_drift_marker *m,
-		       struct ls_err *err)
+/* A position at or after the marker's commit (the engine's watch over
+ * unanswered markers, lib/drift.h); 0 when it cannot be read, which only
+ * turns that watch off for the marker. */
+static uint64_t wal_after(struct ls_drift_conn *c)
+{
+	PGresult *r = PQexec(c->pg, "SELECT pg_catalog.pg_current_wal_insert_lsn()::text");
+	uint64_t lsn = 0;
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
+	    ls_pgsetup_lsn_parse(PQgetvalue(r, 0, 0), &lsn) < 0)
+		lsn = 0;
+	PQclear(r);
+	return lsn;
+}
+
+static int emit_commit(struct ls_drift_conn *c, struct ls_drift_marker *m, struct ls_err *err)
 {
 	struct ls_drift_buf p = { 0 };
 	if (ls_drift_marker_encode(m, &p) < 0) {
@@ -547,7 +560,10 @@ static int emit_commit(struct ls_drift_conn *c, const struct ls_drift_marker *m,
 	if (r == NULL)
 		return -1;
 	PQclear(r);
-	return exec_ok(c, "COMMIT", "commit", err);
+	if (exec_ok(c, "COMMIT", "commit", err) < 0)
+		return -1;
+	m->at_seq = wal_after(c);
+	return 0;
 }
 
 /* The chunk_rows-th key after lo, or NULL (*hi) when fewer rows remain. */
@@ -604,7 +620,7 @@ fail:
 }
 
 static int src_rows(struct ls_drift_conn *c, const struct ls_relation *rel,
-		    const struct ls_drift_marker *m,
+		    struct ls_drift_marker *m,
 		    int (*row)(void *ctx, const char *key, const char *hash), void *ctx,
 		    struct ls_err *err)
 {
