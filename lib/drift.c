@@ -558,6 +558,7 @@ struct report {
 };
 
 #define HOOKED_MAX 64
+#define HOOKED_EXPIRE_MS 310000        /* the target drift statement timeout, and more */
 
 struct dhook {
 	struct ls_drift *d;
@@ -566,7 +567,7 @@ struct dhook {
 	struct ls_arena arena;             /* apply thread only */
 	/* under the engine's mu: markers of this run the apply has taken and
 	 * not answered yet (a ring; the oldest go first when it is full) */
-	struct { uint32_t check, seq; } hooked[HOOKED_MAX];
+	struct { uint32_t check, seq; uint64_t at_ms; } hooked[HOOKED_MAX];
 	int nhooked, hooked_at;
 };
 
@@ -771,6 +772,13 @@ static int repair_rows(struct dhook *h, struct ls_apply *a, const struct ls_rela
 	return 0;
 }
 
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /* Adds (on) or removes a marker the apply has taken: its answer is on its
  * way even when the target's commit position has passed the marker. */
 static void hooked_set(struct dhook *h, uint32_t check, uint32_t seq, bool on)
@@ -784,18 +792,25 @@ static void hooked_set(struct dhook *h, uint32_t check, uint32_t seq, bool on)
 		int i = h->nhooked < HOOKED_MAX ? h->nhooked++ : h->hooked_at++ % HOOKED_MAX;
 		h->hooked[i].check = check;
 		h->hooked[i].seq = seq;
+		h->hooked[i].at_ms = mono_ms();
 	} else if (!on && found >= 0) {
 		h->hooked[found] = h->hooked[--h->nhooked];
 	}
 	pthread_mutex_unlock(&h->d->mu);
 }
 
+/* Whether the apply took the marker and may still be answering it: a
+ * target checksum ends within the drift connection's statement timeout,
+ * so an older entry is one the apply dropped without answering (its
+ * connection failed between the commit and the checksum, say). */
 static bool hooked_has(struct dhook *h, uint32_t check, uint32_t seq)
 {
+	uint64_t now = mono_ms();
 	pthread_mutex_lock(&h->d->mu);
 	bool has = false;
 	for (int i = 0; i < h->nhooked && !has; i++)
-		has = h->hooked[i].check == check && h->hooked[i].seq == seq;
+		has = h->hooked[i].check == check && h->hooked[i].seq == seq &&
+		      now - h->hooked[i].at_ms < HOOKED_EXPIRE_MS;
 	pthread_mutex_unlock(&h->d->mu);
 	return has;
 }
