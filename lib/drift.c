@@ -513,6 +513,7 @@ struct tab {
 	bool have_count0;                  /* change counter when the walk began */
 	uint64_t count0;
 	int lost;                          /* answers lost (see ls_drift_opts.applied) */
+	char *bound;                       /* the walk's end (sops->max_key), or NULL */
 	/* the work in flight */
 	uv_work_t work;
 	char wkind;
@@ -1009,6 +1010,8 @@ static void tab_release(struct ls_drift *d, struct tab *t)
 	t->nrkeys = 0;
 	ls_drift_cursor_reset(&t->cur);
 	ls_drift_buf_free(&t->wbuf);
+	free(t->bound);
+	t->bound = NULL;
 	free(t->whi);
 	t->whi = NULL;
 	ls_relation_free(t->rel);
@@ -1142,11 +1145,11 @@ static int tab_describe(struct tab *t, struct ls_err *err)
 
 /* Rows per chunk for a table's chunk number n.  A walk that runs long
  * doubles them every GROW_EVERY chunks (to GROW_MAX times, at most
- * GROW_CAP rows unless chunk_rows is larger): a table that grows at its
- * end faster than chunks of chunk_rows scan it (an append-heavy load)
- * would otherwise never let the walk reach the end.  Seen: a check still
- * walking after 12,248 chunks of 100 rows while the load inserted 12,000
- * rows a second. */
+ * GROW_CAP rows unless chunk_rows is larger), so a big table's check takes
+ * fewer source transactions and markers.  (A walk ends at the key that was
+ * greatest when it began, sops->max_key; before that bound existed, this
+ * growth was also what let a walk over a table appended to faster than it
+ * scanned end at all.) */
 #define GROW_EVERY 256
 #define GROW_MAX_SHIFT 6
 #define GROW_CAP 50000
@@ -1181,8 +1184,13 @@ static void work_run(uv_work_t *w)
 		struct ls_err e;
 		if (t->wm.chunk == 0 && d->sops->change_count)
 			t->have_count0 = d->sops->change_count(t->conn, rel, &t->count0, &e) == 0;
-		t->wrc = d->sops->chunk(t->conn, rel, &t->wm, chunk_size(d, t->wm.chunk), &t->whi,
-					&rows, t->wchunk->src_hash, &t->werr);
+		if (t->wm.chunk == 0 && d->sops->max_key) {
+			free(t->bound);
+			if ((t->wrc = d->sops->max_key(t->conn, rel, &t->bound, &t->werr)) < 0)
+				break;
+		}
+		t->wrc = d->sops->chunk(t->conn, rel, &t->wm, t->bound, chunk_size(d, t->wm.chunk),
+					&t->whi, &rows, t->wchunk->src_hash, &t->werr);
 		t->wchunk->src_rows = rows;
 		break;
 	}

@@ -220,10 +220,19 @@ struct ls_drift_source_ops {
 	/* One source transaction: keep rel's writers out, find the chunk's
 	 * upper key (the chunk_rows-th key after m->lo; NULL when fewer rows
 	 * remain: the chunk is open-ended), checksum the rows in (m->lo, hi],
-	 * set m->hi and emit the marker m; commit.  *hi is malloc'd (or NULL). */
+	 * set m->hi and emit the marker m; commit.  *hi is malloc'd (or NULL).
+	 * With bound (the walk's end, from max_key; may be NULL) the chunk ends
+	 * at bound when fewer rows remain before it (*hi a copy of bound), and
+	 * the chunk starting at bound is the last one, open-ended: a table its
+	 * writers append to faster than the walk scans still ends its walk. */
 	int (*chunk)(struct ls_drift_conn *c, const struct ls_relation *rel,
-		     struct ls_drift_marker *m, int chunk_rows, char **hi, uint64_t *rows,
-		     char *hash, struct ls_err *err);
+		     struct ls_drift_marker *m, const char *bound, int chunk_rows, char **hi,
+		     uint64_t *rows, char *hash, struct ls_err *err);
+	/* Optional (NULL: walks end where the table ends when they get there):
+	 * the table's greatest key now, as key text (malloc'd; NULL when the
+	 * table is empty), read when a table's walk starts. */
+	int (*max_key)(struct ls_drift_conn *c, const struct ls_relation *rel, char **out,
+		       struct ls_err *err);
 	/* Same transaction shape: key and row hash of each row in
 	 * (m->lo, m->hi] to row() (in any order), then the marker m. */
 	int (*rows)(struct ls_drift_conn *c, const struct ls_relation *rel,

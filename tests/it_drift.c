@@ -6,6 +6,9 @@
  *    --check exits 1), and lockstepctl drift --repair fixes them (exit 0,
  *    the target equals the source again);
  *  - under a concurrent write load, ten checks in a row find no drift;
+ *  - a walk over a table that a load appends to ends at the key that was
+ *    greatest when it began, the rows appended since in one last chunk
+ *    (instead of chasing the table's end);
  *  - a check while the target is held back (its table locked) waits for the
  *    target instead of reporting the source's newer rows as drift;
  *  - after ALTER TABLE ... ADD COLUMN ... DEFAULT random() on the source (a
@@ -397,6 +400,53 @@ static void *load_main(void *arg)
 	return NULL;
 }
 
+/* Appends 50 rows a transaction to t1 past its keys. */
+static void *append_main(void *arg)
+{
+	struct load *l = arg;
+	PGconn *c = PQconnectdb(ls_testpg_conninfo(src, "shop"));
+	if (PQstatus(c) != CONNECTION_OK) {
+		snprintf(l->err, sizeof l->err, "append: %s", PQerrorMessage(c));
+		PQfinish(c);
+		return NULL;
+	}
+	for (long next = 1000000; !atomic_load(&l->stop); next += 50) {
+		char sql[256];
+		snprintf(sql, sizeof sql, "INSERT INTO t1 SELECT g, 'appended', 0, NULL "
+			 "FROM generate_series(%ld, %ld) g", next, next + 49);
+		PQclear(PQexec(c, sql));
+		atomic_fetch_add(&l->txns, 1);
+	}
+	PQfinish(c);
+	return NULL;
+}
+
+START_TEST(drift_walk_ends_on_an_appended_table)
+{
+	struct load l;
+	memset(&l, 0, sizeof l);
+	ck_assert_int_eq(pthread_create(&l.thread, NULL, append_main, &l), 0);
+	/* chunks hold at most chunk_rows (100) rows before the walk's end; the
+	 * last one holds what was appended during the walk, so a check whose
+	 * walk was overtaken shows more rows than 100 per chunk */
+	bool bounded = false;
+	for (int i = 0; i < 5 && !bounded; i++) {
+		json_t *rep = run_check("/drift/check?table=public.t1&rate=1000");
+		assert_clean(rep, -1);
+		json_t *t1 = table_entry(rep, "public.t1");
+		fprintf(stderr, "appended: check %lld: %lld rows in %lld chunks\n", last_id(rep),
+			num(t1, "rows_checked"), num(t1, "chunks"));
+		bounded = num(t1, "rows_checked") > num(t1, "chunks") * 100;
+		json_decref(rep);
+	}
+	atomic_store(&l.stop, true);
+	pthread_join(l.thread, NULL);
+	ck_assert_msg(l.err[0] == '\0', "%s", l.err);
+	ck_assert_msg(bounded, "no walk ended at its starting bound in 5 checks");
+	assert_converged();
+}
+END_TEST
+
 START_TEST(drift_no_false_drift_under_load)
 {
 	struct load l;
@@ -518,6 +568,7 @@ int main(void)
 	const struct { const char *name; const TTest *fn; } cases[] = {
 		{ "finds_and_repairs", drift_finds_exact_rows_and_repair_fixes_them },
 		{ "under_load", drift_no_false_drift_under_load },
+		{ "appended", drift_walk_ends_on_an_appended_table },
 		{ "held_back_target", drift_waits_for_a_held_back_target },
 		{ "ddl_since_start", drift_sees_ddl_since_start },
 	};

@@ -339,10 +339,10 @@ static void fake_close(struct ls_drift_conn *c)
 }
 
 static int fake_chunk(struct ls_drift_conn *c, const struct ls_relation *rel,
-		      struct ls_drift_marker *m, int chunk_rows, char **hi, uint64_t *rows,
-		      char *hash, struct ls_err *err)
+		      struct ls_drift_marker *m, const char *bound, int chunk_rows, char **hi,
+		      uint64_t *rows, char *hash, struct ls_err *err)
 {
-	(void)c, (void)rel, (void)chunk_rows, (void)err;
+	(void)c, (void)rel, (void)bound, (void)chunk_rows, (void)err;
 	*hi = NULL;
 	*rows = 1;
 	snprintf(hash, LS_DRIFT_HASH_MAX, "h1");

@@ -227,7 +227,7 @@ static void key_col(struct ls_mysql_buf *b, const struct ls_column *col)
 	}
 }
 
-static void key_list(struct ls_mysql_buf *b, const struct ls_relation *rel)
+static void key_list_dir(struct ls_mysql_buf *b, const struct ls_relation *rel, bool desc)
 {
 	bool first = true;
 	for (uint16_t i = 0; i < rel->ncols; i++) {
@@ -237,7 +237,14 @@ static void key_list(struct ls_mysql_buf *b, const struct ls_relation *rel)
 			ls_mysql_put(b, ", ");
 		first = false;
 		key_col(b, &rel->cols[i]);
+		if (desc)
+			ls_mysql_put(b, " DESC");
 	}
+}
+
+static void key_list(struct ls_mysql_buf *b, const struct ls_relation *rel)
+{
+	key_list_dir(b, rel, false);
 }
 
 /* The k-th value of key text lit, typed like col. */
@@ -501,8 +508,28 @@ static int marker_commit(struct ls_drift_conn *c, const struct ls_drift_marker *
 
 /* The chunk_rows-th key after lo (locking every row up to it), or NULL
  * (*hi) when fewer rows remain (then up to the end of the table). */
+/* The first key text of the result of sql, or NULL (*out) for no rows. */
+static int first_key(struct ls_drift_conn *c, const char *sql, const char *what, char **out,
+		     struct ls_err *err)
+{
+	*out = NULL;
+	if (run(c, sql, what, err) < 0)
+		return -1;
+	MYSQL_RES *res = mysql_store_result(c->m);
+	if (res == NULL)
+		return my_fail(c, what, err);
+	int rc = 0;
+	MYSQL_ROW r = mysql_fetch_row(res);
+	if (r != NULL && r[0] != NULL && (*out = strdup(r[0])) == NULL)
+		rc = ls_err_set(err, false, "out of memory");
+	mysql_free_result(res);
+	return rc;
+}
+
+/* The chunk_rows-th key after lo (and not after bound, when given), or
+ * NULL (*hi) when fewer rows remain. */
 static int upper_key(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
-		     int chunk_rows, char **hi, struct ls_err *err)
+		     const char *bound, int chunk_rows, char **hi, struct ls_err *err)
 {
 	*hi = NULL;
 	struct ls_mysql_buf b;
@@ -512,7 +539,7 @@ static int upper_key(struct ls_drift_conn *c, const struct ls_relation *rel, con
 	ls_mysql_put(&b, " FROM ");
 	ls_mysql_qualified(&b, rel->schema, rel->name);
 	ls_mysql_put(&b, " WHERE ");
-	range_where(&b, rel, lo, NULL);
+	range_where(&b, rel, lo, bound);
 	ls_mysql_put(&b, " ORDER BY ");
 	key_list(&b, rel);
 	ls_mysql_printf(&b, " LIMIT %d, 1" LOCKED, chunk_rows > 0 ? chunk_rows - 1 : 0);
@@ -520,28 +547,33 @@ static int upper_key(struct ls_drift_conn *c, const struct ls_relation *rel, con
 		ls_mysql_buf_free(&b);
 		return ls_err_set(err, false, "out of memory");
 	}
-	int rc = run(c, ls_mysql_buf_str(&b), "chunk bound", err);
+	int rc = first_key(c, ls_mysql_buf_str(&b), "chunk bound", hi, err);
 	ls_mysql_buf_free(&b);
-	if (rc < 0)
-		return -1;
-	MYSQL_RES *res = mysql_store_result(c->m);
-	if (res == NULL)
-		return my_fail(c, "chunk bound", err);
-	MYSQL_ROW r = mysql_fetch_row(res);
-	if (r != NULL && r[0] != NULL && (*hi = strdup(r[0])) == NULL)
-		rc = ls_err_set(err, false, "out of memory");
-	mysql_free_result(res);
 	return rc;
 }
 
+/* The chunk's upper key: see ls_drift_source_ops.chunk on bound. */
+static int chunk_end(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
+		     const char *bound, int chunk_rows, char **hi, struct ls_err *err)
+{
+	*hi = NULL;
+	if (bound != NULL && lo != NULL && strcmp(lo, bound) == 0)
+		return 0;   /* past the walk's bound: the last chunk, open-ended */
+	if (upper_key(c, rel, lo, bound, chunk_rows, hi, err) < 0)
+		return -1;
+	if (*hi == NULL && bound != NULL && (*hi = strdup(bound)) == NULL)
+		return ls_err_set(err, false, "out of memory");
+	return 0;
+}
+
 static int src_chunk(struct ls_drift_conn *c, const struct ls_relation *rel,
-		     struct ls_drift_marker *m, int chunk_rows, char **hi, uint64_t *rows,
-		     char *hash, struct ls_err *err)
+		     struct ls_drift_marker *m, const char *bound, int chunk_rows, char **hi,
+		     uint64_t *rows, char *hash, struct ls_err *err)
 {
 	*hi = NULL;
 	if (begin(c, rel, err) < 0)
 		return -1;
-	if (upper_key(c, rel, m->lo, chunk_rows, hi, err) < 0 ||
+	if (chunk_end(c, rel, m->lo, bound, chunk_rows, hi, err) < 0 ||
 	    do_checksum(c, rel, m->lo, *hi, true, rows, hash, LS_DRIFT_HASH_MAX, err) < 0) {
 		rollback(c);
 		goto fail;
@@ -554,6 +586,31 @@ fail:
 	*hi = NULL;
 	m->hi = NULL;
 	return -1;
+}
+
+/* The table's greatest key now (the end of a check's walk). */
+static int src_max_key(struct ls_drift_conn *c, const struct ls_relation *rel, char **out,
+		       struct ls_err *err)
+{
+	*out = NULL;
+	if (check_rel(rel, err) < 0 || ensure(c, err) < 0)
+		return -1;
+	struct ls_mysql_buf b;
+	ls_mysql_buf_init(&b);
+	ls_mysql_put(&b, "SELECT ");
+	key_text(&b, rel);
+	ls_mysql_put(&b, " FROM ");
+	ls_mysql_qualified(&b, rel->schema, rel->name);
+	ls_mysql_put(&b, " ORDER BY ");
+	key_list_dir(&b, rel, true);
+	ls_mysql_put(&b, " LIMIT 1");
+	if (b.oom) {
+		ls_mysql_buf_free(&b);
+		return ls_err_set(err, false, "out of memory");
+	}
+	int rc = first_key(c, ls_mysql_buf_str(&b), "greatest key", out, err);
+	ls_mysql_buf_free(&b);
+	return rc;
 }
 
 static int src_rows(struct ls_drift_conn *c, const struct ls_relation *rel,
@@ -796,6 +853,7 @@ const struct ls_drift_source_ops ls_my_drift_source_ops = {
 	.open = src_open,
 	.close = ls_mydrift_close,
 	.chunk = src_chunk,
+	.max_key = src_max_key,
 	.rows = src_rows,
 	.repair = src_repair,
 	.describe = src_describe,

@@ -221,7 +221,8 @@ static void key_col(struct ls_pgsql_buf *b, const struct ls_column *col, const c
 }
 
 /* "k1", "k2" (with collations), as written in ORDER BY and comparisons. */
-static void key_list(struct ls_pgsql_buf *b, const struct ls_relation *rel, const char *alias)
+static void key_list_dir(struct ls_pgsql_buf *b, const struct ls_relation *rel, const char *alias,
+			 bool desc)
 {
 	bool first = true;
 	for (uint16_t i = 0; i < rel->ncols; i++) {
@@ -231,7 +232,14 @@ static void key_list(struct ls_pgsql_buf *b, const struct ls_relation *rel, cons
 			ls_pgsql_put(b, ", ");
 		first = false;
 		key_col(b, &rel->cols[i], alias);
+		if (desc)
+			ls_pgsql_put(b, " DESC");
 	}
+}
+
+static void key_list(struct ls_pgsql_buf *b, const struct ls_relation *rel, const char *alias)
+{
+	key_list_dir(b, rel, alias, false);
 }
 
 /* The key text: jsonb array of the key columns as text. */
@@ -566,9 +574,10 @@ static int emit_commit(struct ls_drift_conn *c, struct ls_drift_marker *m, struc
 	return 0;
 }
 
-/* The chunk_rows-th key after lo, or NULL (*hi) when fewer rows remain. */
+/* The chunk_rows-th key after lo (and not after bound, when given), or
+ * NULL (*hi) when fewer rows remain. */
 static int upper_key(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
-		     int chunk_rows, char **hi, struct ls_err *err)
+		     const char *bound, int chunk_rows, char **hi, struct ls_err *err)
 {
 	struct ls_pgsql_buf b;
 	ls_pgsql_buf_init(&b);
@@ -577,7 +586,7 @@ static int upper_key(struct ls_drift_conn *c, const struct ls_relation *rel, con
 	key_text(&b, rel);
 	ls_pgsql_put(&b, " FROM ");
 	ls_pgsql_qualified(&b, rel->schema, rel->name);
-	range_where(&b, rel, lo != NULL, false, &next);
+	range_where(&b, rel, lo != NULL, bound != NULL, &next);
 	ls_pgsql_put(&b, " ORDER BY ");
 	key_list(&b, rel, NULL);
 	ls_pgsql_printf(&b, " OFFSET %d LIMIT 1", chunk_rows > 0 ? chunk_rows - 1 : 0);
@@ -585,7 +594,7 @@ static int upper_key(struct ls_drift_conn *c, const struct ls_relation *rel, con
 		ls_pgsql_buf_free(&b);
 		return ls_err_set(err, false, "out of memory");
 	}
-	PGresult *r = run(c, ls_pgsql_buf_str(&b), lo, NULL, PGRES_TUPLES_OK, "chunk bound", err);
+	PGresult *r = run(c, ls_pgsql_buf_str(&b), lo, bound, PGRES_TUPLES_OK, "chunk bound", err);
 	ls_pgsql_buf_free(&b);
 	if (r == NULL)
 		return -1;
@@ -597,14 +606,28 @@ static int upper_key(struct ls_drift_conn *c, const struct ls_relation *rel, con
 	return rc;
 }
 
+/* The chunk's upper key: see ls_drift_source_ops.chunk on bound. */
+static int chunk_end(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
+		     const char *bound, int chunk_rows, char **hi, struct ls_err *err)
+{
+	*hi = NULL;
+	if (bound != NULL && lo != NULL && strcmp(lo, bound) == 0)
+		return 0;   /* past the walk's bound: the last chunk, open-ended */
+	if (upper_key(c, rel, lo, bound, chunk_rows, hi, err) < 0)
+		return -1;
+	if (*hi == NULL && bound != NULL && (*hi = strdup(bound)) == NULL)
+		return ls_err_set(err, false, "out of memory");
+	return 0;
+}
+
 static int src_chunk(struct ls_drift_conn *c, const struct ls_relation *rel,
-		     struct ls_drift_marker *m, int chunk_rows, char **hi, uint64_t *rows,
-		     char *hash, struct ls_err *err)
+		     struct ls_drift_marker *m, const char *bound, int chunk_rows, char **hi,
+		     uint64_t *rows, char *hash, struct ls_err *err)
 {
 	*hi = NULL;
 	if (check_rel(rel, err) < 0 || begin_locked(c, rel, err) < 0)
 		return -1;
-	if (upper_key(c, rel, m->lo, chunk_rows, hi, err) < 0 ||
+	if (chunk_end(c, rel, m->lo, bound, chunk_rows, hi, err) < 0 ||
 	    do_checksum(c, rel, NULL, m->lo, *hi, rows, hash, LS_DRIFT_HASH_MAX, err) < 0)
 		goto fail;
 	m->hi = *hi;
@@ -617,6 +640,38 @@ fail:
 	m->hi = NULL;
 	PQclear(PQexec(c->pg, "ROLLBACK"));
 	return -1;
+}
+
+/* The table's greatest key now (the end of a check's walk). */
+static int src_max_key(struct ls_drift_conn *c, const struct ls_relation *rel, char **out,
+		       struct ls_err *err)
+{
+	*out = NULL;
+	if (check_rel(rel, err) < 0 || ensure(c, err) < 0)
+		return -1;
+	struct ls_pgsql_buf b;
+	ls_pgsql_buf_init(&b);
+	ls_pgsql_put(&b, "SELECT ");
+	key_text(&b, rel);
+	ls_pgsql_put(&b, " FROM ");
+	ls_pgsql_qualified(&b, rel->schema, rel->name);
+	ls_pgsql_put(&b, " ORDER BY ");
+	key_list_dir(&b, rel, NULL, true);
+	ls_pgsql_put(&b, " LIMIT 1");
+	if (b.oom) {
+		ls_pgsql_buf_free(&b);
+		return ls_err_set(err, false, "out of memory");
+	}
+	PGresult *r = run(c, ls_pgsql_buf_str(&b), NULL, NULL, PGRES_TUPLES_OK, "greatest key",
+			  err);
+	ls_pgsql_buf_free(&b);
+	if (r == NULL)
+		return -1;
+	int rc = 0;
+	if (PQntuples(r) == 1 && (*out = strdup(PQgetvalue(r, 0, 0))) == NULL)
+		rc = ls_err_set(err, false, "out of memory");
+	PQclear(r);
+	return rc;
 }
 
 static int src_rows(struct ls_drift_conn *c, const struct ls_relation *rel,
@@ -792,6 +847,7 @@ const struct ls_drift_source_ops ls_pg_drift_source_ops = {
 	.open = src_open,
 	.close = ls_pgdrift_close,
 	.chunk = src_chunk,
+	.max_key = src_max_key,
 	.rows = src_rows,
 	.repair = src_repair,
 	.change_count = src_change_count,
