@@ -206,6 +206,25 @@ int ls_drift_marker_decode(const char *p, size_t len, struct ls_arena *arena,
 	return 0;
 }
 
+/* ==== chunk ends ============================================================== */
+
+int ls_drift_chunk_end(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
+		       const char *bound, int chunk_rows,
+		       int (*upper)(struct ls_drift_conn *c, const struct ls_relation *rel,
+				    const char *lo, const char *bound, int chunk_rows, char **hi,
+				    struct ls_err *err),
+		       char **hi, struct ls_err *err)
+{
+	*hi = NULL;
+	if (bound != NULL && lo != NULL && strcmp(lo, bound) == 0)
+		return 0;   /* past the walk's bound: the last chunk, open-ended */
+	if (upper(c, rel, lo, bound, chunk_rows, hi, err) < 0)
+		return -1;
+	if (*hi == NULL && bound != NULL && (*hi = strdup(bound)) == NULL)
+		return ls_err_set(err, false, "out of memory");
+	return 0;
+}
+
 /* ==== repair rows ============================================================= */
 
 void ls_drift_repair_row_add(struct ls_drift_buf *b, bool present, const struct ls_value *vals,

@@ -261,6 +261,16 @@ struct ls_drift_source_ops {
 			struct ls_relation **out, struct ls_err *err);
 };
 
+/* For a source op's chunk: the chunk's upper key into *hi, from upper (the
+ * op's "chunk_rows-th key after lo and not after bound, NULL when fewer
+ * rows remain"), with the bound rules of ls_drift_source_ops.chunk. */
+int ls_drift_chunk_end(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
+		       const char *bound, int chunk_rows,
+		       int (*upper)(struct ls_drift_conn *c, const struct ls_relation *rel,
+				    const char *lo, const char *bound, int chunk_rows, char **hi,
+				    struct ls_err *err),
+		       char **hi, struct ls_err *err);
+
 /* ---- the engine --------------------------------------------------------------------- */
 
 struct ls_drift;

@@ -298,6 +298,51 @@ START_TEST(drift_cursor_plans_chunks_covering_every_key_once)
 }
 END_TEST
 
+/* ---- chunk ends at the walk's bound -------------------------------------------------- */
+
+static int upper_calls;
+static const char *upper_gives;
+
+static int fake_upper(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
+		      const char *bound, int chunk_rows, char **hi, struct ls_err *err)
+{
+	(void)c, (void)rel, (void)lo, (void)bound, (void)chunk_rows, (void)err;
+	upper_calls++;
+	*hi = upper_gives ? strdup(upper_gives) : NULL;
+	return 0;
+}
+
+START_TEST(drift_chunk_end_stops_at_the_bound_then_opens_the_last_chunk)
+{
+	struct ls_err err = { 0 };
+	char *hi;
+	/* rows enough before the bound: the chunk_rows-th key */
+	upper_calls = 0;
+	upper_gives = "[\"40\"]";
+	ck_assert_int_eq(ls_drift_chunk_end(NULL, NULL, "[\"1\"]", "[\"90\"]", 10, fake_upper,
+					    &hi, &err), 0);
+	ck_assert_str_eq(hi, "[\"40\"]");
+	free(hi);
+	/* fewer rows before the bound: the chunk ends at it */
+	upper_gives = NULL;
+	ck_assert_int_eq(ls_drift_chunk_end(NULL, NULL, "[\"40\"]", "[\"90\"]", 10, fake_upper,
+					    &hi, &err), 0);
+	ck_assert_str_eq(hi, "[\"90\"]");
+	free(hi);
+	ck_assert_int_eq(upper_calls, 2);
+	/* from the bound on: one open-ended chunk, no bound query */
+	upper_gives = "[\"95\"]";
+	ck_assert_int_eq(ls_drift_chunk_end(NULL, NULL, "[\"90\"]", "[\"90\"]", 10, fake_upper,
+					    &hi, &err), 0);
+	ck_assert_ptr_null(hi);
+	ck_assert_int_eq(upper_calls, 2);
+	/* no bound (an empty table at the start): where the table ends */
+	upper_gives = NULL;
+	ck_assert_int_eq(ls_drift_chunk_end(NULL, NULL, NULL, NULL, 10, fake_upper, &hi, &err), 0);
+	ck_assert_ptr_null(hi);
+}
+END_TEST
+
 /* ---- the engine: answers that never come ------------------------------------------------ */
 
 /* The in-memory source: one table, one row (key "1"), every marker recorded
@@ -586,6 +631,7 @@ int main(void)
 	tcase_add_test(tc, drift_tally_merge_adds_counts_and_keeps_the_bound);
 	tcase_add_test(tc, drift_rate_spaces_chunks_without_banking_bursts);
 	tcase_add_test(tc, drift_cursor_plans_chunks_covering_every_key_once);
+	tcase_add_test(tc, drift_chunk_end_stops_at_the_bound_then_opens_the_last_chunk);
 	tcase_add_test(tc, drift_rechecks_a_chunk_whose_answer_a_target_skipped);
 	tcase_add_test(tc, drift_waits_for_an_answer_the_target_is_computing);
 	tcase_add_test(tc, drift_fails_a_table_whose_answers_keep_getting_lost);

@@ -606,20 +606,6 @@ static int upper_key(struct ls_drift_conn *c, const struct ls_relation *rel, con
 	return rc;
 }
 
-/* The chunk's upper key: see ls_drift_source_ops.chunk on bound. */
-static int chunk_end(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
-		     const char *bound, int chunk_rows, char **hi, struct ls_err *err)
-{
-	*hi = NULL;
-	if (bound != NULL && lo != NULL && strcmp(lo, bound) == 0)
-		return 0;   /* past the walk's bound: the last chunk, open-ended */
-	if (upper_key(c, rel, lo, bound, chunk_rows, hi, err) < 0)
-		return -1;
-	if (*hi == NULL && bound != NULL && (*hi = strdup(bound)) == NULL)
-		return ls_err_set(err, false, "out of memory");
-	return 0;
-}
-
 static int src_chunk(struct ls_drift_conn *c, const struct ls_relation *rel,
 		     struct ls_drift_marker *m, const char *bound, int chunk_rows, char **hi,
 		     uint64_t *rows, char *hash, struct ls_err *err)
@@ -627,7 +613,7 @@ static int src_chunk(struct ls_drift_conn *c, const struct ls_relation *rel,
 	*hi = NULL;
 	if (check_rel(rel, err) < 0 || begin_locked(c, rel, err) < 0)
 		return -1;
-	if (chunk_end(c, rel, m->lo, bound, chunk_rows, hi, err) < 0 ||
+	if (ls_drift_chunk_end(c, rel, m->lo, bound, chunk_rows, upper_key, hi, err) < 0 ||
 	    do_checksum(c, rel, NULL, m->lo, *hi, rows, hash, LS_DRIFT_HASH_MAX, err) < 0)
 		goto fail;
 	m->hi = *hi;
