@@ -526,12 +526,14 @@ static int first_key(struct ls_drift_conn *c, const char *sql, const char *what,
 	return rc;
 }
 
-/* The chunk_rows-th key after lo (and not after bound, when given), or
- * NULL (*hi) when fewer rows remain. */
-static int upper_key(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
-		     const char *bound, int chunk_rows, char **hi, struct ls_err *err)
+/* The key text of the offset-th row in key order (descending: desc) with a
+ * key in (lo, bound] (either may be NULL), or NULL (*out) when there is
+ * none; lock: a locking read (inside the source's transactions). */
+static int key_at(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
+		  const char *bound, bool desc, int offset, bool lock, char **out,
+		  struct ls_err *err)
 {
-	*hi = NULL;
+	*out = NULL;
 	struct ls_mysql_buf b;
 	ls_mysql_buf_init(&b);
 	ls_mysql_put(&b, "SELECT ");
@@ -541,15 +543,23 @@ static int upper_key(struct ls_drift_conn *c, const struct ls_relation *rel, con
 	ls_mysql_put(&b, " WHERE ");
 	range_where(&b, rel, lo, bound);
 	ls_mysql_put(&b, " ORDER BY ");
-	key_list(&b, rel);
-	ls_mysql_printf(&b, " LIMIT %d, 1" LOCKED, chunk_rows > 0 ? chunk_rows - 1 : 0);
+	key_list_dir(&b, rel, desc);
+	ls_mysql_printf(&b, " LIMIT %d, 1%s", offset, lock ? LOCKED : "");
 	if (b.oom) {
 		ls_mysql_buf_free(&b);
 		return ls_err_set(err, false, "out of memory");
 	}
-	int rc = first_key(c, ls_mysql_buf_str(&b), "chunk bound", hi, err);
+	int rc = first_key(c, ls_mysql_buf_str(&b), desc ? "greatest key" : "chunk bound", out, err);
 	ls_mysql_buf_free(&b);
 	return rc;
+}
+
+/* The chunk_rows-th key after lo (and not after bound, when given), or
+ * NULL (*hi) when fewer rows remain. */
+static int upper_key(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
+		     const char *bound, int chunk_rows, char **hi, struct ls_err *err)
+{
+	return key_at(c, rel, lo, bound, false, chunk_rows > 0 ? chunk_rows - 1 : 0, true, hi, err);
 }
 
 static int src_chunk(struct ls_drift_conn *c, const struct ls_relation *rel,
@@ -581,22 +591,7 @@ static int src_max_key(struct ls_drift_conn *c, const struct ls_relation *rel, c
 	*out = NULL;
 	if (check_rel(rel, err) < 0 || ensure(c, err) < 0)
 		return -1;
-	struct ls_mysql_buf b;
-	ls_mysql_buf_init(&b);
-	ls_mysql_put(&b, "SELECT ");
-	key_text(&b, rel);
-	ls_mysql_put(&b, " FROM ");
-	ls_mysql_qualified(&b, rel->schema, rel->name);
-	ls_mysql_put(&b, " ORDER BY ");
-	key_list_dir(&b, rel, true);
-	ls_mysql_put(&b, " LIMIT 1");
-	if (b.oom) {
-		ls_mysql_buf_free(&b);
-		return ls_err_set(err, false, "out of memory");
-	}
-	int rc = first_key(c, ls_mysql_buf_str(&b), "greatest key", out, err);
-	ls_mysql_buf_free(&b);
-	return rc;
+	return key_at(c, rel, NULL, NULL, true, 0, false, out, err);
 }
 
 static int src_rows(struct ls_drift_conn *c, const struct ls_relation *rel,

@@ -574,11 +574,13 @@ static int emit_commit(struct ls_drift_conn *c, struct ls_drift_marker *m, struc
 	return 0;
 }
 
-/* The chunk_rows-th key after lo (and not after bound, when given), or
- * NULL (*hi) when fewer rows remain. */
-static int upper_key(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
-		     const char *bound, int chunk_rows, char **hi, struct ls_err *err)
+/* The key text of the offset-th row in key order (descending: desc) with a
+ * key in (lo, bound] (either may be NULL), or NULL (*out) when there is
+ * none. */
+static int key_at(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
+		  const char *bound, bool desc, int offset, char **out, struct ls_err *err)
 {
+	*out = NULL;
 	struct ls_pgsql_buf b;
 	ls_pgsql_buf_init(&b);
 	int next = 1;
@@ -588,22 +590,30 @@ static int upper_key(struct ls_drift_conn *c, const struct ls_relation *rel, con
 	ls_pgsql_qualified(&b, rel->schema, rel->name);
 	range_where(&b, rel, lo != NULL, bound != NULL, &next);
 	ls_pgsql_put(&b, " ORDER BY ");
-	key_list(&b, rel, NULL);
-	ls_pgsql_printf(&b, " OFFSET %d LIMIT 1", chunk_rows > 0 ? chunk_rows - 1 : 0);
+	key_list_dir(&b, rel, NULL, desc);
+	ls_pgsql_printf(&b, " OFFSET %d LIMIT 1", offset);
 	if (b.oom) {
 		ls_pgsql_buf_free(&b);
 		return ls_err_set(err, false, "out of memory");
 	}
-	PGresult *r = run(c, ls_pgsql_buf_str(&b), lo, bound, PGRES_TUPLES_OK, "chunk bound", err);
+	PGresult *r = run(c, ls_pgsql_buf_str(&b), lo, bound, PGRES_TUPLES_OK,
+			  desc ? "greatest key" : "chunk bound", err);
 	ls_pgsql_buf_free(&b);
 	if (r == NULL)
 		return -1;
-	*hi = NULL;
 	int rc = 0;
-	if (PQntuples(r) == 1 && (*hi = strdup(PQgetvalue(r, 0, 0))) == NULL)
+	if (PQntuples(r) == 1 && (*out = strdup(PQgetvalue(r, 0, 0))) == NULL)
 		rc = ls_err_set(err, false, "out of memory");
 	PQclear(r);
 	return rc;
+}
+
+/* The chunk_rows-th key after lo (and not after bound, when given), or
+ * NULL (*hi) when fewer rows remain. */
+static int upper_key(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
+		     const char *bound, int chunk_rows, char **hi, struct ls_err *err)
+{
+	return key_at(c, rel, lo, bound, false, chunk_rows > 0 ? chunk_rows - 1 : 0, hi, err);
 }
 
 static int src_chunk(struct ls_drift_conn *c, const struct ls_relation *rel,
@@ -635,29 +645,7 @@ static int src_max_key(struct ls_drift_conn *c, const struct ls_relation *rel, c
 	*out = NULL;
 	if (check_rel(rel, err) < 0 || ensure(c, err) < 0)
 		return -1;
-	struct ls_pgsql_buf b;
-	ls_pgsql_buf_init(&b);
-	ls_pgsql_put(&b, "SELECT ");
-	key_text(&b, rel);
-	ls_pgsql_put(&b, " FROM ");
-	ls_pgsql_qualified(&b, rel->schema, rel->name);
-	ls_pgsql_put(&b, " ORDER BY ");
-	key_list_dir(&b, rel, NULL, true);
-	ls_pgsql_put(&b, " LIMIT 1");
-	if (b.oom) {
-		ls_pgsql_buf_free(&b);
-		return ls_err_set(err, false, "out of memory");
-	}
-	PGresult *r = run(c, ls_pgsql_buf_str(&b), NULL, NULL, PGRES_TUPLES_OK, "greatest key",
-			  err);
-	ls_pgsql_buf_free(&b);
-	if (r == NULL)
-		return -1;
-	int rc = 0;
-	if (PQntuples(r) == 1 && (*out = strdup(PQgetvalue(r, 0, 0))) == NULL)
-		rc = ls_err_set(err, false, "out of memory");
-	PQclear(r);
-	return rc;
+	return key_at(c, rel, NULL, NULL, true, 0, out, err);
 }
 
 static int src_rows(struct ls_drift_conn *c, const struct ls_relation *rel,
