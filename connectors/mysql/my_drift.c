@@ -404,22 +404,56 @@ static int do_rows(struct ls_drift_conn *c, const struct ls_relation *rel, const
 	return rc;
 }
 
+/* A copy of rel in which each column whose type is not MySQL's (a
+ * PostgreSQL source's relation) has the MySQL type its target column got
+ * (my_sql.h's mapping), so the canonical text is the target column's. */
+static struct ls_relation *target_types(const struct ls_relation *rel, struct ls_err *err)
+{
+	struct ls_relation *m = ls_relation_dup(rel);
+	if (m == NULL)
+		return ls_err_set(err, false, "out of memory"), NULL;
+	for (uint16_t i = 0; i < m->ncols; i++) {
+		struct ls_column *col = &m->cols[i];
+		struct ls_mysql_coltype ct;
+		struct ls_err e;
+		if (ls_mydrift_class(col->type_name) != 0 ||
+		    ls_mysql_coltype(col, (col->flags & LS_COL_KEY) != 0, &ct, &e) < 0)
+			continue;   /* check_rel names a type left without a class */
+		char *t = strdup(ct.sql);
+		if (t == NULL) {
+			ls_relation_free(m);
+			return ls_err_set(err, false, "out of memory"), NULL;
+		}
+		free(col->type_name);
+		col->type_name = t;
+	}
+	return m;
+}
+
 int ls_mydrift_checksum(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
 			const char *hi, uint64_t *rows, char *hash, size_t hashlen,
 			struct ls_err *err)
 {
-	if (check_rel(rel, err) < 0 || ensure(c, err) < 0)
+	struct ls_relation *m = target_types(rel, err);
+	if (m == NULL)
 		return -1;
-	return do_checksum(c, rel, lo, hi, false, rows, hash, hashlen, err);
+	int rc = check_rel(m, err) < 0 || ensure(c, err) < 0 ? -1 :
+		 do_checksum(c, m, lo, hi, false, rows, hash, hashlen, err);
+	ls_relation_free(m);
+	return rc;
 }
 
 int ls_mydrift_rows(struct ls_drift_conn *c, const struct ls_relation *rel, const char *lo,
 		    const char *hi, int (*row)(void *ctx, const char *key, const char *hash),
 		    void *ctx, struct ls_err *err)
 {
-	if (check_rel(rel, err) < 0 || ensure(c, err) < 0)
+	struct ls_relation *m = target_types(rel, err);
+	if (m == NULL)
 		return -1;
-	return do_rows(c, rel, lo, hi, false, row, ctx, err);
+	int rc = check_rel(m, err) < 0 || ensure(c, err) < 0 ? -1 :
+		 do_rows(c, m, lo, hi, false, row, ctx, err);
+	ls_relation_free(m);
+	return rc;
 }
 
 /* ---- source side (see the header) ------------------------------------------------------- */

@@ -9,6 +9,7 @@
 #include "json.h"
 #include "log.h"
 #include "connectors/mysql/my_drift.h"
+#include "connectors/mysql/my_sql.h"
 #include "connectors/postgres/pg_mysqltypes.h"
 #include "connectors/postgres/pg_setup.h"
 #include "connectors/postgres/pg_sql.h"
@@ -20,6 +21,7 @@ struct ls_drift_conn {
 	PGconn *pg;
 	char *conninfo;                    /* secret */
 	bool no_lock;                      /* the role may not lock: run without */
+	bool mycanon;                      /* a source checked against MySQL targets */
 };
 
 static const char SESSION_SQL[] =
@@ -116,6 +118,10 @@ static int src_open(const struct ls_config *cfg, struct ls_drift_conn **out, str
 		return ls_err_set(err, false, "no source conninfo");
 	if (ls_pgdrift_open(cfg->source.conninfo, out, err) < 0)
 		return ls_err_prefix(err, "drift source");
+	/* lib/drift.c refuses PostgreSQL and MySQL targets side by side */
+	for (int i = 0; i < cfg->ntargets; i++)
+		if (cfg->targets[i].type == LS_ENGINE_MYSQL)
+			(*out)->mycanon = true;
 	return 0;
 }
 
@@ -140,8 +146,16 @@ static bool my_col(const struct ls_column *col)
 	return ls_pgmy_is_mysql_column(col);
 }
 
+static void pgmy_value(struct ls_pgsql_buf *b, const struct ls_column *col, const char *alias);
+
+/* col's canonical value: a MySQL-typed column's own, or a PostgreSQL
+ * column's as its MySQL target column holds it (pgmy_value). */
 static void my_value(struct ls_pgsql_buf *b, const struct ls_column *col, const char *alias)
 {
+	if (!my_col(col)) {
+		pgmy_value(b, col, alias);
+		return;
+	}
 	int cls = ls_mydrift_class(col->type_name);
 	const char *fn = cls == LS_MYD_BINARY ? "encode(" : cls == LS_MYD_DATE ||
 			 cls == LS_MYD_DATETIME ? "to_char(" : "(";
@@ -151,6 +165,100 @@ static void my_value(struct ls_pgsql_buf *b, const struct ls_column *col, const 
 	ls_pgsql_ident(b, col->name);
 	ls_pgsql_put(b, cls == LS_MYD_BINARY ? ", 'hex')" : cls == LS_MYD_DATE ? ", 'YYYY-MM-DD')"
 		     : cls == LS_MYD_DATETIME ? ", 'YYYY-MM-DD HH24:MI:SS.US')" : ")::text");
+}
+
+/* ---- PostgreSQL-typed relations checked against a MySQL target -------------------- */
+
+/* A PostgreSQL column as a MySQL target holds it: the MySQL type
+ * (my_sql.h's mapping), its class in my_drift.h's canonical text, and what
+ * the PostgreSQL side must do to render the same text. */
+struct pgmy_col {
+	int cls;                           /* LS_MYD_*; 0: cannot be compared */
+	bool boolean, numeric_any, bytea;
+	int time_fsp;                      /* TIME(fsp) */
+	char why[160];                     /* when cls is 0 */
+};
+
+static void pgmy_classify(const struct ls_column *col, struct pgmy_col *out)
+{
+	memset(out, 0, sizeof *out);
+	struct ls_mysql_coltype ct;
+	struct ls_err e;
+	char n[128];
+	ls_pgsql_type_norm(col->type_name, n, sizeof n);
+	if (ls_mysql_coltype(col, (col->flags & LS_COL_KEY) != 0, &ct, &e) < 0) {
+		snprintf(out->why, sizeof out->why, "%.150s", e.msg);
+		return;
+	}
+	if (ct.conv == LS_MYCONV_ARRAY || strcmp(n, "real") == 0) {
+		snprintf(out->why, sizeof out->why, "its MySQL column (%.60s) holds another text",
+			 ct.sql);
+		return;
+	}
+	out->cls = ls_mydrift_class(ct.sql);
+	out->boolean = ct.conv == LS_MYCONV_BOOL;
+	out->numeric_any = strcmp(ct.sql, "DECIMAL(65,30)") == 0;
+	out->bytea = ct.conv == LS_MYCONV_BYTEA;
+	if (out->cls == LS_MYD_TIME)
+		out->time_fsp = strchr(ct.sql, '(') ? atoi(strchr(ct.sql, '(') + 1) : 0;
+	if (out->cls == 0)
+		snprintf(out->why, sizeof out->why, "no canonical text for MySQL %.60s", ct.sql);
+}
+
+static void pgmy_value(struct ls_pgsql_buf *b, const struct ls_column *col, const char *alias)
+{
+	struct pgmy_col m;
+	pgmy_classify(col, &m);
+	char ref[300] = "";
+	if (alias)
+		snprintf(ref, sizeof ref, "%s.", alias);
+	struct ls_pgsql_buf id;
+	ls_pgsql_buf_init(&id);
+	ls_pgsql_put(&id, ref);
+	ls_pgsql_ident(&id, col->name);
+	const char *c = ls_pgsql_buf_str(&id);
+	if (m.boolean)
+		ls_pgsql_printf(b, "(CASE WHEN %s THEN '1' ELSE '0' END)", c);
+	else if (m.numeric_any)
+		ls_pgsql_printf(b, "(round(%s, 30)::text)", c);
+	else if (m.cls == LS_MYD_BINARY)
+		ls_pgsql_printf(b, "encode(%s, 'hex')", c);
+	else if (m.cls == LS_MYD_DATE)
+		ls_pgsql_printf(b, "to_char(%s, 'YYYY-MM-DD')", c);
+	else if (m.cls == LS_MYD_DATETIME)
+		ls_pgsql_printf(b, "to_char(%s, 'YYYY-MM-DD HH24:MI:SS.US')", c);
+	else if (m.cls == LS_MYD_TIME)
+		ls_pgsql_printf(b, "substr(to_char(date '2000-01-01' + %s, 'HH24:MI:SS.US'), 1, %d)",
+				c, m.time_fsp > 0 ? 9 + m.time_fsp : 8);
+	else if (collatable(col->type_name))   /* char(n) without its padding, as MySQL */
+		ls_pgsql_printf(b, "(%s)::text", c);
+	else    /* the type's output text, as the stream carried it (inet::text adds /32) */
+		ls_pgsql_printf(b, "format('%%s', %s)", c);
+	ls_pgsql_buf_free(&id);
+}
+
+/* Refuses a PostgreSQL relation whose columns a MySQL target cannot show in
+ * the same canonical text, or whose keys MySQL orders differently. */
+static int pgmy_check(const struct ls_relation *rel, struct ls_err *err)
+{
+	for (uint16_t i = 0; i < rel->ncols; i++) {
+		const struct ls_column *col = &rel->cols[i];
+		struct pgmy_col m;
+		pgmy_classify(col, &m);
+		if (m.cls == 0)
+			return ls_err_set(err, false, "%s.%s column %s (%s) cannot be checked against "
+					  "MySQL: %s", rel->schema, rel->name, col->name,
+					  col->type_name, m.why);
+		char n[128];
+		ls_pgsql_type_norm(col->type_name, n, sizeof n);
+		bool ordered = m.cls != LS_MYD_TEXT || collatable(col->type_name) ||
+			       strcmp(n, "uuid") == 0;
+		if ((col->flags & LS_COL_KEY) && !ordered)
+			return ls_err_set(err, false, "%s.%s key column %s (%s) is ordered otherwise "
+					  "on MySQL; the table cannot be checked against MySQL",
+					  rel->schema, rel->name, col->name, col->type_name);
+	}
+	return 0;
 }
 
 static void my_quoted(struct ls_pgsql_buf *b, const struct ls_column *col)
@@ -243,9 +351,9 @@ static void key_list(struct ls_pgsql_buf *b, const struct ls_relation *rel, cons
 }
 
 /* The key text: jsonb array of the key columns as text. */
-static void key_text(struct ls_pgsql_buf *b, const struct ls_relation *rel)
+static void key_text(struct ls_pgsql_buf *b, const struct ls_relation *rel, bool canon)
 {
-	if (ls_pgmy_is_mysql_relation(rel)) {
+	if (canon || ls_pgmy_is_mysql_relation(rel)) {
 		my_key_text(b, rel);
 		return;
 	}
@@ -265,7 +373,8 @@ static void key_text(struct ls_pgsql_buf *b, const struct ls_relation *rel)
 
 /* The values of key text `src` (an SQL expression), typed like the columns:
  * (($1::jsonb ->> 0)::integer, ...). */
-static void key_values(struct ls_pgsql_buf *b, const struct ls_relation *rel, const char *src)
+static void key_values(struct ls_pgsql_buf *b, const struct ls_relation *rel, const char *src,
+		       bool canon)
 {
 	int k = 0;
 	for (uint16_t i = 0; i < rel->ncols; i++) {
@@ -277,6 +386,11 @@ static void key_values(struct ls_pgsql_buf *b, const struct ls_relation *rel, co
 			my_key_value(b, &rel->cols[i], src, k++);
 			continue;
 		}
+		struct pgmy_col m;
+		if (canon && (pgmy_classify(&rel->cols[i], &m), m.bytea)) {
+			ls_pgsql_printf(b, "decode((%s)::jsonb ->> %d, 'hex')", src, k++);
+			continue;
+		}
 		ls_pgsql_printf(b, "((%s)::jsonb ->> %d)::%s", src, k, rel->cols[i].type_name);
 		if (collatable(rel->cols[i].type_name))
 			ls_pgsql_put(b, " COLLATE \"C\"");
@@ -286,7 +400,7 @@ static void key_values(struct ls_pgsql_buf *b, const struct ls_relation *rel, co
 
 /* WHERE clause for (lo, hi]; parameters numbered from *next. */
 static void range_where(struct ls_pgsql_buf *b, const struct ls_relation *rel, bool lo, bool hi,
-			int *next)
+			int *next, bool canon)
 {
 	if (!lo && !hi)
 		return;
@@ -297,7 +411,7 @@ static void range_where(struct ls_pgsql_buf *b, const struct ls_relation *rel, b
 		ls_pgsql_put(b, "ROW(");
 		key_list(b, rel, NULL);
 		ls_pgsql_put(b, ") > ROW(");
-		key_values(b, rel, p);
+		key_values(b, rel, p, canon);
 		ls_pgsql_put(b, ")");
 	}
 	if (hi) {
@@ -305,16 +419,17 @@ static void range_where(struct ls_pgsql_buf *b, const struct ls_relation *rel, b
 		ls_pgsql_put(b, lo ? " AND ROW(" : "ROW(");
 		key_list(b, rel, NULL);
 		ls_pgsql_put(b, ") <= ROW(");
-		key_values(b, rel, p);
+		key_values(b, rel, p, canon);
 		ls_pgsql_put(b, ")");
 	}
 }
 
 /* has: which columns the table has (NULL: all); a missing one reads as
  * NULL, like the value the target never received. */
-static void row_hash(struct ls_pgsql_buf *b, const struct ls_relation *rel, const bool *has)
+static void row_hash(struct ls_pgsql_buf *b, const struct ls_relation *rel, const bool *has,
+		     bool canon)
 {
-	if (ls_pgmy_is_mysql_relation(rel)) {
+	if (canon || ls_pgmy_is_mysql_relation(rel)) {
 		ls_pgsql_put(b, "md5(");
 		my_row_text(b, rel, has);
 		ls_pgsql_put(b, ")");
@@ -344,6 +459,14 @@ static int check_rel(const struct ls_relation *rel, struct ls_err *err)
 	return 0;
 }
 
+/* check_rel, and for a source checked against MySQL targets pgmy_check. */
+static int check_src(struct ls_drift_conn *c, const struct ls_relation *rel, struct ls_err *err)
+{
+	if (check_rel(rel, err) < 0)
+		return -1;
+	return c->mycanon ? pgmy_check(rel, err) : 0;
+}
+
 /* Runs sql with up to 2 text params; returns the result (caller clears) or
  * NULL with err. */
 static PGresult *run(struct ls_drift_conn *c, const char *sql, const char *p1, const char *p2,
@@ -364,16 +487,16 @@ static PGresult *run(struct ls_drift_conn *c, const char *sql, const char *p1, c
 }
 
 static int checksum_sql(struct ls_pgsql_buf *b, const struct ls_relation *rel, const bool *has,
-			bool lo, bool hi)
+			bool lo, bool hi, bool canon)
 {
 	int next = 1;
 	ls_pgsql_put(b, "SELECT count(*), coalesce(md5(string_agg(");
-	row_hash(b, rel, has);
+	row_hash(b, rel, has, canon);
 	ls_pgsql_put(b, ", '' ORDER BY ");
 	key_list(b, rel, NULL);
 	ls_pgsql_put(b, ")), '') FROM ");
 	ls_pgsql_qualified(b, rel->schema, rel->name);
-	range_where(b, rel, lo, hi, &next);
+	range_where(b, rel, lo, hi, &next, canon);
 	return b->oom ? -1 : 0;
 }
 
@@ -383,7 +506,7 @@ static int do_checksum(struct ls_drift_conn *c, const struct ls_relation *rel, c
 {
 	struct ls_pgsql_buf b;
 	ls_pgsql_buf_init(&b);
-	if (checksum_sql(&b, rel, has, lo != NULL, hi != NULL) < 0) {
+	if (checksum_sql(&b, rel, has, lo != NULL, hi != NULL, c->mycanon) < 0) {
 		ls_pgsql_buf_free(&b);
 		return ls_err_set(err, false, "out of memory");
 	}
@@ -406,12 +529,12 @@ static int do_rows(struct ls_drift_conn *c, const struct ls_relation *rel, const
 	ls_pgsql_buf_init(&b);
 	int next = 1;
 	ls_pgsql_put(&b, "SELECT ");
-	key_text(&b, rel);
+	key_text(&b, rel, c->mycanon);
 	ls_pgsql_put(&b, ", ");
-	row_hash(&b, rel, has);
+	row_hash(&b, rel, has, c->mycanon);
 	ls_pgsql_put(&b, " FROM ");
 	ls_pgsql_qualified(&b, rel->schema, rel->name);
-	range_where(&b, rel, lo != NULL, hi != NULL, &next);
+	range_where(&b, rel, lo != NULL, hi != NULL, &next, c->mycanon);
 	ls_pgsql_put(&b, " ORDER BY ");
 	key_list(&b, rel, NULL);
 	if (b.oom) {
@@ -585,10 +708,10 @@ static int key_at(struct ls_drift_conn *c, const struct ls_relation *rel, const 
 	ls_pgsql_buf_init(&b);
 	int next = 1;
 	ls_pgsql_put(&b, "SELECT ");
-	key_text(&b, rel);
+	key_text(&b, rel, c->mycanon);
 	ls_pgsql_put(&b, " FROM ");
 	ls_pgsql_qualified(&b, rel->schema, rel->name);
-	range_where(&b, rel, lo != NULL, bound != NULL, &next);
+	range_where(&b, rel, lo != NULL, bound != NULL, &next, c->mycanon);
 	ls_pgsql_put(&b, " ORDER BY ");
 	key_list_dir(&b, rel, NULL, desc);
 	ls_pgsql_printf(&b, " OFFSET %d LIMIT 1", offset);
@@ -621,7 +744,7 @@ static int src_chunk(struct ls_drift_conn *c, const struct ls_relation *rel,
 		     uint64_t *rows, char *hash, struct ls_err *err)
 {
 	*hi = NULL;
-	if (check_rel(rel, err) < 0 || begin_locked(c, rel, err) < 0)
+	if (check_src(c, rel, err) < 0 || begin_locked(c, rel, err) < 0)
 		return -1;
 	if (ls_drift_chunk_end(c, rel, m->lo, bound, chunk_rows, upper_key, hi, err) < 0 ||
 	    do_checksum(c, rel, NULL, m->lo, *hi, rows, hash, LS_DRIFT_HASH_MAX, err) < 0)
@@ -643,7 +766,7 @@ static int src_max_key(struct ls_drift_conn *c, const struct ls_relation *rel, c
 		       struct ls_err *err)
 {
 	*out = NULL;
-	if (check_rel(rel, err) < 0 || ensure(c, err) < 0)
+	if (check_src(c, rel, err) < 0 || ensure(c, err) < 0)
 		return -1;
 	return key_at(c, rel, NULL, NULL, true, 0, out, err);
 }
@@ -653,7 +776,7 @@ static int src_rows(struct ls_drift_conn *c, const struct ls_relation *rel,
 		    int (*row)(void *ctx, const char *key, const char *hash), void *ctx,
 		    struct ls_err *err)
 {
-	if (check_rel(rel, err) < 0 || begin_locked(c, rel, err) < 0)
+	if (check_src(c, rel, err) < 0 || begin_locked(c, rel, err) < 0)
 		return -1;
 	if (do_rows(c, rel, NULL, m->lo, m->hi, row, ctx, err) < 0 || emit_commit(c, m, err) < 0) {
 		PQclear(PQexec(c->pg, "ROLLBACK"));
@@ -664,7 +787,7 @@ static int src_rows(struct ls_drift_conn *c, const struct ls_relation *rel,
 
 /* SELECT for the current rows of a JSON array of keys ($1): key, present,
  * the key columns from the key text, every column as text. */
-static int repair_sql(struct ls_pgsql_buf *b, const struct ls_relation *rel)
+static int repair_sql(struct ls_pgsql_buf *b, const struct ls_relation *rel, bool canon)
 {
 	ls_pgsql_put(b, "SELECT k.key, ");
 	int first_key = -1;
@@ -688,7 +811,7 @@ static int repair_sql(struct ls_pgsql_buf *b, const struct ls_relation *rel)
 	ls_pgsql_put(b, " AS r ON ROW(");
 	key_list(b, rel, "r");
 	ls_pgsql_put(b, ") = ROW(");
-	key_values(b, rel, "k.key");
+	key_values(b, rel, "k.key", canon);
 	ls_pgsql_put(b, ")");
 	return b->oom ? -1 : 0;
 }
@@ -726,7 +849,7 @@ static int src_repair(struct ls_drift_conn *c, const struct ls_relation *rel,
 		      struct ls_drift_marker *m, const char *const *keys, size_t nkeys,
 		      struct ls_err *err)
 {
-	if (check_rel(rel, err) < 0)
+	if (check_src(c, rel, err) < 0)
 		return -1;
 	struct ls_json *j = ls_json_new();
 	ls_json_array_begin(j);
@@ -738,7 +861,7 @@ static int src_repair(struct ls_drift_conn *c, const struct ls_relation *rel,
 	struct ls_drift_buf rows = { 0 };
 	int rc = -1;
 	const char *arr = ls_json_data(j, NULL);
-	if (arr == NULL || repair_sql(&b, rel) < 0) {
+	if (arr == NULL || repair_sql(&b, rel, c->mycanon) < 0) {
 		ls_err_set(err, false, "out of memory");
 		goto out;
 	}
