@@ -2172,14 +2172,6 @@ int64_t ls_cutover_start(struct ls_cutover *c, const struct ls_cutover_request *
 		else if (old_ops(c) == NULL || new_ops(c, pr->tidx) == NULL)
 			rc = ls_err_set(err, false, "cutover has no engine for the %s side",
 					old_ops(c) == NULL ? "old" : "new");
-		else if (c->cfg->targets[pr->tidx].type != c->cfg->source.type)
-			/* one of the two directions always runs from PostgreSQL to
-			 * MySQL, where drift checks cannot verify yet (lib/drift.c) */
-			rc = ls_err_set(err, false, "cutover across engines is not supported yet: "
-					"the ready and verify steps of %s need drift checks from "
-					"PostgreSQL to MySQL, which lockstep cannot do yet",
-					c->cfg->source.type == LS_ENGINE_POSTGRES ? "the cutover"
-					: "a rollback");
 		else
 			rc = set_slice(c, pr, err);
 		if (rc == 0) {
