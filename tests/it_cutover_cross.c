@@ -11,8 +11,9 @@
  *    keys): clean after replication, a row changed behind lockstep's back
  *    found by key, and a column MariaDB cannot show alike (real) refused by
  *    name;
- *  - a cutover from PostgreSQL to MariaDB under an application load that
- *    follows the switch, then a rollback after more writes on the new side:
+ *  - a cutover from PostgreSQL to MariaDB, and one from MariaDB to
+ *    PostgreSQL, under an application load that follows the switch, then a
+ *    rollback after more writes on the new side:
  *    every row the application committed on either side is on both, no id
  *    is handed out twice (the sequence and AUTO_INCREMENT carried each way),
  *    and the old side serves again. */
@@ -281,11 +282,14 @@ static MYSQL *my_app(void)
 	return NULL;
 }
 
+/* Which engine is the old side of the cutover under test. */
+static bool my_is_old;
+
 /* One insert on the side the flag points to; its id, 0 on a failure
  * (counted; a duplicate key too). */
 static long insert_one(struct ls_testcut_load *l, PGconn **pg, MYSQL **my, bool on_new)
 {
-	if (on_new) {
+	if (on_new != my_is_old) {
 		if (*my == NULL && (*my = my_app()) == NULL)
 			return 0;
 		if (mysql_query(*my, "INSERT INTO orders (v, n) VALUES ('load', 1)") == 0)
@@ -361,11 +365,10 @@ static void assert_has_all(struct ls_testcut_load *l)
 	free(my);
 }
 
-START_TEST(cutover_and_rollback_across_engines_under_load)
+/* Cuts public.orders over from the old side to the new under the load,
+ * then rolls back after more writes on the new side. */
+static void cutover_and_rollback(const char *new_name)
 {
-	d = ls_testcut_daemon("postgres", ls_testpg_conninfo(src, "shop"), "mysql",
-			      ls_testmy_conninfo(dst, "public"), "public.*", "touch @DIR@/switched",
-			      "");
 	struct ls_testcut_load l = { .ids = NULL };
 	ls_testcut_load_start(&l, d, load_main);
 	ls_testcut_load_wait(&l, false, 100);
@@ -379,10 +382,10 @@ START_TEST(cutover_and_rollback_across_engines_under_load)
 					     "switch", "reverse" };
 	ls_testcut_assert_steps_ok(pr, steps, 7);
 	ls_testcut_assert_report(pr);
-	fprintf(stderr, "cross cutover: writes fenced %.3f s\n",
+	fprintf(stderr, "cutover to %s: writes fenced %.3f s\n", new_name,
 		json_number_value(json_object_get(pr, "write_unavailable_seconds")));
 	json_decref(doc);
-	ls_testcut_load_wait(&l, true, 100);        /* the application writes to MariaDB now */
+	ls_testcut_load_wait(&l, true, 100);        /* the application writes to the new side */
 	ck_assert_int_eq(atomic_load(&l.dups), 0);
 	rc = ls_testcut_ctl(d, "rollback --json --timeout 60", &doc);
 	pr = ls_testcut_proc(doc);
@@ -391,15 +394,39 @@ START_TEST(cutover_and_rollback_across_engines_under_load)
 	ck_assert_str_eq(ls_testcut_str(doc, "phase"), "rolled_back");
 	ls_testcut_assert_report(pr);
 	json_decref(doc);
-	ls_testcut_load_wait(&l, false, 100);       /* back on PostgreSQL */
+	ls_testcut_load_wait(&l, false, 100);       /* back on the old side */
 	ls_testcut_load_stop(&l);
 	ck_assert_int_eq(atomic_load(&l.dups), 0);
 	ck_assert_int_gt(atomic_load(&l.ok_new), 0);
-	assert_equal("orders", "TRUE");             /* forward again: MariaDB follows */
+	assert_equal("orders", "TRUE");             /* forward again: the new side follows */
 	assert_has_all(&l);
-	fprintf(stderr, "cross cutover: load committed %ld on PostgreSQL, %ld on MariaDB, %ld "
-		"failures\n", atomic_load(&l.ok_old), atomic_load(&l.ok_new), atomic_load(&l.failures));
+	fprintf(stderr, "cutover to %s: load committed %ld on the old side, %ld on the new, %ld "
+		"failures\n", new_name, atomic_load(&l.ok_old), atomic_load(&l.ok_new),
+		atomic_load(&l.failures));
 	ls_testcut_load_free(&l);
+}
+
+START_TEST(cutover_and_rollback_postgres_to_mariadb)
+{
+	my_is_old = false;
+	d = ls_testcut_daemon("postgres", ls_testpg_conninfo(src, "shop"), "mysql",
+			      ls_testmy_conninfo(dst, "public"), "public.*", "touch @DIR@/switched",
+			      "");
+	cutover_and_rollback("MariaDB");
+}
+END_TEST
+
+/* The other way: MariaDB is the old side, PostgreSQL the new one (its
+ * tables made by the operator, empty, orders with its sequence). */
+START_TEST(cutover_and_rollback_mariadb_to_postgres)
+{
+	my_is_old = true;
+	ls_testpg_exec(src, "shop", "TRUNCATE orders, items");
+	ls_testmy_exec(dst, "public", "INSERT INTO orders (v, n) SELECT 'seed', seq FROM seq_1_to_200");
+	ls_testmy_exec(dst, "public", "INSERT INTO items SELECT seq, CONCAT('i', seq) FROM seq_1_to_50");
+	d = ls_testcut_daemon("mysql", ls_testmy_conninfo(dst, "public"), "postgres",
+			      ls_testpg_conninfo(src, "shop"), "public.*", "touch @DIR@/switched", "");
+	cutover_and_rollback("PostgreSQL");
 }
 END_TEST
 
@@ -408,7 +435,8 @@ int main(void)
 	const struct ls_testutil_case cases[] = {
 		{ "counters", counters_cross_engines_both_ways },
 		{ "drift", drift_from_postgres_to_mariadb },
-		{ "cutover_rollback", cutover_and_rollback_across_engines_under_load },
+		{ "pg_to_mariadb", cutover_and_rollback_postgres_to_mariadb },
+		{ "mariadb_to_pg", cutover_and_rollback_mariadb_to_postgres },
 	};
-	return ls_testutil_run_cases("cutover_cross", cases, 3, setup, teardown, 300);
+	return ls_testutil_run_cases("cutover_cross", cases, 4, setup, teardown, 300);
 }
