@@ -6,9 +6,9 @@
  *    --check exits 1), and lockstepctl drift --repair fixes them (exit 0,
  *    the target equals the source again);
  *  - under a concurrent write load, ten checks in a row find no drift;
- *  - a walk over a table that a load appends to ends at the key that was
- *    greatest when it began, the rows appended since in one last chunk
- *    (instead of chasing the table's end);
+ *  - a walk over a table appended to while it runs ends at the key that
+ *    was greatest when it began, the rows appended since in one last chunk
+ *    (instead of walking on over them);
  *  - a check while the target is held back (its table locked) waits for the
  *    target instead of reporting the source's newer rows as drift;
  *  - after ALTER TABLE ... ADD COLUMN ... DEFAULT random() on the source (a
@@ -400,50 +400,34 @@ static void *load_main(void *arg)
 	return NULL;
 }
 
-/* Appends 50 rows a transaction to t1 past its keys. */
-static void *append_main(void *arg)
+static bool walk_started(void *ctx)
 {
-	struct load *l = arg;
-	PGconn *c = PQconnectdb(ls_testpg_conninfo(src, "shop"));
-	if (PQstatus(c) != CONNECTION_OK) {
-		snprintf(l->err, sizeof l->err, "append: %s", PQerrorMessage(c));
-		PQfinish(c);
-		return NULL;
-	}
-	for (long next = 1000000; !atomic_load(&l->stop); next += 50) {
-		char sql[256];
-		snprintf(sql, sizeof sql, "INSERT INTO t1 SELECT g, 'appended', 0, NULL "
-			 "FROM generate_series(%ld, %ld) g", next, next + 49);
-		PQclear(PQexec(c, sql));
-		atomic_fetch_add(&l->txns, 1);
-	}
-	PQfinish(c);
-	return NULL;
+	(void)ctx;
+	json_t *j = ls_testd_get(d, "/drift");
+	bool started = j && num(json_object_get(j, "running"), "chunks_done") >= 2;
+	json_decref(j);
+	return started;
 }
 
 START_TEST(drift_walk_ends_on_an_appended_table)
 {
-	struct load l;
-	memset(&l, 0, sizeof l);
-	ck_assert_int_eq(pthread_create(&l.thread, NULL, append_main, &l), 0);
-	/* chunks hold at most chunk_rows (100) rows before the walk's end; the
-	 * last one holds what was appended during the walk, so a check whose
-	 * walk was overtaken shows more rows than 100 per chunk */
-	bool bounded = false;
-	for (int i = 0; i < 5 && !bounded; i++) {
-		json_t *rep = run_check("/drift/check?table=public.t1&rate=1000");
-		assert_clean(rep, -1);
-		json_t *t1 = table_entry(rep, "public.t1");
-		fprintf(stderr, "appended: check %lld: %lld rows in %lld chunks\n", last_id(rep),
-			num(t1, "rows_checked"), num(t1, "chunks"));
-		bounded = num(t1, "rows_checked") > num(t1, "chunks") * 100;
-		json_decref(rep);
-	}
-	atomic_store(&l.stop, true);
-	pthread_join(l.thread, NULL);
-	ck_assert_msg(l.err[0] == '\0', "%s", l.err);
-	ck_assert_msg(bounded, "no walk ended at its starting bound in 5 checks");
-	assert_converged();
+	/* a slow walk over t1's 2,000 rows (20 chunks at 20 a second) */
+	struct wait_check w = { start_check("/drift/check?table=public.t1&rate=20"), NULL };
+	ck_assert_msg(ls_test_wait_until(walk_started, NULL, 60000), "the walk did not start");
+	/* rows appended past the walk's end while it runs */
+	ls_testpg_exec(src, "shop", "INSERT INTO t1 SELECT g, 'appended', 0, NULL"
+		       " FROM generate_series(1000001, 1005000) g");
+	ck_assert_msg(ls_test_wait_until(check_finished, &w, 120000),
+		      "drift check %lld did not finish; log:\n%s", w.id, ls_testd_log_tail(d));
+	assert_clean(w.rep, -1);
+	json_t *t1 = table_entry(w.rep, "public.t1");
+	fprintf(stderr, "appended: %lld rows in %lld chunks\n", num(t1, "rows_checked"),
+		num(t1, "chunks"));
+	/* the walk ended at the greatest key of its start: 20 chunks, then
+	 * one more with all 5,000 appended rows (not 50 more chunks) */
+	ck_assert_int_eq(num(t1, "rows_checked"), T1_ROWS + 5000);
+	ck_assert_int_le(num(t1, "chunks"), T1_ROWS / 100 + 2);
+	json_decref(w.rep);
 }
 END_TEST
 
