@@ -42,23 +42,27 @@ static struct ls_testmy *my;
 static struct ls_testpg *pg;
 static struct ls_relation *rel;        /* the MariaDB table, as the source sees it */
 
-#define COLS "id, name, note, d, b, dt, ts, da, f, u, y"
+#define COLS "id, name, note, d, b, dt, ts, da, f, u, y, g"
 /* the same rows in both engines' literal syntax */
 static const char *const my_rows[] = {
 	"(1, 'plain', 'x', 12.50, X'00ff10', '2024-01-02 03:04:05.000000', '2024-01-02 03:04:05.5',"
-	" '2024-01-02', b'101', 18446744073709551615, 2024)",
-	"(2, '', NULL, -0.01, X'', '1999-12-31 23:59:59.123456', NULL, '0999-01-01', b'0', 0, 1901)",
-	"(3, 'N', 'q\"t\\\\b,c', NULL, NULL, NULL, '2030-06-01 00:00:00', NULL, NULL, NULL, NULL)",
+	" '2024-01-02', b'101', 18446744073709551615, 2024, 1e20)",
+	"(2, '', NULL, -0.01, X'', '1999-12-31 23:59:59.123456', NULL, '0999-01-01', b'0', 0, 1901,"
+	" 1.5e-7)",
+	"(3, 'N', 'q\"t\\\\b,c', NULL, NULL, NULL, '2030-06-01 00:00:00', NULL, NULL, NULL, NULL,"
+	" 0.1e0 + 0.2e0)",
 	"(4, 'é ünï', 'line\\nbreak', 99999999.99, X'5c22', '2024-02-29 12:00:00.000001',"
-	" '1970-01-01 00:00:01', '2024-02-29', b'11111', 42, 2155)",
+	" '1970-01-01 00:00:01', '2024-02-29', b'11111', 42, 2155, -1.2345678901234567e-300)",
 };
 static const char *const pg_rows[] = {
 	"(1, 'plain', 'x', 12.50, '\\x00ff10', '2024-01-02 03:04:05', '2024-01-02 03:04:05.5+00',"
-	" '2024-01-02', 5, 18446744073709551615, 2024)",
-	"(2, '', NULL, -0.01, '\\x', '1999-12-31 23:59:59.123456', NULL, '0999-01-01', 0, 0, 1901)",
-	"(3, 'N', E'q\"t\\\\b,c', NULL, NULL, NULL, '2030-06-01 00:00:00+00', NULL, NULL, NULL, NULL)",
+	" '2024-01-02', 5, 18446744073709551615, 2024, 1e20)",
+	"(2, '', NULL, -0.01, '\\x', '1999-12-31 23:59:59.123456', NULL, '0999-01-01', 0, 0, 1901,"
+	" 1.5e-7)",
+	"(3, 'N', E'q\"t\\\\b,c', NULL, NULL, NULL, '2030-06-01 00:00:00+00', NULL, NULL, NULL, NULL,"
+	" 0.1::float8 + 0.2::float8)",
 	"(4, 'é ünï', E'line\\nbreak', 99999999.99, '\\x5c22', '2024-02-29 12:00:00.000001',"
-	" '1970-01-01 00:00:01+00', '2024-02-29', 31, 42, 2155)",
+	" '1970-01-01 00:00:01+00', '2024-02-29', 31, 42, 2155, -1.2345678901234567e-300)",
 };
 #define NROWS 4
 
@@ -68,7 +72,7 @@ static void setup(void)
 	pg = ls_testpg_start(NULL);
 	const char *ddl = "CREATE TABLE t (id int PRIMARY KEY, name varchar(40), note text,"
 		" d decimal(10,2), b varbinary(16), dt datetime(6), ts timestamp(3) NULL, da date,"
-		" f bit(5), u bigint unsigned, y year) ENGINE=InnoDB";
+		" f bit(5), u bigint unsigned, y year, g double) ENGINE=InnoDB";
 	for (int k = 0; k < 2; k++) {
 		const char *db = k ? "shop2" : "shop";
 		ls_testmy_exec(my, NULL, "CREATE DATABASE %s", db);

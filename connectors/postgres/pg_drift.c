@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <libpq-fe.h>
 
@@ -150,10 +151,35 @@ static void pgmy_value(struct ls_pgsql_buf *b, const struct ls_column *col, cons
 
 /* col's canonical value: a MySQL-typed column's own, or a PostgreSQL
  * column's as its MySQL target column holds it (pgmy_value). */
+/* A double precision value's text as MariaDB writes a DOUBLE: the same
+ * shortest digits, but 1e20 (not 1e+20), 1e-16, and plain decimals from
+ * 1e-15 up to 1e15 (PostgreSQL switches to 1.5e-07 below 1e-4). */
+static void dbl_text(struct ls_pgsql_buf *b, const char *c)
+{
+	ls_pgsql_printf(b, "(CASE WHEN format('%%s', %s) ~ 'e-(0[5-9]|1[0-5])$' THEN "
+			"format('%%s', %s)::numeric::text ELSE regexp_replace(format('%%s', %s), "
+			"'e\\+?(-?)0*([0-9])', 'e\\1\\2') END)", c, c, c);
+}
+
+static bool my_double(const char *type_name)
+{
+	return strncasecmp(type_name, "double", 6) == 0 || strncasecmp(type_name, "real", 4) == 0;
+}
+
 static void my_value(struct ls_pgsql_buf *b, const struct ls_column *col, const char *alias)
 {
 	if (!my_col(col)) {
 		pgmy_value(b, col, alias);
+		return;
+	}
+	if (my_double(col->type_name)) {
+		struct ls_pgsql_buf id;
+		ls_pgsql_buf_init(&id);
+		if (alias)
+			ls_pgsql_printf(&id, "%s.", alias);
+		ls_pgsql_ident(&id, col->name);
+		dbl_text(b, ls_pgsql_buf_str(&id));
+		ls_pgsql_buf_free(&id);
 		return;
 	}
 	int cls = ls_mydrift_class(col->type_name);
@@ -174,7 +200,7 @@ static void my_value(struct ls_pgsql_buf *b, const struct ls_column *col, const 
  * the PostgreSQL side must do to render the same text. */
 struct pgmy_col {
 	int cls;                           /* LS_MYD_*; 0: cannot be compared */
-	bool boolean, numeric_any, bytea;
+	bool boolean, numeric_any, bytea, dbl;
 	int time_fsp;                      /* TIME(fsp) */
 	char why[160];                     /* when cls is 0 */
 };
@@ -199,6 +225,7 @@ static void pgmy_classify(const struct ls_column *col, struct pgmy_col *out)
 	out->boolean = ct.conv == LS_MYCONV_BOOL;
 	out->numeric_any = strcmp(ct.sql, "DECIMAL(65,30)") == 0;
 	out->bytea = ct.conv == LS_MYCONV_BYTEA;
+	out->dbl = strcmp(n, "double precision") == 0;
 	if (out->cls == LS_MYD_TIME)
 		out->time_fsp = strchr(ct.sql, '(') ? atoi(strchr(ct.sql, '(') + 1) : 0;
 	if (out->cls == 0)
@@ -219,6 +246,8 @@ static void pgmy_value(struct ls_pgsql_buf *b, const struct ls_column *col, cons
 	const char *c = ls_pgsql_buf_str(&id);
 	if (m.boolean)
 		ls_pgsql_printf(b, "(CASE WHEN %s THEN '1' ELSE '0' END)", c);
+	else if (m.dbl)
+		dbl_text(b, c);
 	else if (m.numeric_any)
 		ls_pgsql_printf(b, "(round(%s, 30)::text)", c);
 	else if (m.cls == LS_MYD_BINARY)
