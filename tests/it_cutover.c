@@ -84,13 +84,7 @@ static void start_daemon(const char *switch_hook)
 
 static PGconn *app_connect(struct ls_testpg *pg)
 {
-	char ci[512];
-	snprintf(ci, sizeof ci, "%s user=app", ls_testpg_conninfo(pg, "shop"));
-	PGconn *c = PQconnectdb(ci);
-	if (PQstatus(c) == CONNECTION_OK)
-		return c;
-	PQfinish(c);
-	return NULL;
+	return ls_testcut_pg_app(pg, "shop");
 }
 
 /* The load's thread: inserts one order at a time on the side the flag

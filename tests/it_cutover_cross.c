@@ -263,13 +263,7 @@ END_TEST
 
 static PGconn *pg_app(void)
 {
-	char ci[512];
-	snprintf(ci, sizeof ci, "%s user=app", ls_testpg_conninfo(src, "shop"));
-	PGconn *c = PQconnectdb(ci);
-	if (PQstatus(c) == CONNECTION_OK)
-		return c;
-	PQfinish(c);
-	return NULL;
+	return ls_testcut_pg_app(src, "shop");
 }
 
 static MYSQL *my_app(void)

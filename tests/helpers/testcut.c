@@ -103,6 +103,17 @@ int ls_testcut_ctl(struct ls_testd *d, const char *args, json_t **out)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+PGconn *ls_testcut_pg_app(struct ls_testpg *pg, const char *db)
+{
+	char ci[512];
+	snprintf(ci, sizeof ci, "%s user=app", ls_testpg_conninfo(pg, db));
+	PGconn *c = PQconnectdb(ci);
+	if (PQstatus(c) == CONNECTION_OK)
+		return c;
+	PQfinish(c);
+	return NULL;
+}
+
 const char *ls_testcut_ctl_text(void)
 {
 	return ctl_out;

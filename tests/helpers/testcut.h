@@ -5,6 +5,7 @@
 #define LS_TESTCUT_H
 
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -38,6 +39,11 @@ void ls_testcut_assert_report(json_t *pr);
 struct ls_testd *ls_testcut_daemon(const char *src_engine, const char *src_ci,
 				   const char *dst_engine, const char *dst_ci, const char *tables,
 				   const char *switch_hook, const char *extra);
+
+struct ls_testpg;
+
+/* A session of the application role "app" on pg's database db, or NULL. */
+PGconn *ls_testcut_pg_app(struct ls_testpg *pg, const char *db);
 
 /* A table's checksum on one side ("count:digest"), malloc'd, NULL on error. */
 typedef char *(*ls_testcut_sum_fn)(void *side, const char *table, const char *where);
