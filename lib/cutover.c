@@ -2102,6 +2102,20 @@ static int set_slice(struct ls_cutover *c, struct proc *pr, struct ls_err *err)
 	return 0;
 }
 
+/* Across engines the reverse direction feeds the old side's tables from
+ * the new side's: refuse, before anything changes, a slice with a column
+ * whose type would not come back (a PostgreSQL boolean returns from
+ * MariaDB's TINYINT(1) as smallint, which the boolean column refuses); the
+ * reverse pipeline would fail after the switch, leaving no way back. */
+static int slice_round_trips(struct ls_cutover *c, struct proc *pr, struct ls_err *err)
+{
+	enum ls_engine from = c->cfg->source.type, to = c->cfg->targets[pr->tidx].type;
+	for (int i = 0; from != to && c->eng && c->eng->round_trip && i < pr->nslice; i++)
+		if (c->eng->round_trip(pr->slice[i], from, to, err) < 0)
+			return ls_err_prefix(err, "the reverse direction could not apply the slice");
+	return 0;
+}
+
 /* The rollback takes the cutover's slice and target. */
 static int rollback_from(struct ls_cutover *c, struct proc *pr, struct ls_err *err)
 {
@@ -2174,6 +2188,8 @@ int64_t ls_cutover_start(struct ls_cutover *c, const struct ls_cutover_request *
 					old_ops(c) == NULL ? "old" : "new");
 		else
 			rc = set_slice(c, pr, err);
+		if (rc == 0)
+			rc = slice_round_trips(c, pr, err);
 		if (rc == 0) {
 			struct ls_err e2;
 			struct ls_config *probe = ls_cutover_reverse_config(c->cfg, pr->tidx, "x.y", &e2);

@@ -45,6 +45,13 @@ struct ls_pipeline_engines {
 	int (*kafka_buffer)(uv_loop_t *loop, const struct ls_config_buffer *cfg,
 			    const struct ls_buffer_limits *limits, struct ls_buffer **out,
 			    struct ls_err *err);
+	/* Optional: 0 when every column of rel (a relation of engine from) comes
+	 * back from engine to in a type rel's own columns take (lockstep's
+	 * type mappings, there and back); -1 with err naming the first column
+	 * that does not.  A cutover across engines needs it: its reverse
+	 * direction feeds the old side's tables from the new side's. */
+	int (*round_trip)(const struct ls_relation *rel, enum ls_engine from, enum ls_engine to,
+			  struct ls_err *err);
 };
 
 struct ls_pipeline;

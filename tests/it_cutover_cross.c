@@ -425,6 +425,36 @@ START_TEST(cutover_and_rollback_mariadb_to_postgres)
 }
 END_TEST
 
+/* A slice whose types would not come back is refused before anything
+ * changes: the reverse pipeline would fail after the switch. */
+START_TEST(cutover_refuses_a_slice_that_cannot_come_back)
+{
+	ls_testpg_exec(src, "shop", "CREATE TABLE flags (id int PRIMARY KEY, paid boolean);"
+		       "INSERT INTO flags VALUES (1, true), (2, false)");
+	d = ls_testcut_daemon("postgres", ls_testpg_conninfo(src, "shop"), "mysql",
+			      ls_testmy_conninfo(dst, "public"), "public.*", "touch @DIR@/switched",
+			      "");
+	assert_equal("items", "TRUE");
+	int rc = ls_testcut_ctl(d, "cutover --tables public.flags 2>&1", NULL);
+	ck_assert_int_eq(rc, 2);
+	ck_assert_msg(strstr(ls_testcut_ctl_text(), "the reverse direction could not apply the "
+			     "slice: public.flags column paid: its MySQL column (TINYINT(1)) comes "
+			     "back as smallint, which a boolean column does not take"),
+		      "lockstepctl printed: %s", ls_testcut_ctl_text());
+	/* nothing changed: the application still writes to the old side */
+	PGconn *c = pg_app();
+	ck_assert_ptr_nonnull(c);
+	PGresult *r = PQexec(c, "INSERT INTO orders (v, n) VALUES ('after', 2)");
+	ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
+	PQclear(r);
+	PQfinish(c);
+	json_t *j = ls_testd_get(d, "/cutover");
+	ck_assert_str_eq(ls_testcut_str(j, "phase"), "idle");
+	json_decref(j);
+	assert_equal("orders", "TRUE");
+}
+END_TEST
+
 int main(void)
 {
 	const struct ls_testutil_case cases[] = {
@@ -432,6 +462,7 @@ int main(void)
 		{ "drift", drift_from_postgres_to_mariadb },
 		{ "pg_to_mariadb", cutover_and_rollback_postgres_to_mariadb },
 		{ "mariadb_to_pg", cutover_and_rollback_mariadb_to_postgres },
+		{ "round_trip", cutover_refuses_a_slice_that_cannot_come_back },
 	};
-	return ls_testutil_run_cases("cutover_cross", cases, 4, setup, teardown, 300);
+	return ls_testutil_run_cases("cutover_cross", cases, 5, setup, teardown, 300);
 }
