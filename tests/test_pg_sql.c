@@ -109,6 +109,15 @@ START_TEST(pgsql_type_compatible_allows_widening_only)
 	ck_assert(ls_pgsql_type_compatible("integer", "bigint"));
 	ck_assert(!ls_pgsql_type_compatible("bigint", "integer"));
 	ck_assert(ls_pgsql_type_compatible("character varying(20)", "character varying(40)"));
+	ck_assert(ls_pgsql_type_compatible("timestamp(6) without time zone",
+					   "timestamp without time zone"));
+	ck_assert(ls_pgsql_type_compatible("timestamp(3) with time zone", "timestamptz"));
+	ck_assert(!ls_pgsql_type_compatible("timestamp without time zone",
+					    "timestamp(3) without time zone"));
+	ck_assert(!ls_pgsql_type_compatible("timestamp without time zone", "timestamptz"));
+	ck_assert(ls_pgsql_type_compatible("time(6) without time zone", "time without time zone"));
+	ck_assert(ls_pgsql_type_compatible("character varying(5)", "character(5)"));
+	ck_assert(!ls_pgsql_type_compatible("character varying(6)", "character(5)"));
 	ck_assert(!ls_pgsql_type_compatible("character varying(40)", "character varying(20)"));
 	ck_assert(ls_pgsql_type_compatible("character varying(40)", "text"));
 	ck_assert(ls_pgsql_type_compatible("numeric(10,2)", "numeric"));

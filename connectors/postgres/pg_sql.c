@@ -231,11 +231,16 @@ bool ls_pgsql_type_compatible(const char *want, const char *have)
 	    strcmp(wn, "character") == 0) {
 		if (in_list(h, any_text))
 			return true;
-		return strcmp(wn, "character varying") == 0 && wc == 1 &&
-		       strcmp(hn, wn) == 0 && hc == 1 && ha >= wa;
+		/* varchar(n) into char(m >= n) too: a MySQL CHAR comes back as
+		 * varchar, its trailing spaces gone as char(m) ignores them */
+		return strcmp(wn, "character varying") == 0 && wc == 1 && hc == 1 && ha >= wa &&
+		       (strcmp(hn, wn) == 0 || strcmp(hn, "character") == 0);
 	}
 	if (strcmp(wn, "numeric") == 0 && strcmp(hn, "numeric") == 0)
 		return hc == 0 || (wc == 2 && hc == 2 && hb == wb && ha - hb >= wa - wb);
+	/* fractional seconds: no precision is 6, and more digits hold fewer */
+	if (strcmp(wn, hn) == 0 && (strncmp(wn, "timestamp", 9) == 0 || strncmp(wn, "time ", 5) == 0))
+		return (hc ? ha : 6) >= (wc ? wa : 6);
 	return false;
 }
 
