@@ -582,7 +582,7 @@ int ls_apply_new(uv_loop_t *loop, const struct ls_apply_opts *o, const struct ls
 	pthread_cond_init(&a->cond, NULL);
 	ls_arena_init(&a->arena);
 	struct ls_target_opts topts = {
-		.pipeline = o->pipeline, .cfg = o->cfg,
+		.pipeline = o->pipeline, .cfg = o->cfg, .source = o->source,
 		.on_commit = on_target_commit, .ctx = a,
 	};
 	if (a->ops->open(&topts, &a->target, err) < 0 ||

@@ -91,6 +91,7 @@ struct ls_apply_opts {
 	const struct ls_target_ops *ops;
 	size_t max_queue_bytes;            /* 0 = 16 MiB */
 	const struct ls_apply_hook *hook;  /* may be NULL; borrowed, outlives the apply */
+	enum ls_engine source;             /* the pipeline's source (ls_target_opts) */
 };
 
 struct ls_apply_stats {

@@ -466,7 +466,8 @@ static int open_targets(struct ls_pipeline *p, struct ls_err *err)
 			return ls_err_set(err, false, "[target %s]: no connector for this type",
 					  t->cfg->name);
 		struct ls_apply_opts ao = { .pipeline = p->cfg->name, .cfg = t->cfg, .ops = t->ops,
-					    .hook = ls_drift_apply_hook(p->drift, i) };
+					    .hook = ls_drift_apply_hook(p->drift, i),
+					    .source = p->cfg->source.type };
 		struct ls_apply_cb cb = {
 			.ctx = t, .on_committed = on_committed, .on_drained = on_drained,
 			.on_rewind = on_rewind, .on_error = on_apply_error,

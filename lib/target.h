@@ -75,6 +75,9 @@ typedef void (*ls_target_commit_cb)(void *ctx, int64_t buffer_offset,
 struct ls_target_opts {
 	const char *pipeline;                  /* borrowed, copied */
 	const struct ls_config_target *cfg;    /* borrowed, valid for the target's life */
+	/* the engine whose rows arrive: a target may take values of another
+	 * engine's types into columns of its own that hold them as text */
+	enum ls_engine source;
 	ls_target_commit_cb on_commit;         /* may be NULL */
 	void *ctx;
 };

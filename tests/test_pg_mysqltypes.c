@@ -70,6 +70,22 @@ START_TEST(pgmy_maps_mysql_types)
 }
 END_TEST
 
+START_TEST(pgmy_takes_back_what_went_the_other_way)
+{
+	/* a PostgreSQL column takes what its own MySQL column sends back */
+	ck_assert(ls_pgmy_takes_back("boolean", "smallint"));                 /* TINYINT(1) */
+	ck_assert(ls_pgmy_takes_back("timestamp with time zone",
+				     "timestamp(6) without time zone"));         /* DATETIME(6) */
+	ck_assert(ls_pgmy_takes_back("uuid", "character varying(36)"));       /* CHAR(36) */
+	ck_assert(ls_pgmy_takes_back("inet", "character varying(43)"));
+	ck_assert(ls_pgmy_takes_back("interval", "character varying(64)"));
+	/* but not another MySQL column's values, nor arrays (JSON text) */
+	ck_assert(!ls_pgmy_takes_back("boolean", "integer"));
+	ck_assert(!ls_pgmy_takes_back("uuid", "text"));
+	ck_assert(!ls_pgmy_takes_back("integer[]", "jsonb"));
+}
+END_TEST
+
 START_TEST(pgmy_tells_mysql_columns_by_name_and_code)
 {
 	struct ls_column c = { .type_name = "bigint", .type_oid = 8 };
@@ -192,6 +208,7 @@ int main(void)
 	Suite *s = suite_create("pg_mysqltypes");
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, pgmy_maps_mysql_types);
+	tcase_add_test(tc, pgmy_takes_back_what_went_the_other_way);
 	tcase_add_test(tc, pgmy_tells_mysql_columns_by_name_and_code);
 	tcase_add_test(tc, pgmy_rejects_zero_dates_and_marks_timestamps_utc);
 	tcase_add_test(tc, pgmy_maps_relations_and_converts_changes);

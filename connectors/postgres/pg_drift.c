@@ -147,6 +147,26 @@ static bool my_col(const struct ls_column *col)
 	return ls_pgmy_is_mysql_column(col);
 }
 
+/* A target column, per column of a check's relation (the `has` arrays;
+ * NULL: all there, nothing particular). */
+enum {
+	TC_MISSING = 0,    /* not on the target: reads as NULL */
+	TC_PRESENT,
+	TC_BOOL,           /* a MySQL-typed column held as boolean (the old side of a
+			      cutover from PostgreSQL, ls_pgmy_takes_back): 1/0 */
+	TC_OUTPUT,         /* held as inet, cidr or macaddr: the output text */
+};
+
+/* How a MySQL-typed column reads on a target column of PostgreSQL type t. */
+static uint8_t target_kind(const char *t)
+{
+	if (strcmp(t, "boolean") == 0)
+		return TC_BOOL;
+	if (strcmp(t, "inet") == 0 || strcmp(t, "cidr") == 0 || strcmp(t, "macaddr") == 0)
+		return TC_OUTPUT;
+	return TC_PRESENT;
+}
+
 static void pgmy_value(struct ls_pgsql_buf *b, const struct ls_column *col, const char *alias);
 
 /* col's canonical value: a MySQL-typed column's own, or a PostgreSQL
@@ -166,19 +186,26 @@ static bool my_double(const char *type_name)
 	return strncasecmp(type_name, "double", 6) == 0 || strncasecmp(type_name, "real", 4) == 0;
 }
 
-static void my_value(struct ls_pgsql_buf *b, const struct ls_column *col, const char *alias)
+static void my_value(struct ls_pgsql_buf *b, const struct ls_column *col, const char *alias,
+		     uint8_t kind)
 {
 	if (!my_col(col)) {
 		pgmy_value(b, col, alias);
 		return;
 	}
-	if (my_double(col->type_name)) {
+	if (kind == TC_BOOL || kind == TC_OUTPUT || my_double(col->type_name)) {
 		struct ls_pgsql_buf id;
 		ls_pgsql_buf_init(&id);
 		if (alias)
 			ls_pgsql_printf(&id, "%s.", alias);
 		ls_pgsql_ident(&id, col->name);
-		dbl_text(b, ls_pgsql_buf_str(&id));
+		const char *c = ls_pgsql_buf_str(&id);
+		if (kind == TC_BOOL)
+			ls_pgsql_printf(b, "(CASE WHEN %s THEN '1' ELSE '0' END)", c);
+		else if (kind == TC_OUTPUT)
+			ls_pgsql_printf(b, "format('%%s', %s)", c);
+		else
+			dbl_text(b, c);
 		ls_pgsql_buf_free(&id);
 		return;
 	}
@@ -290,15 +317,15 @@ static int pgmy_check(const struct ls_relation *rel, struct ls_err *err)
 	return 0;
 }
 
-static void my_quoted(struct ls_pgsql_buf *b, const struct ls_column *col)
+static void my_quoted(struct ls_pgsql_buf *b, const struct ls_column *col, uint8_t kind)
 {
 	ls_pgsql_put(b, "('\"' || replace(replace(");
-	my_value(b, col, NULL);
+	my_value(b, col, NULL, kind);
 	ls_pgsql_put(b, ", '\\', '\\\\'), '\"', '\\\"') || '\"')");
 }
 
 /* The row's canonical text; has as in row_hash. */
-static void my_row_text(struct ls_pgsql_buf *b, const struct ls_relation *rel, const bool *has)
+static void my_row_text(struct ls_pgsql_buf *b, const struct ls_relation *rel, const uint8_t *has)
 {
 	ls_pgsql_put(b, "(");
 	for (uint16_t i = 0; i < rel->ncols; i++) {
@@ -311,7 +338,7 @@ static void my_row_text(struct ls_pgsql_buf *b, const struct ls_relation *rel, c
 		ls_pgsql_put(b, "CASE WHEN ");
 		ls_pgsql_ident(b, rel->cols[i].name);
 		ls_pgsql_put(b, " IS NULL THEN 'N' ELSE ");
-		my_quoted(b, &rel->cols[i]);
+		my_quoted(b, &rel->cols[i], has ? has[i] : TC_PRESENT);
 		ls_pgsql_put(b, " END");
 	}
 	ls_pgsql_put(b, ")");
@@ -326,7 +353,7 @@ static void my_key_text(struct ls_pgsql_buf *b, const struct ls_relation *rel)
 			continue;
 		ls_pgsql_put(b, first ? " || " : " || ', ' || ");
 		first = false;
-		my_quoted(b, &rel->cols[i]);
+		my_quoted(b, &rel->cols[i], TC_PRESENT);
 	}
 	ls_pgsql_put(b, " || ']')");
 }
@@ -455,7 +482,7 @@ static void range_where(struct ls_pgsql_buf *b, const struct ls_relation *rel, b
 
 /* has: which columns the table has (NULL: all); a missing one reads as
  * NULL, like the value the target never received. */
-static void row_hash(struct ls_pgsql_buf *b, const struct ls_relation *rel, const bool *has,
+static void row_hash(struct ls_pgsql_buf *b, const struct ls_relation *rel, const uint8_t *has,
 		     bool canon)
 {
 	if (canon || ls_pgmy_is_mysql_relation(rel)) {
@@ -515,7 +542,7 @@ static PGresult *run(struct ls_drift_conn *c, const char *sql, const char *p1, c
 	return NULL;
 }
 
-static int checksum_sql(struct ls_pgsql_buf *b, const struct ls_relation *rel, const bool *has,
+static int checksum_sql(struct ls_pgsql_buf *b, const struct ls_relation *rel, const uint8_t *has,
 			bool lo, bool hi, bool canon)
 {
 	int next = 1;
@@ -529,7 +556,7 @@ static int checksum_sql(struct ls_pgsql_buf *b, const struct ls_relation *rel, c
 	return b->oom ? -1 : 0;
 }
 
-static int do_checksum(struct ls_drift_conn *c, const struct ls_relation *rel, const bool *has,
+static int do_checksum(struct ls_drift_conn *c, const struct ls_relation *rel, const uint8_t *has,
 		       const char *lo, const char *hi, uint64_t *rows, char *hash, size_t hashlen,
 		       struct ls_err *err)
 {
@@ -549,7 +576,7 @@ static int do_checksum(struct ls_drift_conn *c, const struct ls_relation *rel, c
 	return 0;
 }
 
-static int do_rows(struct ls_drift_conn *c, const struct ls_relation *rel, const bool *has,
+static int do_rows(struct ls_drift_conn *c, const struct ls_relation *rel, const uint8_t *has,
 		   const char *lo, const char *hi,
 		   int (*row)(void *ctx, const char *key, const char *hash), void *ctx,
 		   struct ls_err *err)
@@ -588,7 +615,7 @@ static int do_rows(struct ls_drift_conn *c, const struct ls_relation *rel, const
  * it has all, or when the table is missing: the checksum then fails on
  * it).  A column the source added that no change has carried yet is not
  * there, and every row differs in it. */
-static int target_columns(struct ls_drift_conn *c, const struct ls_relation *rel, bool **has,
+static int target_columns(struct ls_drift_conn *c, const struct ls_relation *rel, uint8_t **has,
 			  struct ls_err *err)
 {
 	*has = NULL;
@@ -599,26 +626,29 @@ static int target_columns(struct ls_drift_conn *c, const struct ls_relation *rel
 		ls_pgsql_buf_free(&q);
 		return ls_err_set(err, false, "out of memory");
 	}
-	PGresult *r = run(c, "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid ="
-			  " pg_catalog.to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+	PGresult *r = run(c, "SELECT attname, pg_catalog.format_type(atttypid, atttypmod) FROM"
+			  " pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass($1) AND"
+			  " attnum > 0 AND NOT attisdropped",
 			  ls_pgsql_buf_str(&q), NULL, PGRES_TUPLES_OK, "target columns", err);
 	ls_pgsql_buf_free(&q);
 	if (r == NULL)
 		return -1;
-	int missing = 0;
-	bool *h = calloc(rel->ncols + 1u, sizeof *h);
+	int odd = 0;   /* columns missing, or read by the target's own type */
+	uint8_t *h = calloc(rel->ncols + 1u, sizeof *h);
 	for (uint16_t i = 0; h && i < rel->ncols; i++) {
 		for (int k = 0; k < PQntuples(r) && !h[i]; k++)
-			h[i] = strcmp(PQgetvalue(r, k, 0), rel->cols[i].name) == 0;
+			if (strcmp(PQgetvalue(r, k, 0), rel->cols[i].name) == 0)
+				h[i] = my_col(&rel->cols[i]) ? target_kind(PQgetvalue(r, k, 1))
+							     : TC_PRESENT;
 		if (!h[i] && (rel->cols[i].flags & LS_COL_KEY))
-			h[i] = true;   /* a key must be there: fail on it by name */
-		missing += !h[i];
+			h[i] = TC_PRESENT;   /* a key must be there: fail on it by name */
+		odd += h[i] != TC_PRESENT;
 	}
 	bool table = PQntuples(r) > 0;
 	PQclear(r);
 	if (h == NULL)
 		return ls_err_set(err, false, "out of memory");
-	if (missing == 0 || !table)
+	if (odd == 0 || !table)
 		free(h);
 	else
 		*has = h;
@@ -629,7 +659,7 @@ int ls_pgdrift_checksum(struct ls_drift_conn *c, const struct ls_relation *rel, 
 			const char *hi, uint64_t *rows, char *hash, size_t hashlen,
 			struct ls_err *err)
 {
-	bool *has;
+	uint8_t *has;
 	if (check_rel(rel, err) < 0 || ensure(c, err) < 0 || target_columns(c, rel, &has, err) < 0)
 		return -1;
 	int rc = do_checksum(c, rel, has, lo, hi, rows, hash, hashlen, err);
@@ -641,7 +671,7 @@ int ls_pgdrift_rows(struct ls_drift_conn *c, const struct ls_relation *rel, cons
 		    const char *hi, int (*row)(void *ctx, const char *key, const char *hash),
 		    void *ctx, struct ls_err *err)
 {
-	bool *has;
+	uint8_t *has;
 	if (check_rel(rel, err) < 0 || ensure(c, err) < 0 || target_columns(c, rel, &has, err) < 0)
 		return -1;
 	int rc = do_rows(c, rel, has, lo, hi, row, ctx, err);

@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "connectors/mysql/my_sql.h"
+#include "connectors/postgres/pg_sql.h"
+
 /* ---- recognising MySQL types ------------------------------------------------------ */
 
 /* The MYSQL_TYPE_* codes (mysql_com.h), repeated: this folder does not
@@ -128,6 +131,21 @@ static const struct myword *find_word(const char *w)
 		if (strcmp(words[i].word, w) == 0)
 			return &words[i];
 	return NULL;
+}
+
+bool ls_pgmy_takes_back(const char *have, const char *want)
+{
+	struct ls_column c = { .name = "c", .type_name = (char *)have, .typmod = -1 };
+	struct ls_mysql_coltype ct;
+	struct ls_pgmy_type back;
+	struct ls_err e;
+	if (ls_mysql_coltype(&c, false, &ct, &e) < 0 || ct.conv == LS_MYCONV_ARRAY ||
+	    ls_pgmy_type(ct.sql, &back, &e) < 0)
+		return false;   /* arrays come back as JSON text */
+	char b[LS_PGMY_TYPE_MAX], w[LS_PGMY_TYPE_MAX];
+	ls_pgsql_type_norm(back.pg, b, sizeof b);
+	ls_pgsql_type_norm(want, w, sizeof w);
+	return strcmp(b, w) == 0 || ls_pgsql_type_compatible(want, back.pg);
 }
 
 bool ls_pgmy_is_mysql_column(const struct ls_column *c)

@@ -70,6 +70,14 @@ bool ls_pgmy_is_mysql_column(const struct ls_column *c);
 /* Whether any column of r does. */
 bool ls_pgmy_is_mysql_relation(const struct ls_relation *r);
 
+/* Whether a column of PostgreSQL type have takes what a MySQL source sends
+ * for the column mapped to PostgreSQL type want, because have's own MySQL
+ * mapping (my_sql.h) maps back to want: a boolean fed from TINYINT(1), a
+ * timestamptz from DATETIME(6) (UTC), a uuid from CHAR(36) — the way back
+ * of values that went the other way.  A value have cannot read (a TINYINT
+ * 5) still fails its change, by name. */
+bool ls_pgmy_takes_back(const char *have, const char *want);
+
 /* Maps one MySQL COLUMN_TYPE.  -1 with err ("type X has no PostgreSQL
  * mapping") when it cannot. */
 int ls_pgmy_type(const char *mysql_type, struct ls_pgmy_type *out, struct ls_err *err)

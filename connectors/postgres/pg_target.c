@@ -1,3 +1,4 @@
+#include "connectors/postgres/pg_mysqltypes.h"
 #include "connectors/postgres/pg_target.h"
 
 #include <libpq-fe.h>
@@ -616,7 +617,8 @@ static int connect_target(struct ls_pgtarget *t, struct ls_err *err)
 	if (t->conn == NULL || PQstatus(t->conn) != CONNECTION_OK)
 		return conn_error(t, err, "cannot connect");
 	PQsetNoticeProcessor(t->conn, quiet_notice, NULL);
-	if (exec_sync(t, ls_pgsession_sql, 0, NULL, NULL, err))
+	if (exec_sync(t, ls_pgsession_sql, 0, NULL, NULL, err) ||
+	    (t->o.from_mysql && exec_sync(t, "SET TimeZone = 'UTC'", 0, NULL, NULL, err)))
 		return -1;
 	/* Like native logical replication: no user triggers or FK checks on the
 	 * target (the source already enforced them).  Needs superuser; without
@@ -1250,7 +1252,8 @@ static int compare_table(struct ls_pgtarget *t, struct trel *r, struct ls_pgsql_
 			continue;
 		}
 		const char *have = PQgetvalue(t->want, row, 1);
-		if (!ls_pgsql_type_compatible(s->cols[i].type_name, have))
+		if (!ls_pgsql_type_compatible(s->cols[i].type_name, have) &&
+		    !(t->o.from_mysql && ls_pgmy_takes_back(have, s->cols[i].type_name)))
 			ls_pgsql_printf(mism, "%scolumn %s is %s, source has %s", sep,
 					s->cols[i].name, have, s->cols[i].type_name);
 		r->bytea[i] = PQgetvalue(t->want, row, 2)[0] == 't';

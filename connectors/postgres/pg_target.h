@@ -102,6 +102,12 @@ struct ls_pgtarget_opts {
 	/* Groups whose COMMIT may still be unanswered while the next group is
 	 * sent (see "Commits" above); 0 = default (2); < 0 = wait for each. */
 	int commits_in_flight;
+	/* Rows come from a MySQL source (pg_mysqltypes.h): a column of a type
+	 * whose own MySQL mapping is the source's takes its values (a boolean
+	 * the MySQL side holds as TINYINT(1), say: the way back of a cutover),
+	 * and the session reads time stamps without a zone as UTC, as the way
+	 * there wrote them. */
+	bool from_mysql;
 	ls_pgtarget_commit_cb on_commit;   /* may be NULL */
 	void *ctx;
 };
