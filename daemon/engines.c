@@ -10,7 +10,6 @@
 #include "connectors/postgres/pg_drift.h"
 #include "connectors/postgres/pg_mysqltypes.h"
 #include "connectors/postgres/pg_source.h"
-#include "connectors/postgres/pg_sql.h"
 #include "connectors/postgres/pg_tgt.h"
 
 static const struct ls_source_ops *source_for(enum ls_engine e)
@@ -34,16 +33,8 @@ static const struct ls_drift_source_ops *drift_source_for(enum ls_engine e)
 /* col (PostgreSQL) -> its MySQL column -> back: does col take it? */
 static int pg_round_trip(const struct ls_column *col, struct ls_err *err)
 {
-	struct ls_mysql_coltype ct;
 	struct ls_pgmy_type back;
-	if (ls_mysql_coltype(col, (col->flags & LS_COL_KEY) != 0, &ct, err) < 0 ||
-	    ls_pgmy_type(ct.sql, &back, err) < 0)
-		return -1;
-	if (!ls_pgsql_type_compatible(back.pg, col->type_name) &&
-	    !ls_pgmy_takes_back(col->type_name, back.pg))
-		return ls_err_set(err, false, "its MySQL column (%s) comes back as %s, which a "
-				  "%s column does not take", ct.sql, back.pg, col->type_name);
-	return 0;
+	return ls_pgmy_way_back(col, &back, err);
 }
 
 /* col (MySQL) -> its PostgreSQL column -> back: does col take it? */

@@ -792,13 +792,6 @@ static int repair_rows(struct dhook *h, struct ls_apply *a, const struct ls_rela
 	return 0;
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Adds (on) or removes a marker the apply has taken: its answer is on its
  * way even when the target's commit position has passed the marker. */
 static void hooked_set(struct dhook *h, uint32_t check, uint32_t seq, bool on)
@@ -812,7 +805,7 @@ static void hooked_set(struct dhook *h, uint32_t check, uint32_t seq, bool on)
 		int i = h->nhooked < HOOKED_MAX ? h->nhooked++ : h->hooked_at++ % HOOKED_MAX;
 		h->hooked[i].check = check;
 		h->hooked[i].seq = seq;
-		h->hooked[i].at_ms = mono_ms();
+		h->hooked[i].at_ms = uv_hrtime() / 1000000;   /* thread-safe, unlike uv_now */
 	} else if (!on && found >= 0) {
 		h->hooked[found] = h->hooked[--h->nhooked];
 	}
@@ -825,7 +818,7 @@ static void hooked_set(struct dhook *h, uint32_t check, uint32_t seq, bool on)
  * connection failed between the commit and the checksum, say). */
 static bool hooked_has(struct dhook *h, uint32_t check, uint32_t seq)
 {
-	uint64_t now = mono_ms();
+	uint64_t now = uv_hrtime() / 1000000;
 	pthread_mutex_lock(&h->d->mu);
 	bool has = false;
 	for (int i = 0; i < h->nhooked && !has; i++)
@@ -1671,10 +1664,6 @@ static const char *unkeyed(const struct ls_relation *r)
 	return NULL;
 }
 
-/* A PostgreSQL source checksums PostgreSQL-typed rows in PostgreSQL's own
- * row text, which a MySQL target cannot reproduce (the other way round, a
- * MySQL source, both sides use my_drift.h's canonical text).  Refused, so a
- * check never reports every row as drift. */
 /* A PostgreSQL source renders its rows in MySQL's canonical text when its
  * targets are MySQL (connectors/postgres/pg_drift.c), so one check cannot
  * serve PostgreSQL and MySQL targets at once. */

@@ -169,8 +169,26 @@ static uint8_t target_kind(const char *t)
 
 static void pgmy_value(struct ls_pgsql_buf *b, const struct ls_column *col, const char *alias);
 
-/* col's canonical value: a MySQL-typed column's own, or a PostgreSQL
- * column's as its MySQL target column holds it (pgmy_value). */
+/* alias."col", or "col". */
+static void col_ref(struct ls_pgsql_buf *id, const struct ls_column *col, const char *alias)
+{
+	if (alias)
+		ls_pgsql_printf(id, "%s.", alias);
+	ls_pgsql_ident(id, col->name);
+}
+
+/* Value texts as MariaDB shows them, of a PostgreSQL column c (SQL). */
+static void bool_text(struct ls_pgsql_buf *b, const char *c)
+{
+	ls_pgsql_printf(b, "(CASE WHEN %s THEN '1' ELSE '0' END)", c);
+}
+
+/* The type's output text, as the stream carried it (inet::text adds /32). */
+static void output_text(struct ls_pgsql_buf *b, const char *c)
+{
+	ls_pgsql_printf(b, "format('%%s', %s)", c);
+}
+
 /* A double precision value's text as MariaDB writes a DOUBLE: the same
  * shortest digits, but 1e20 (not 1e+20), 1e-16, and plain decimals from
  * 1e-15 up to 1e15 (PostgreSQL switches to 1.5e-07 below 1e-4). */
@@ -186,6 +204,9 @@ static bool my_double(const char *type_name)
 	return strncasecmp(type_name, "double", 6) == 0 || strncasecmp(type_name, "real", 4) == 0;
 }
 
+/* col's canonical value: a MySQL-typed column's own (read as kind says on
+ * this target), or a PostgreSQL column's as its MySQL target column holds
+ * it (pgmy_value). */
 static void my_value(struct ls_pgsql_buf *b, const struct ls_column *col, const char *alias,
 		     uint8_t kind)
 {
@@ -196,14 +217,12 @@ static void my_value(struct ls_pgsql_buf *b, const struct ls_column *col, const 
 	if (kind == TC_BOOL || kind == TC_OUTPUT || my_double(col->type_name)) {
 		struct ls_pgsql_buf id;
 		ls_pgsql_buf_init(&id);
-		if (alias)
-			ls_pgsql_printf(&id, "%s.", alias);
-		ls_pgsql_ident(&id, col->name);
+		col_ref(&id, col, alias);
 		const char *c = ls_pgsql_buf_str(&id);
 		if (kind == TC_BOOL)
-			ls_pgsql_printf(b, "(CASE WHEN %s THEN '1' ELSE '0' END)", c);
+			bool_text(b, c);
 		else if (kind == TC_OUTPUT)
-			ls_pgsql_printf(b, "format('%%s', %s)", c);
+			output_text(b, c);
 		else
 			dbl_text(b, c);
 		ls_pgsql_buf_free(&id);
@@ -213,9 +232,7 @@ static void my_value(struct ls_pgsql_buf *b, const struct ls_column *col, const 
 	const char *fn = cls == LS_MYD_BINARY ? "encode(" : cls == LS_MYD_DATE ||
 			 cls == LS_MYD_DATETIME ? "to_char(" : "(";
 	ls_pgsql_put(b, fn);
-	if (alias)
-		ls_pgsql_printf(b, "%s.", alias);
-	ls_pgsql_ident(b, col->name);
+	col_ref(b, col, alias);
 	ls_pgsql_put(b, cls == LS_MYD_BINARY ? ", 'hex')" : cls == LS_MYD_DATE ? ", 'YYYY-MM-DD')"
 		     : cls == LS_MYD_DATETIME ? ", 'YYYY-MM-DD HH24:MI:SS.US')" : ")::text");
 }
@@ -263,16 +280,12 @@ static void pgmy_value(struct ls_pgsql_buf *b, const struct ls_column *col, cons
 {
 	struct pgmy_col m;
 	pgmy_classify(col, &m);
-	char ref[300] = "";
-	if (alias)
-		snprintf(ref, sizeof ref, "%s.", alias);
 	struct ls_pgsql_buf id;
 	ls_pgsql_buf_init(&id);
-	ls_pgsql_put(&id, ref);
-	ls_pgsql_ident(&id, col->name);
+	col_ref(&id, col, alias);
 	const char *c = ls_pgsql_buf_str(&id);
 	if (m.boolean)
-		ls_pgsql_printf(b, "(CASE WHEN %s THEN '1' ELSE '0' END)", c);
+		bool_text(b, c);
 	else if (m.dbl)
 		dbl_text(b, c);
 	else if (m.numeric_any)
@@ -288,8 +301,8 @@ static void pgmy_value(struct ls_pgsql_buf *b, const struct ls_column *col, cons
 				c, m.time_fsp > 0 ? 9 + m.time_fsp : 8);
 	else if (collatable(col->type_name))   /* char(n) without its padding, as MySQL */
 		ls_pgsql_printf(b, "(%s)::text", c);
-	else    /* the type's output text, as the stream carried it (inet::text adds /32) */
-		ls_pgsql_printf(b, "format('%%s', %s)", c);
+	else
+		output_text(b, c);
 	ls_pgsql_buf_free(&id);
 }
 
@@ -376,9 +389,7 @@ static void my_key_value(struct ls_pgsql_buf *b, const struct ls_column *col, co
 
 static void key_col(struct ls_pgsql_buf *b, const struct ls_column *col, const char *alias)
 {
-	if (alias)
-		ls_pgsql_printf(b, "%s.", alias);
-	ls_pgsql_ident(b, col->name);
+	col_ref(b, col, alias);
 	if (my_col(col) ? ls_mydrift_class(col->type_name) == LS_MYD_TEXT
 			: collatable(col->type_name))
 		ls_pgsql_put(b, " COLLATE \"C\"");

@@ -133,15 +133,26 @@ static const struct myword *find_word(const char *w)
 	return NULL;
 }
 
+int ls_pgmy_way_back(const struct ls_column *col, struct ls_pgmy_type *back,
+		     struct ls_err *err)
+{
+	struct ls_mysql_coltype ct;
+	if (ls_mysql_coltype(col, (col->flags & LS_COL_KEY) != 0, &ct, err) < 0 ||
+	    ls_pgmy_type(ct.sql, back, err) < 0)
+		return -1;
+	if (ct.conv == LS_MYCONV_ARRAY)
+		return ls_err_set(err, false, "its MySQL column (%s) comes back as %s, which a "
+				  "%s column does not take", ct.sql, back->pg, col->type_name);
+	return 0;
+}
+
 bool ls_pgmy_takes_back(const char *have, const char *want)
 {
 	struct ls_column c = { .name = "c", .type_name = (char *)have, .typmod = -1 };
-	struct ls_mysql_coltype ct;
 	struct ls_pgmy_type back;
 	struct ls_err e;
-	if (ls_mysql_coltype(&c, false, &ct, &e) < 0 || ct.conv == LS_MYCONV_ARRAY ||
-	    ls_pgmy_type(ct.sql, &back, &e) < 0)
-		return false;   /* arrays come back as JSON text */
+	if (ls_pgmy_way_back(&c, &back, &e) < 0)
+		return false;
 	char b[LS_PGMY_TYPE_MAX], w[LS_PGMY_TYPE_MAX];
 	ls_pgsql_type_norm(back.pg, b, sizeof b);
 	ls_pgsql_type_norm(want, w, sizeof w);

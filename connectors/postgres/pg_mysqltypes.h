@@ -70,6 +70,12 @@ bool ls_pgmy_is_mysql_column(const struct ls_column *c);
 /* Whether any column of r does. */
 bool ls_pgmy_is_mysql_relation(const struct ls_relation *r);
 
+/* What a MySQL source sends back for PostgreSQL column col: the MySQL
+ * column lockstep makes for it (my_sql.h), mapped back, into *back; -1 with
+ * err when col would not take it (arrays travel as JSON text). */
+int ls_pgmy_way_back(const struct ls_column *col, struct ls_pgmy_type *back,
+		     struct ls_err *err);
+
 /* Whether a column of PostgreSQL type have takes what a MySQL source sends
  * for the column mapped to PostgreSQL type want, because have's own MySQL
  * mapping (my_sql.h) maps back to want: a boolean fed from TINYINT(1), a
