@@ -1,6 +1,7 @@
 #include "apply.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "log.h"
 
 #define DEFAULT_QUEUE_BYTES (16u << 20)
+#define MAX_STREAMS 8
 #define RESET_BACKOFF_MIN_MS 200
 #define RESET_BACKOFF_MAX_MS 10000
 
@@ -34,6 +36,17 @@ struct copied {
 	uint64_t seq;
 };
 
+/* A streamed transaction open on a target session of its own. */
+struct stream {
+	uint64_t xid;
+	struct ls_target *t;
+	int64_t first_offset;          /* its FIRST chunk in the buffer */
+	uint64_t *subs;                /* subtransactions holding a savepoint, */
+	size_t nsubs, capsubs;         /* in the order they were taken */
+	struct relent *rels;           /* definitions this session was given */
+	size_t nrels, caprels;
+};
+
 /* A hooked message waiting for its transaction's commit. */
 struct pmsg {
 	struct pmsg *next;
@@ -48,6 +61,7 @@ struct ls_apply {
 	char *name;
 	const struct ls_target_ops *ops;
 	struct ls_target *target;
+	struct ls_target_opts topts;   /* to open stream sessions */
 	size_t max_bytes;
 	const struct ls_apply_hook *hook;
 
@@ -83,27 +97,35 @@ struct ls_apply {
 	bool in_txn, skipping;
 	struct ls_txn txn;
 	struct pmsg *pend, **pend_tail;    /* hooked messages of the open txn */
+	struct stream streams[MAX_STREAMS];
+	size_t nstreams;
 };
 
 /* ---- relation cache (apply thread) --------------------------------------- */
 
-static struct relent *relent_get(struct ls_apply *a, uint32_t id)
+/* The entry for id in a cache (added empty when missing); NULL on OOM. */
+static struct relent *relent_in(struct relent **v, size_t *n, size_t *cap, uint32_t id)
 {
-	for (size_t i = 0; i < a->nrels; i++)
-		if (a->rels[i].id == id)
-			return &a->rels[i];
-	if (a->nrels == a->caprels) {
-		size_t cap = a->caprels ? a->caprels * 2 : 16;
-		struct relent *n = realloc(a->rels, cap * sizeof *n);
-		if (n == NULL)
+	for (size_t i = 0; i < *n; i++)
+		if ((*v)[i].id == id)
+			return &(*v)[i];
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 16;
+		struct relent *nv = realloc(*v, c * sizeof *nv);
+		if (nv == NULL)
 			return NULL;
-		a->rels = n;
-		a->caprels = cap;
+		*v = nv;
+		*cap = c;
 	}
-	struct relent *e = &a->rels[a->nrels++];
+	struct relent *e = &(*v)[(*n)++];
 	memset(e, 0, sizeof *e);
 	e->id = id;
 	return e;
+}
+
+static struct relent *relent_get(struct ls_apply *a, uint32_t id)
+{
+	return relent_in(&a->rels, &a->nrels, &a->caprels, id);
 }
 
 static uint64_t copied_at_for(struct ls_apply *a, const struct ls_relation *rel)
@@ -295,6 +317,221 @@ int ls_apply_hook_change(struct ls_apply *a, const struct ls_relation *rel,
 	return a->ops->change(a->target, e->def, ch, err);
 }
 
+/* ---- streamed transactions (apply thread) ------------------------------------- *
+ *
+ * A streamed transaction (lib/codec.h) is applied on a target session of
+ * its own while its source transaction runs; the first session goes on
+ * with the transactions that commit before it.  Its rows are locked on the
+ * source until it commits, so no transaction committing before it touches
+ * them after it did: the first session only has to commit what came before
+ * each piece (its rows may be the ones the piece changes next).  The
+ * checkpoint offset stays before the oldest open stream's FIRST chunk, so
+ * a replay reads every open stream again from its start; its commit's seq
+ * tells on the replay whether it was applied already. */
+
+static void stream_counts(struct ls_apply *a)
+{
+	pthread_mutex_lock(&a->mu);
+	a->st.streams_open = a->nstreams;
+	pthread_mutex_unlock(&a->mu);
+}
+
+/* Rolls the stream's session back (by closing it) and forgets it. */
+static void stream_close(struct ls_apply *a, struct stream *s)
+{
+	a->ops->free(s->t);
+	free(s->subs);
+	for (size_t i = 0; i < s->nrels; i++)
+		ls_relation_free(s->rels[i].def);
+	free(s->rels);
+	*s = a->streams[--a->nstreams];
+	stream_counts(a);
+}
+
+static void streams_drop_all(struct ls_apply *a)
+{
+	while (a->nstreams)
+		stream_close(a, &a->streams[a->nstreams - 1]);
+}
+
+static struct stream *stream_find(struct ls_apply *a, uint64_t xid)
+{
+	for (size_t i = 0; i < a->nstreams; i++)
+		if (a->streams[i].xid == xid)
+			return &a->streams[i];
+	return NULL;
+}
+
+/* What a checkpoint at offset may record: at most the offset before the
+ * FIRST chunk of every open stream but skip (NULL: none skipped). */
+static int64_t ckpt_offset(const struct ls_apply *a, int64_t offset, const struct stream *skip)
+{
+	for (size_t i = 0; i < a->nstreams; i++)
+		if (&a->streams[i] != skip && a->streams[i].first_offset - 1 < offset)
+			offset = a->streams[i].first_offset - 1;
+	return offset;
+}
+
+static struct stream *stream_open(struct ls_apply *a, uint64_t xid, int64_t offset,
+				  struct ls_err *err)
+{
+	if (a->nstreams == MAX_STREAMS) {
+		ls_err_set(err, false, "target %s: more than %d large source transactions "
+			   "in progress at once (transaction %" PRIu64 " at buffer offset %lld); "
+			   "raise [source] stream_mem or set stream_txns = false", a->name,
+			   MAX_STREAMS, xid, (long long)offset);
+		return NULL;
+	}
+	struct ls_target *t = NULL;
+	struct ls_txn txn = { .xid = xid };
+	if (a->ops->open(&a->topts, &t, err) < 0 || a->ops->begin(t, &txn, err) < 0) {
+		a->ops->free(t);
+		ls_err_prefix(err, "target %s: session for streamed transaction %" PRIu64,
+			      a->name, xid);
+		return NULL;
+	}
+	struct stream *s = &a->streams[a->nstreams++];
+	*s = (struct stream){ .xid = xid, .t = t, .first_offset = offset };
+	stream_counts(a);
+	return s;
+}
+
+/* A subtransaction's first piece takes a savepoint, so its rollback
+ * (STREAM ABORT) drops exactly its changes: a savepoint is taken when its
+ * first change arrives, and everything after it until its end is its own
+ * or its children's. */
+static int stream_sub(struct ls_apply *a, struct stream *s, uint64_t subxid,
+		      struct ls_err *err)
+{
+	if (subxid == s->xid)
+		return 0;
+	for (size_t i = 0; i < s->nsubs; i++)
+		if (s->subs[i] == subxid)
+			return 0;
+	if (s->nsubs == s->capsubs) {
+		size_t cap = s->capsubs ? 2 * s->capsubs : 8;
+		uint64_t *n = realloc(s->subs, cap * sizeof *n);
+		if (n == NULL)
+			return ls_err_set(err, false, "target %s: out of memory", a->name);
+		s->subs = n;
+		s->capsubs = cap;
+	}
+	if (a->ops->savepoint(s->t, subxid, err) < 0)
+		return -1;
+	s->subs[s->nsubs++] = subxid;
+	return 0;
+}
+
+static int stream_change(struct ls_apply *a, struct stream *s, const struct ls_codec_change *cc,
+			 struct ls_err *err)
+{
+	const struct ls_change *c = &cc->c;
+	if (c->op == LS_OP_MESSAGE)
+		return 0;
+	for (uint32_t i = 0; i < cc->nrels; i++) {
+		const struct ls_relation *rel = cc->rels[i];
+		struct relent *e = relent_in(&s->rels, &s->nrels, &s->caprels, rel->id);
+		if (e == NULL)
+			return ls_err_set(err, false, "target %s: out of memory", a->name);
+		if (e->def != NULL && ls_relation_equal(e->def, rel))
+			continue;
+		if (a->ops->relation(s->t, rel, err) < 0)
+			return -1;
+		ls_relation_free(e->def);
+		if ((e->def = ls_relation_dup(rel)) == NULL)
+			return ls_err_set(err, false, "target %s: out of memory", a->name);
+	}
+	a->st.changes++;
+	a->st.streamed_changes++;
+	return a->ops->change(s->t, c->op == LS_OP_TRUNCATE ? NULL : cc->rels[0], c, err);
+}
+
+static int stream_commit(struct ls_apply *a, struct stream *s, const struct ls_codec_record *r,
+			 int64_t offset, struct ls_err *err)
+{
+	if (r->pos.seq <= a->applied_seq) {   /* a replay of one applied before */
+		a->st.skipped_txns++;
+		stream_close(a, s);
+		return 0;
+	}
+	struct ls_txn txn = { .xid = r->xid, .commit = r->pos, .commit_time_us = r->time_us };
+	if (a->ops->end(s->t, &txn, ckpt_offset(a, offset, s), err) < 0 ||
+	    a->ops->flush(s->t, err) < 0)
+		return -1;
+	a->applied_seq = r->pos.seq;
+	a->st.txns++;
+	a->st.streamed_txns++;
+	stream_close(a, s);
+	return 0;
+}
+
+static int process_stream(struct ls_apply *a, const struct ls_codec_record *r, int64_t offset,
+			  struct ls_err *err)
+{
+	if (a->in_txn) {
+		/* streams come between transactions: this one was cut short */
+		if (!a->skipping && a->ops->abort_txn(a->target, err) < 0)
+			return -1;
+		a->in_txn = a->skipping = false;
+		drop_pending(a);
+	}
+	if (a->ops->flush(a->target, err) < 0)
+		return -1;
+	if (a->ops->savepoint == NULL || a->ops->rollback_to == NULL)
+		return ls_err_set(err, false, "target %s: buffer offset %lld holds a piece of "
+				  "a streamed transaction, which a %s target cannot apply; set "
+				  "[source] stream_txns = false where the source runs", a->name,
+				  (long long)offset, a->ops->engine);
+	struct stream *s = stream_find(a, r->xid);
+	if (r->flags & LS_CODEC_FIRST) {
+		if (s != NULL) {
+			ls_warn("target %s: streamed transaction %" PRIu64 " starts again at "
+				"offset %lld; dropping its earlier pieces", a->name, r->xid,
+				(long long)offset);
+			stream_close(a, s);
+		}
+		if ((s = stream_open(a, r->xid, offset, err)) == NULL)
+			return -1;
+	} else if (s == NULL) {
+		/* the rest of one abandoned (a STREAM ABORT of xid 0 came) */
+		return 0;
+	}
+	if (r->flags & LS_CODEC_LAST)
+		return stream_commit(a, s, r, offset, err);
+	if (r->nchanges && stream_sub(a, s, r->subxid, err) < 0)
+		return -1;
+	for (uint32_t i = 0; i < r->nchanges; i++)
+		if (stream_change(a, s, &r->changes[i], err) < 0)
+			return -1;
+	return 0;
+}
+
+static int process_stream_abort(struct ls_apply *a, const struct ls_codec_record *r,
+				struct ls_err *err)
+{
+	if (r->xid == 0) {
+		if (a->nstreams)
+			ls_info("target %s: the producer restarted; abandoning %zu streamed "
+				"transaction(s) in progress", a->name, a->nstreams);
+		streams_drop_all(a);
+		return 0;
+	}
+	struct stream *s = stream_find(a, r->xid);
+	if (s == NULL)
+		return 0;
+	a->st.stream_aborts++;
+	if (r->subxid == r->xid) {
+		stream_close(a, s);
+		return 0;
+	}
+	for (size_t i = 0; i < s->nsubs; i++)
+		if (s->subs[i] == r->subxid) {
+			s->nsubs = i;   /* it and the ones after it are gone */
+			return a->ops->rollback_to(s->t, r->subxid, err);
+		}
+	return 0;   /* none of its changes reached the session */
+}
+
 /* ---- record processing (apply thread) ---------------------------------------- */
 
 static int txn_begin(struct ls_apply *a, const struct ls_codec_record *r, struct ls_err *err)
@@ -368,7 +605,7 @@ static int process_txn(struct ls_apply *a, const struct ls_codec_record *r, int6
 		return 0;
 	a->txn.commit = r->pos;
 	a->txn.commit_time_us = r->time_us;
-	if (a->ops->end(a->target, &a->txn, offset, err) < 0)
+	if (a->ops->end(a->target, &a->txn, ckpt_offset(a, offset, NULL), err) < 0)
 		return -1;
 	a->applied_seq = r->pos.seq;
 	a->st.txns++;
@@ -388,7 +625,7 @@ static int process_position(struct ls_apply *a, const struct ls_codec_record *r,
 	a->st.position_seq = r->pos.seq;
 	a->st.position_time_us = r->time_us;
 	a->commit_pending = true;
-	a->commit_offset = offset;
+	a->commit_offset = ckpt_offset(a, offset, NULL);
 	a->commit_pos = r->pos;
 	pthread_mutex_unlock(&a->mu);
 	uv_async_send(&a->async);
@@ -405,7 +642,11 @@ static int process(struct ls_apply *a, const struct item *it, struct ls_err *err
 	a->st.records++;
 	switch (r.type) {
 	case LS_CODEC_TXN:
+		if (r.flags & LS_CODEC_STREAM)
+			return process_stream(a, &r, it->offset, err);
 		return process_txn(a, &r, it->offset, err);
+	case LS_CODEC_STREAM_ABORT:
+		return process_stream_abort(a, &r, err);
 	case LS_CODEC_POSITION:
 		return process_position(a, &r, it->offset, err);
 	default:
@@ -435,6 +676,7 @@ static int recover(struct ls_apply *a, const struct ls_err *cause)
 		pthread_mutex_unlock(&a->mu);
 		if (stop)
 			return -1;
+		streams_drop_all(a);
 		if (a->ops->reset(a->target, &err) == 0)
 			break;
 		if (!err.retryable) {
@@ -581,17 +823,23 @@ int ls_apply_new(uv_loop_t *loop, const struct ls_apply_opts *o, const struct ls
 	pthread_mutex_init(&a->mu, NULL);
 	pthread_cond_init(&a->cond, NULL);
 	ls_arena_init(&a->arena);
-	struct ls_target_opts topts = {
-		.pipeline = o->pipeline, .cfg = o->cfg, .source = o->source,
-		.on_commit = on_target_commit, .ctx = a,
+	a->topts = (struct ls_target_opts){
+		.pipeline = strdup(o->pipeline ? o->pipeline : ""), .cfg = o->cfg,
+		.source = o->source, .on_commit = on_target_commit, .ctx = a,
 	};
-	if (a->ops->open(&topts, &a->target, err) < 0 ||
+	if (a->topts.pipeline == NULL) {
+		free(a->name);
+		free(a);
+		return ls_err_set(err, false, "out of memory");
+	}
+	if (a->ops->open(&a->topts, &a->target, err) < 0 ||
 	    uv_async_init(loop, &a->async, async_cb) != 0) {
 		if (a->target == NULL)
 			ls_err_prefix(err, "target %s", a->name);
 		else
 			ls_err_set(err, false, "target %s: uv_async_init failed", a->name);
 		a->ops->free(a->target);
+		free((char *)a->topts.pipeline);
 		free(a->name);
 		free(a);
 		return -1;
@@ -704,7 +952,9 @@ static void free_apply(uv_handle_t *h)
 	free(a->copied);
 	free(a->rels);
 	drop_pending(a);
+	streams_drop_all(a);
 	a->ops->free(a->target);
+	free((char *)a->topts.pipeline);
 	ls_arena_free(&a->arena);
 	pthread_mutex_destroy(&a->mu);
 	pthread_cond_destroy(&a->cond);

@@ -19,6 +19,16 @@
  *    target creates the table or applies the DDL, or stops under ddl=stop).
  *  - POSITION records move the applied position when no transaction is
  *    open (idle pipelines report lag 0).
+ *  - STREAM chunks (a large source transaction still in progress) go to a
+ *    target session of their own, opened at the transaction's FIRST chunk
+ *    (when the target has savepoints, lib/target.h); the first session
+ *    commits what it holds before each of them.  A subtransaction's first
+ *    piece takes a savepoint; a STREAM ABORT rolls back to it, or closes
+ *    the session (the whole transaction, or xid 0: every open one).  The
+ *    LAST chunk commits the session with the checkpoint, or closes it when
+ *    its seq was applied already.  Checkpoints record at most the offset
+ *    before the oldest open stream's FIRST chunk, so a replay reads it all
+ *    again.  At most 8 streams may be open at once.
  *
  * Commits reach the loop through on_committed (from a uv_async, so several
  * commits may merge into one call with the latest position).  A retryable
@@ -104,6 +114,9 @@ struct ls_apply_stats {
 	size_t queue_bytes;
 	uint64_t rewinds;
 	bool in_txn;
+	/* streamed transactions: open now, committed, changes applied into
+	 * them, source rollbacks (whole or subtransaction) */
+	uint64_t streams_open, streamed_txns, streamed_changes, stream_aborts;
 };
 
 /* Opens the target (blocking: connects, reads the checkpoint) and prepares

@@ -24,11 +24,22 @@ struct held {
 	unsigned char data[];
 };
 
+/* The next chunk index of a streamed transaction still open. */
+struct sxid {
+	uint64_t xid;
+	uint32_t chunk;
+};
+
 struct ls_capture {
 	uv_loop_t *loop;
 	struct ls_capture_opts o;
 	struct ls_codec_writer *w;
 	struct ls_codec_buf posbuf;
+	/* streamed transactions */
+	bool in_stream, piece_open;
+	uint64_t stream_xid, piece_subxid;
+	struct sxid *sx;
+	size_t nsx, capsx;
 	/* ring of in-flight records, in append order */
 	struct inflight *ring;
 	size_t ring_cap, ring_head, ring_len;
@@ -176,7 +187,8 @@ static void on_durable(void *ctx, uint64_t cookie)
 	}
 	/* Everything received is durable and nothing is half-read: the source
 	 * may report its server position as consumed. */
-	if (idle_seen && c->ring_len == 0 && c->held_head == NULL && !c->in_txn)
+	if (idle_seen && c->ring_len == 0 && c->held_head == NULL && !c->in_txn &&
+	    !c->in_stream)
 		c->o.sops->ack_idle(c->o.source);
 }
 
@@ -197,6 +209,16 @@ static void flush_chunk(struct ls_capture *c, bool last, uint64_t ack)
 		return;
 	}
 	emit(c, rec, len, ack, false);
+}
+
+static void read_commit(struct ls_capture *c, const struct ls_txn *txn)
+{
+	c->st.txns++;
+	c->st.read_seq = txn->commit.seq;
+	memcpy(c->st.read_pos, txn->commit.text, sizeof c->st.read_pos);
+	c->st.read_commit_time_us = txn->commit_time_us;
+	if (c->o.on_read)
+		c->o.on_read(c->o.ctx, &txn->commit, txn->commit_time_us, true);
 }
 
 static void src_begin(void *ctx, const struct ls_txn *txn)
@@ -235,19 +257,156 @@ static void src_commit(void *ctx, const struct ls_txn *txn, uint64_t ack)
 		return;
 	flush_chunk(c, true, ack ? ack : txn->commit.seq);
 	c->in_txn = false;
-	c->st.txns++;
-	c->st.read_seq = txn->commit.seq;
-	memcpy(c->st.read_pos, txn->commit.text, sizeof c->st.read_pos);
-	c->st.read_commit_time_us = txn->commit_time_us;
-	if (c->o.on_read)
-		c->o.on_read(c->o.ctx, &txn->commit, txn->commit_time_us, true);
+	read_commit(c, txn);
+}
+
+/* ---- streamed transactions ---------------------------------------------------- */
+
+static struct sxid *sxid_get(struct ls_capture *c, uint64_t xid, bool add)
+{
+	for (size_t i = 0; i < c->nsx; i++)
+		if (c->sx[i].xid == xid)
+			return &c->sx[i];
+	if (!add)
+		return NULL;
+	if (c->nsx == c->capsx) {
+		size_t cap = c->capsx ? 2 * c->capsx : 8;
+		struct sxid *n = realloc(c->sx, cap * sizeof *n);
+		if (n == NULL)
+			return NULL;
+		c->sx = n;
+		c->capsx = cap;
+	}
+	c->sx[c->nsx] = (struct sxid){ .xid = xid };
+	return &c->sx[c->nsx++];
+}
+
+static void sxid_drop(struct ls_capture *c, uint64_t xid)
+{
+	struct sxid *e = sxid_get(c, xid, false);
+	if (e)
+		*e = c->sx[--c->nsx];
+}
+
+/* Emits the open piece of the streamed transaction; its chunk count moves. */
+static void flush_piece(struct ls_capture *c, bool last, uint64_t ack)
+{
+	struct sxid *e = sxid_get(c, c->stream_xid, false);
+	c->piece_open = false;
+	flush_chunk(c, last, ack);
+	if (e)
+		e->chunk = ls_codec_writer_chunk(c->w);
+}
+
+static int open_piece(struct ls_capture *c, uint64_t xid, uint64_t subxid)
+{
+	struct ls_err err;
+	struct sxid *e = sxid_get(c, xid, true);
+	if (e == NULL) {
+		fail_msg(c, "out of memory");
+		return -1;
+	}
+	if (ls_codec_writer_begin_stream(c->w, xid, subxid, e->chunk, &err) < 0) {
+		fail(c, &err);
+		return -1;
+	}
+	c->stream_xid = xid;
+	c->piece_subxid = subxid;
+	c->piece_open = true;
+	return 0;
+}
+
+static void src_stream_begin(void *ctx, uint64_t xid, bool first)
+{
+	struct ls_capture *c = ctx;
+	if (c->failed)
+		return;
+	struct sxid *e = sxid_get(c, xid, true);
+	if (e == NULL) {
+		fail_msg(c, "out of memory");
+		return;
+	}
+	if (first)
+		e->chunk = 0;
+	c->in_stream = true;
+	c->stream_xid = xid;
+	c->piece_open = false;
+}
+
+static void src_stream_change(void *ctx, uint64_t subxid, const struct ls_change *ch,
+			      const struct ls_relation *const *rels, uint32_t nrels)
+{
+	struct ls_capture *c = ctx;
+	struct ls_err err;
+	if (c->failed || !c->in_stream)
+		return;
+	/* a piece holds one subtransaction's changes: a rollback to its
+	 * savepoint must find them apart from the rest */
+	if (c->piece_open && c->piece_subxid != subxid)
+		flush_piece(c, false, 0);
+	if (!c->piece_open && open_piece(c, c->stream_xid, subxid) < 0)
+		return;
+	if (ls_codec_writer_add(c->w, ch, rels, nrels, &err) < 0) {
+		fail(c, &err);
+		return;
+	}
+	c->st.changes++;
+	if (ls_codec_writer_full(c->w))
+		flush_piece(c, false, 0);
+}
+
+static void src_stream_end(void *ctx)
+{
+	struct ls_capture *c = ctx;
+	if (c->failed || !c->in_stream)
+		return;
+	if (c->piece_open)
+		flush_piece(c, false, 0);
+	c->in_stream = false;
+}
+
+static void emit_abort(struct ls_capture *c, uint64_t xid, uint64_t subxid)
+{
+	struct ls_err err;
+	if (ls_codec_encode_stream_abort(&c->posbuf, xid, subxid, &err) < 0) {
+		fail(c, &err);
+		return;
+	}
+	emit(c, c->posbuf.data, c->posbuf.len, 0, false);
+}
+
+static void src_stream_abort(void *ctx, uint64_t xid, uint64_t subxid)
+{
+	struct ls_capture *c = ctx;
+	if (c->failed)
+		return;
+	emit_abort(c, xid, subxid);
+	if (subxid == xid)
+		sxid_drop(c, xid);
+}
+
+static void src_stream_commit(void *ctx, const struct ls_txn *txn, uint64_t ack)
+{
+	struct ls_capture *c = ctx;
+	struct ls_err err;
+	if (c->failed || c->in_stream)
+		return;
+	if (open_piece(c, txn->xid, txn->xid) < 0)
+		return;
+	if (ls_codec_writer_set_commit(c->w, &txn->commit, txn->commit_time_us, &err) < 0) {
+		fail(c, &err);
+		return;
+	}
+	flush_piece(c, true, ack ? ack : txn->commit.seq);
+	sxid_drop(c, txn->xid);
+	read_commit(c, txn);
 }
 
 static void src_idle(void *ctx, const struct ls_pos *pos, int64_t time_us)
 {
 	struct ls_capture *c = ctx;
 	struct ls_err err;
-	if (c->failed || c->in_txn)
+	if (c->failed || c->in_txn || c->in_stream)
 		return;
 	c->st.idle_time_us = time_us;
 	if (c->o.on_read)
@@ -273,6 +432,12 @@ static void src_restart(void *ctx)
 	/* The half-written transaction is abandoned; the next begin discards
 	 * the writer's state and the apply side drops the partial copy. */
 	c->in_txn = false;
+	/* So is every streamed one: the source sends again those that commit,
+	 * and the apply side must not keep the others open for ever. */
+	c->in_stream = c->piece_open = false;
+	c->nsx = 0;
+	if (c->o.streams && !c->failed)
+		emit_abort(c, 0, 0);
 }
 
 static void src_error(void *ctx, const struct ls_err *err)
@@ -315,6 +480,19 @@ int ls_capture_start(struct ls_capture *c, struct ls_err *err)
 		.on_commit = src_commit, .on_idle = src_idle,
 		.on_restart = src_restart, .on_error = src_error,
 	};
+	if (c->o.streams) {
+		scb.on_stream_begin = src_stream_begin;
+		scb.on_stream_change = src_stream_change;
+		scb.on_stream_end = src_stream_end;
+		scb.on_stream_abort = src_stream_abort;
+		scb.on_stream_commit = src_stream_commit;
+		scb.stream_floor = c->o.stream_floor;
+		/* A producer that stopped mid-stream left pieces in the buffer
+		 * whose transaction may never come again (it aborted meanwhile). */
+		emit_abort(c, 0, 0);
+		if (c->failed)
+			return ls_err_set(err, false, "capture: cannot start");
+	}
 	return c->o.sops->stream(c->o.source, &scb, err);
 }
 
@@ -338,6 +516,7 @@ void ls_capture_free(struct ls_capture *c)
 		free(h);
 	}
 	free(c->ring);
+	free(c->sx);
 	ls_codec_writer_free(c->w);
 	ls_codec_buf_free(&c->posbuf);
 	free(c);

@@ -35,6 +35,12 @@ struct ls_capture_opts {
 	struct ls_source *source;          /* borrowed */
 	struct ls_buffer *buffer;          /* borrowed */
 	size_t chunk_bytes;                /* 0 = codec default */
+	/* Take streamed transactions (lib/source.h) when the source sends
+	 * them: their pieces become STREAM chunks (lib/codec.h), and every
+	 * start and source restart appends a STREAM ABORT of xid 0 so the
+	 * apply side abandons what a previous producer left half-streamed. */
+	bool streams;
+	uint64_t stream_floor;             /* see ls_source_cb.stream_floor */
 	void (*on_error)(void *ctx, const struct ls_err *err);   /* fatal */
 	/* Optional (lag, lib/lag.h): a committed source transaction was read
 	 * (commit true: pos and commit time), or the source reported itself

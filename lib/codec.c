@@ -121,6 +121,15 @@ int ls_codec_encode_position(struct ls_codec_buf *out, const struct ls_pos *pos,
 	return 0;
 }
 
+int ls_codec_encode_stream_abort(struct ls_codec_buf *out, uint64_t xid, uint64_t subxid,
+				 struct ls_err *err)
+{
+	out->len = 0;
+	if (put_head(out, LS_CODEC_STREAM_ABORT) | put_varint(out, xid) | put_varint(out, subxid))
+		return ls_err_set(err, false, "codec: out of memory");
+	return 0;
+}
+
 int ls_codec_encode_marker(struct ls_codec_buf *out, const struct ls_pos *pos,
 			   int64_t source_time_us, const char *prefix,
 			   const void *payload, uint32_t payload_len, struct ls_err *err)
@@ -149,7 +158,8 @@ struct ls_codec_writer {
 	size_t limit;
 	bool active;               /* between begin and the last flush */
 	bool have_commit;
-	uint64_t xid;
+	bool stream;               /* pieces of a streamed transaction */
+	uint64_t xid, subxid;
 	struct ls_pos commit;
 	int64_t time_us;
 	uint32_t chunk;            /* index of the chunk being filled */
@@ -219,7 +229,8 @@ int ls_codec_writer_begin(struct ls_codec_writer *w, uint64_t xid,
 	chunk_clear(w);
 	w->active = false;
 	w->have_commit = false;
-	w->xid = xid;
+	w->stream = false;
+	w->xid = w->subxid = xid;
 	w->chunk = 0;
 	w->time_us = commit_time_us;
 	memset(&w->commit, 0, sizeof w->commit);
@@ -227,6 +238,22 @@ int ls_codec_writer_begin(struct ls_codec_writer *w, uint64_t xid,
 		return -1;
 	w->active = true;
 	return 0;
+}
+
+int ls_codec_writer_begin_stream(struct ls_codec_writer *w, uint64_t xid, uint64_t subxid,
+				 uint32_t chunk, struct ls_err *err)
+{
+	if (ls_codec_writer_begin(w, xid, NULL, 0, err) < 0)
+		return -1;
+	w->stream = true;
+	w->subxid = subxid;
+	w->chunk = chunk;
+	return 0;
+}
+
+uint32_t ls_codec_writer_chunk(const struct ls_codec_writer *w)
+{
+	return w->chunk;
 }
 
 static int valid_replident(uint8_t r)
@@ -468,12 +495,12 @@ int ls_codec_writer_flush(struct ls_codec_writer *w, bool last, const uint8_t **
 	if (!last && w->chunk == UINT32_MAX)
 		return ls_err_set(err, false, "codec: too many chunks in one transaction");
 	uint8_t flags = (w->chunk == 0 ? LS_CODEC_FIRST : 0) | (last ? LS_CODEC_LAST : 0) |
-			(w->have_commit ? 0 : LS_CODEC_NO_COMMIT);
+			(w->have_commit ? 0 : LS_CODEC_NO_COMMIT) | (w->stream ? LS_CODEC_STREAM : 0);
 	struct ls_codec_buf *o = &w->out;
 	buf_clear(o, w->limit);
 	int rc = put_head(o, LS_CODEC_TXN) | put_u8(o, flags) | put_varint(o, w->chunk) |
 		 put_varint(o, w->xid) | put_pos(o, &w->commit) | put_zz(o, w->time_us) |
-		 put_varint(o, w->nents) | put_raw(o, w->rels.data, w->rels.len) |
+		 (w->stream ? put_varint(o, w->subxid) : 0) | put_varint(o, w->nents) | put_raw(o, w->rels.data, w->rels.len) |
 		 put_varint(o, w->nchanges) | put_raw(o, w->chg.data, w->chg.len);
 	if (rc)
 		return ls_err_set(err, false, "codec: out of memory");
@@ -660,6 +687,9 @@ static int rd_header(struct rd *r, struct ls_codec_record *out)
 		if (rd_pos(r, &out->pos, "position") < 0)
 			return -1;
 		return rd_zz(r, &out->time_us, "source time");
+	case LS_CODEC_STREAM_ABORT:
+		return rd_varint(r, &out->xid, "xid") < 0 ? -1
+			: rd_varint(r, &out->subxid, "subtransaction xid");
 	case LS_CODEC_TXN:
 		break;
 	default:
@@ -670,8 +700,11 @@ static int rd_header(struct rd *r, struct ls_codec_record *out)
 	    rd_zz(r, &out->time_us, "commit time") < 0)
 		return -1;
 	uint8_t f = out->flags;
-	if (f & ~(LS_CODEC_FIRST | LS_CODEC_LAST | LS_CODEC_NO_COMMIT))
+	if (f & ~(LS_CODEC_FIRST | LS_CODEC_LAST | LS_CODEC_NO_COMMIT | LS_CODEC_STREAM))
 		return rd_fail(r, "unknown chunk flags 0x%02x", f);
+	out->subxid = out->xid;
+	if ((f & LS_CODEC_STREAM) && rd_varint(r, &out->subxid, "subtransaction xid") < 0)
+		return -1;
 	if (!(f & LS_CODEC_FIRST) != (out->chunk != 0))
 		return rd_fail(r, "chunk %" PRIu32 " with FIRST flag %s", out->chunk,
 			       f & LS_CODEC_FIRST ? "set" : "clear");

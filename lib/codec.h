@@ -11,6 +11,7 @@
  *                        changes
  *   type 'P' POSITION:   seq, str text, zz source time
  *   type 'M' MARKER:     seq, str text, zz source time, str prefix, str payload
+ *   type 'A' STREAM ABORT: xid, subxid
  *
  *   relation:  id, str schema, str name, u8 replica identity, ncols, columns
  *   column:    str name, str type name, type id, zz typmod, u8 flags,
@@ -23,6 +24,20 @@
  * with.  A source transaction too large for one chunk spans several records
  * with chunk index 0, 1, ... ; the first has LS_CODEC_FIRST, the last
  * LS_CODEC_LAST.  Nothing is compressed: Kafka compresses batches.
+ *
+ * Streamed transactions (a source that sends a large transaction while it
+ * is still in progress: PostgreSQL's pgoutput streaming) are TXN chunks with
+ * LS_CODEC_STREAM, interleaved with other transactions' records: xid names
+ * the streamed (top-level) transaction, and a varint subxid follows the
+ * commit time: the subtransaction whose changes the chunk holds (== xid for
+ * the top level).  Chunk indexes count up across the transaction's pieces;
+ * chunk 0 (FIRST) starts it, and a source that sends it again from the start
+ * (after a reconnect) starts again at chunk 0.  Every chunk but the LAST one
+ * has LS_CODEC_NO_COMMIT; the LAST one is the source's commit.  A STREAM
+ * ABORT record says the source rolled back subtransaction subxid of xid
+ * (subxid == xid: the whole transaction), or, with xid 0, that the producer
+ * restarted: every streamed transaction still open is abandoned (the source
+ * sends again whole those that commit).
  *
  * Decoding is pure (no I/O) and safe on any input: every length and count is
  * checked against the bytes left before anything is allocated, so decoding
@@ -47,6 +62,7 @@ enum ls_codec_type {
 	LS_CODEC_TXN = 'T',
 	LS_CODEC_POSITION = 'P',
 	LS_CODEC_MARKER = 'M',
+	LS_CODEC_STREAM_ABORT = 'A',
 };
 
 /* TXN chunk flags */
@@ -54,6 +70,7 @@ enum ls_codec_type {
 #define LS_CODEC_LAST 0x02         /* the transaction's last chunk */
 #define LS_CODEC_NO_COMMIT 0x04    /* commit position not known yet (seq 0,
                                       text ""); never on a LAST chunk */
+#define LS_CODEC_STREAM 0x08       /* a piece of a streamed transaction */
 
 /* ---- growable output buffer ------------------------------------------------ */
 
@@ -79,6 +96,10 @@ int ls_codec_encode_position(struct ls_codec_buf *out, const struct ls_pos *pos,
 int ls_codec_encode_marker(struct ls_codec_buf *out, const struct ls_pos *pos,
 			   int64_t source_time_us, const char *prefix,
 			   const void *payload, uint32_t payload_len, struct ls_err *err);
+
+/* Replace out's contents with a STREAM ABORT record (see above). */
+int ls_codec_encode_stream_abort(struct ls_codec_buf *out, uint64_t xid, uint64_t subxid,
+				 struct ls_err *err);
 
 /* ---- transaction writer -------------------------------------------------------- */
 
@@ -108,6 +129,15 @@ void ls_codec_writer_free(struct ls_codec_writer *w);      /* NULL is a no-op */
 int ls_codec_writer_begin(struct ls_codec_writer *w, uint64_t xid,
 			  const struct ls_pos *commit, int64_t commit_time_us,
 			  struct ls_err *err);
+/* Starts a piece of streamed transaction xid holding changes of its
+ * subtransaction subxid, as chunk number chunk (0 = the transaction's
+ * first).  Flush it with last=false; its commit is a piece flushed with
+ * last=true after ls_codec_writer_set_commit.  Discards any unfinished
+ * transaction. */
+int ls_codec_writer_begin_stream(struct ls_codec_writer *w, uint64_t xid, uint64_t subxid,
+				 uint32_t chunk, struct ls_err *err);
+/* The index the next flushed chunk gets. */
+uint32_t ls_codec_writer_chunk(const struct ls_codec_writer *w);
 int ls_codec_writer_set_commit(struct ls_codec_writer *w, const struct ls_pos *commit,
 			       int64_t commit_time_us, struct ls_err *err);
 
@@ -148,9 +178,11 @@ struct ls_codec_record {
 	struct ls_pos pos;         /* TXN: the commit; POSITION / MARKER: the position */
 	int64_t time_us;           /* TXN: commit time; others: source time */
 	/* TXN */
-	uint8_t flags;             /* LS_CODEC_FIRST | LS_CODEC_LAST | LS_CODEC_NO_COMMIT */
+	uint8_t flags;             /* LS_CODEC_FIRST | LS_CODEC_LAST | LS_CODEC_NO_COMMIT
+	                              | LS_CODEC_STREAM */
 	uint32_t chunk;            /* index within the transaction */
-	uint64_t xid;
+	uint64_t xid;              /* TXN, STREAM ABORT */
+	uint64_t subxid;           /* STREAM chunks and STREAM ABORT; else == xid */
 	uint32_t nrels;
 	struct ls_relation *rels;  /* in the arena: never ls_relation_free() them;
 	                              ls_relation_dup() to keep one */

@@ -132,6 +132,9 @@ static const struct key keys[] = {
 	  .check = check_nonempty },
 	{ SEC_SOURCE, "start_gtid", K_STRING, SRC(start_gtid), NULL, 0,
 	  .check = check_gtid },
+	{ SEC_SOURCE, "stream_txns", K_BOOL, SRC(stream_txns), "true", 0, .min = 0 },
+	{ SEC_SOURCE, "stream_mem", K_SIZE, SRC(stream_mem), "8MB", 0,
+	  .min = 64000, .max = 1ULL << 40 },
 
 	{ SEC_BUFFER, "type", K_ENUM, BUF(type), "kafka", 0,
 	  .names = buffer_names },

@@ -68,6 +68,13 @@ struct ls_config_source {
 	char *start_gtid;          /* MySQL: the first start streams after this
 	                              GTID set instead of the server's current
 	                              position (a saved resume point wins) */
+	bool stream_txns;          /* PostgreSQL: apply a large transaction
+	                              while it is still in progress (pgoutput
+	                              streaming), default true */
+	uint64_t stream_mem;       /* PostgreSQL: logical_decoding_work_mem of
+	                              lockstep's walsender: a transaction whose
+	                              decoded changes exceed it is streamed;
+	                              default 8MB, at least 64kB */
 };
 
 struct ls_config_buffer {

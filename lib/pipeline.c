@@ -56,6 +56,7 @@ struct ls_pipeline {
 	int nworkers;
 	uv_timer_t cron, restart_timer, fail_timer;
 	bool cron_started, lead_hold;
+	uint64_t stream_floor;          /* greatest copied_at of any target table */
 	/* failures: retryable ones restart the components in process */
 	struct ls_err last_err;
 	bool has_err;
@@ -269,6 +270,19 @@ static int start_targets(struct ls_pipeline *p, struct ls_err *err)
 
 static void on_read(void *ctx, const struct ls_pos *pos, int64_t time_us, bool commit);
 
+/* Large transactions are applied while in progress when the source is
+ * PostgreSQL, the config allows it, and every target here can (a source
+ * half alone cannot tell: its config says). */
+static bool streams_wanted(const struct ls_pipeline *p)
+{
+	if (!p->cfg->source.stream_txns || p->cfg->source.type != LS_ENGINE_POSTGRES)
+		return false;
+	for (int i = 0; i < p->ntgts; i++)
+		if (p->tgts[i].ops->savepoint == NULL || p->tgts[i].ops->rollback_to == NULL)
+			return false;
+	return true;
+}
+
 static int start_streaming(struct ls_pipeline *p, struct ls_err *err)
 {
 	p->state = P_STREAMING;
@@ -281,6 +295,7 @@ static int start_streaming(struct ls_pipeline *p, struct ls_err *err)
 	struct ls_capture_opts co = {
 		.sops = p->sops, .source = p->src, .buffer = p->buf,
 		.on_error = on_capture_error, .on_read = on_read, .ctx = p,
+		.streams = streams_wanted(p), .stream_floor = p->stream_floor,
 	};
 	if (ls_capture_new(p->loop, &co, &p->cap, err) < 0 || ls_capture_start(p->cap, err) < 0)
 		return -1;
@@ -397,6 +412,8 @@ static int load_filters(struct ls_pipeline *p, struct ls_err *err)
 				return -1;
 			if (copied && ls_apply_set_copied_at(t->apply, rel->schema, rel->name, at) < 0)
 				return ls_err_set(err, false, "out of memory");
+			if (copied && at > p->stream_floor)
+				p->stream_floor = at;
 		}
 	}
 	return 0;
@@ -886,6 +903,10 @@ static void status_targets(struct ls_pipeline *p, struct ls_json *j)
 		ls_json_kv_uint(j, "skipped_txns", as.skipped_txns);
 		ls_json_kv_uint(j, "aborted_txns", as.aborted_txns);
 		ls_json_kv_uint(j, "rewinds", as.rewinds);
+		ls_json_kv_uint(j, "streams_open", as.streams_open);
+		ls_json_kv_uint(j, "streamed_txns", as.streamed_txns);
+		ls_json_kv_uint(j, "streamed_changes", as.streamed_changes);
+		ls_json_kv_uint(j, "stream_aborts", as.stream_aborts);
 		ls_json_kv_uint(j, "queue_bytes", as.queue_bytes);
 		ls_json_kv_int(j, "buffer_lag_records",
 			       t->reader ? ls_buffer_reader_lag(t->reader) : -1);

@@ -21,6 +21,24 @@
  *                                    transactions after the last ack come again
  *   on_error(err)                    fatal: the pipeline stops
  *
+ * Streamed transactions (optional; a source sends them only when all five
+ * stream callbacks are set, and only when that cannot cross a snapshot
+ * filter: see stream_floor).  A large transaction may arrive while it is
+ * still in progress, in blocks between other transactions (never inside
+ * one):
+ *   on_stream_begin(xid, first)      a block of transaction xid; first: its
+ *                                    first block (a block with first set for
+ *                                    an xid already open starts it again)
+ *   on_stream_change(subxid, ...)*   a change made by subtransaction subxid
+ *                                    of xid (== xid at the top level)
+ *   on_stream_end()                  the block ends
+ *   on_stream_abort(xid, subxid)     the source rolled back subxid (== xid:
+ *                                    the whole transaction)
+ *   on_stream_commit(txn, ack)       the source committed xid, in commit
+ *                                    order like on_commit
+ * on_restart abandons every streamed transaction not yet committed; the
+ * source sends again those that commit.
+ *
  * Contract point 1: the source tells its server that a position is consumed
  * only through ack()/ack_idle(), never on receipt.
  *
@@ -51,6 +69,17 @@ struct ls_source_cb {
 	void (*on_idle)(void *ctx, const struct ls_pos *pos, int64_t source_time_us);
 	void (*on_restart)(void *ctx);
 	void (*on_error)(void *ctx, const struct ls_err *err);
+	void (*on_stream_begin)(void *ctx, uint64_t xid, bool first);
+	void (*on_stream_change)(void *ctx, uint64_t subxid, const struct ls_change *c,
+				 const struct ls_relation *const *rels, uint32_t nrels);
+	void (*on_stream_end)(void *ctx);
+	void (*on_stream_abort)(void *ctx, uint64_t xid, uint64_t subxid);
+	void (*on_stream_commit)(void *ctx, const struct ls_txn *txn, uint64_t ack);
+	/* Streams only when the stream starts at or after this seq: the
+	 * greatest seq at which a target's snapshot filter still drops a
+	 * table's changes (a streamed transaction's commit is not known while
+	 * its changes are applied, so none may be one the filter drops). */
+	uint64_t stream_floor;
 };
 
 /* The tables the source captures, as relations (owned by the source, valid

@@ -24,6 +24,15 @@
  * that failed so must be able to abandon that same transaction on the
  * replay (PostgreSQL: savepoints from reset() until the next commit).
  *
+ * Streamed transactions: a target with savepoint and rollback_to applies
+ * a large source transaction while the source still runs it, on a session
+ * of its own (another open() with the same options, its begin .. change*
+ * .. end + flush, or free() to roll it back), while its first session goes
+ * on applying the transactions that commit before it.  savepoint(id) marks
+ * where a subtransaction's changes start, rollback_to(id) drops them (the
+ * source rolled it back).  Without them (NULL) the pipeline has the source
+ * send a transaction only once committed.
+ *
  * Snapshot: a table's copy is one target transaction on a copy session:
  * copy_table_begin (truncate the target table, start COPY), copy_data*,
  * copy_table_end (finish COPY, record the table as copied at copied_at_seq in
@@ -98,6 +107,9 @@ struct ls_target_ops {
 	int (*change)(struct ls_target *t, const struct ls_relation *rel,
 		      const struct ls_change *ch, struct ls_err *err);
 	int (*abort_txn)(struct ls_target *t, struct ls_err *err);
+	/* optional, see "Streamed transactions" */
+	int (*savepoint)(struct ls_target *t, uint64_t id, struct ls_err *err);
+	int (*rollback_to)(struct ls_target *t, uint64_t id, struct ls_err *err);
 	int (*end)(struct ls_target *t, const struct ls_txn *txn, int64_t buffer_offset,
 		   struct ls_err *err);
 	int (*flush)(struct ls_target *t, struct ls_err *err);

@@ -469,6 +469,65 @@ START_TEST(codec_commit_position_may_come_at_the_end)
 }
 END_TEST
 
+/* Pieces of a streamed transaction: the subtransaction and the running
+ * chunk index survive, FIRST marks only chunk 0, only the commit piece
+ * carries a position; a STREAM ABORT names transaction and subtransaction. */
+START_TEST(codec_stream_pieces_and_abort_roundtrip)
+{
+	struct ls_codec_writer *w = ls_codec_writer_new(0);
+	struct ls_err err = { 0 };
+	struct ls_arena a;
+	ls_arena_init(&a);
+	const struct ls_relation *rels[1] = { R1 };
+	struct ls_value v[4] = { { LS_VAL_TEXT, 1, "7" }, { LS_VAL_TEXT, 1, "x" }, NUL, UNCH };
+	struct ls_change c = { .op = LS_OP_INSERT, .relid = R1->id, .new_tup = { 4, v } };
+	const uint64_t subs[3] = { 900, 901, 900 };
+	uint32_t chunk = 0;
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(ls_codec_writer_begin_stream(w, 900, subs[i], chunk, &err), 0);
+		ck_assert_int_eq(ls_codec_writer_add(w, &c, rels, 1, &err), 0);
+		const uint8_t *rec;
+		size_t len;
+		ck_assert_msg(ls_codec_writer_flush(w, false, &rec, &len, &err) == 0, "%s", err.msg);
+		chunk = ls_codec_writer_chunk(w);
+		struct ls_codec_record r;
+		ls_arena_reset(&a);
+		ck_assert_msg(ls_codec_decode(rec, len, &a, &r, &err) == 0, "%s", err.msg);
+		ck_assert_uint_eq(r.flags, (i == 0 ? LS_CODEC_FIRST : 0) | LS_CODEC_STREAM |
+					   LS_CODEC_NO_COMMIT);
+		ck_assert_uint_eq(r.chunk, (uint32_t)i);
+		ck_assert_uint_eq(r.xid, 900);
+		ck_assert_uint_eq(r.subxid, subs[i]);
+		ck_assert_uint_eq(r.nchanges, 1);
+	}
+	struct ls_pos commit = mkpos(1234, "0/4D2");
+	ck_assert_int_eq(ls_codec_writer_begin_stream(w, 900, 900, chunk, &err), 0);
+	ck_assert_int_eq(ls_codec_writer_set_commit(w, &commit, 55, &err), 0);
+	const uint8_t *rec;
+	size_t len;
+	ck_assert_int_eq(ls_codec_writer_flush(w, true, &rec, &len, &err), 0);
+	struct ls_codec_record r;
+	ck_assert_msg(ls_codec_decode(rec, len, &a, &r, &err) == 0, "%s", err.msg);
+	ck_assert_uint_eq(r.flags, LS_CODEC_STREAM | LS_CODEC_LAST);
+	ck_assert_uint_eq(r.chunk, 3);
+	ck_assert_uint_eq(r.pos.seq, 1234);
+	ck_assert_int_eq(r.time_us, 55);
+
+	struct ls_codec_buf b;
+	ls_codec_buf_init(&b);
+	ck_assert_int_eq(ls_codec_encode_stream_abort(&b, 900, 901, &err), 0);
+	ck_assert_msg(decode_copy(b.data, b.len, &a, &r, &err) == 0, "%s", err.msg);
+	ck_assert_uint_eq(r.type, LS_CODEC_STREAM_ABORT);
+	ck_assert_uint_eq(r.xid, 900);
+	ck_assert_uint_eq(r.subxid, 901);
+	/* truncated: the subtransaction is missing */
+	ck_assert_int_lt(ls_codec_decode(b.data, b.len - 2, &a, &r, &err), 0);
+	ls_codec_buf_free(&b);
+	ls_arena_free(&a);
+	ls_codec_writer_free(w);
+}
+END_TEST
+
 START_TEST(codec_writer_requires_commit_for_last_chunk)
 {
 	struct ls_codec_writer *w = ls_codec_writer_new(0);
@@ -691,7 +750,7 @@ START_TEST(codec_rejects_malformed_fields)
 		{ R("LSTP\x01P\x00\x03\x61\x00\x62\x00"), "holds a NUL byte" },
 		{ R("LSTP\x01P\x00\x05\x61\x00"), "position of 5 bytes, 2 left" },
 		/* TXN: flags chunk xid seq text time nrels [rels] nchanges [changes] */
-		{ R("LSTP\x01T\x08\x00\x00\x00\x00\x00\x00\x00"), "unknown chunk flags 0x08" },
+		{ R("LSTP\x01T\x10\x00\x00\x00\x00\x00\x00\x00"), "unknown chunk flags 0x10" },
 		{ R("LSTP\x01T\x03\x01\x00\x00\x00\x00\x00\x00"), "chunk 1 with FIRST flag set" },
 		{ R("LSTP\x01T\x02\x00\x00\x00\x00\x00\x00\x00"), "chunk 0 with FIRST flag clear" },
 		{ R("LSTP\x01T\x07\x00\x00\x00\x00\x00\x00\x00"), "without commit position is LAST" },
@@ -831,6 +890,7 @@ int main(void)
 	tcase_add_test(tc, codec_header_decodes_without_arena);
 	tcase_add_test(tc, codec_splits_large_txn_into_chunks_in_order);
 	tcase_add_test(tc, codec_commit_position_may_come_at_the_end);
+	tcase_add_test(tc, codec_stream_pieces_and_abort_roundtrip);
 	tcase_add_test(tc, codec_writer_requires_commit_for_last_chunk);
 	tcase_add_test(tc, codec_writer_rejects_bad_changes);
 	tcase_add_test(tc, codec_rejects_truncated_record);

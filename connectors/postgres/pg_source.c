@@ -44,6 +44,8 @@ struct ls_source {
 	char *conninfo, *include, *exclude, *slot, *publication;
 	char *skip_origins;            /* comma-separated origin names */
 	bool snapshot_never;
+	bool stream_txns;              /* wanted by the config */
+	uint64_t stream_mem;
 	int workers;
 	int feedback_ms, base_ms, cap_ms;
 	enum state state;
@@ -83,6 +85,14 @@ struct ls_source {
 	bool skip_txn;                 /* the open txn came from a skipped origin */
 	uint64_t skipped_txns;         /* transactions of skipped origins */
 	struct ls_txn txn;
+	/* streamed transactions (protocol 2), see source.h */
+	bool streaming;                /* asked of the server this run */
+	bool in_stream;                /* inside Stream Start .. Stop */
+	bool stream_begun;             /* on_stream_begin fired for the block */
+	bool stream_first;
+	uint32_t stream_xid;
+	uint32_t *skip_xids;           /* streamed txns of skipped origins */
+	size_t nskip_xids, capskip_xids;
 	struct relent *map;
 	size_t map_cap, map_n;
 	PGconn *cat;                   /* ordinary conn for type lookups */
@@ -170,6 +180,8 @@ static int pg_open(uv_loop_t *loop, const struct ls_config *cfg,
 	snprintf(defskip, sizeof defskip, "%s_rev", defname);
 	s->skip_origins = strdup(c->skip_origins ? c->skip_origins : defskip);
 	s->snapshot_never = c->snapshot == LS_SNAPSHOT_NEVER;
+	s->stream_txns = c->stream_txns;
+	s->stream_mem = c->stream_mem;
 	s->workers = c->snapshot_workers > 0 ? c->snapshot_workers : 2;
 	if (s->conninfo == NULL || s->include == NULL || s->slot == NULL ||
 	    s->publication == NULL || s->skip_origins == NULL ||
@@ -922,11 +934,27 @@ static int install_relation(struct ls_source *s, const struct ls_relation *dr,
 static void stream_fatal(struct ls_source *s, struct ls_err *err)
 {
 	s->state = ST_FAILED;
-	s->in_txn = s->skip_txn = false;
+	s->in_txn = s->skip_txn = s->in_stream = false;
 	ls_pgstream_stop(s->stream);
 	ls_err_prefix(err, "postgres source (slot %s)", s->slot);
 	if (s->cb.on_error != NULL)
 		s->cb.on_error(s->cb.ctx, err);
+}
+
+static void stream_begin_now(struct ls_source *s);
+
+/* A change goes to the open transaction, or to the streamed one whose
+ * block is open (with the subtransaction that made it). */
+static void emit(struct ls_source *s, const struct ls_pgo_event *ev,
+	const struct ls_relation *const *rels, uint32_t n)
+{
+	if (s->in_stream) {
+		stream_begin_now(s);
+		s->cb.on_stream_change(s->cb.ctx, ev->xid ? ev->xid : s->stream_xid,
+			&ev->change, rels, n);
+	} else {
+		s->cb.on_change(s->cb.ctx, &ev->change, rels, n);
+	}
 }
 
 static int on_row_change(struct ls_source *s, const struct ls_pgo_event *ev,
@@ -936,7 +964,7 @@ static int on_row_change(struct ls_source *s, const struct ls_pgo_event *ev,
 	if (rel == NULL)
 		return ls_err_set(err, false, "change of relation %u without its "
 			"Relation message", ev->change.relid);
-	s->cb.on_change(s->cb.ctx, &ev->change, &rel, 1);
+	emit(s, ev, &rel, 1);
 	return 0;
 }
 
@@ -955,7 +983,7 @@ static int on_truncate(struct ls_source *s, const struct ls_pgo_event *ev,
 				"without its Relation message",
 				ev->change.relids[i]);
 	}
-	s->cb.on_change(s->cb.ctx, &ev->change, rels, n);
+	emit(s, ev, rels, n);
 	return 0;
 }
 
@@ -963,7 +991,7 @@ static int on_message(struct ls_source *s, const struct ls_pgo_event *ev)
 {
 	const char *prefix = ev->change.msg_prefix ? ev->change.msg_prefix : "";
 	/* "lockstep" and "lockstep.*" (drift markers, lib/drift.h) */
-	if (s->in_txn && ev->u.message.transactional &&
+	if (s->in_txn && !s->in_stream && ev->u.message.transactional &&
 	    !strncmp(prefix, "lockstep", 8) && (prefix[8] == '\0' || prefix[8] == '.')) {
 		s->cb.on_change(s->cb.ctx, &ev->change, NULL, 0);
 		return 0;
@@ -1001,9 +1029,143 @@ static void begin_now(struct ls_source *s)
 	}
 }
 
+/* ---- stream: streamed transactions (protocol 2) ----------------------------------- */
+
+static bool xid_skipped(const struct ls_source *s, uint32_t xid)
+{
+	for (size_t i = 0; i < s->nskip_xids; i++)
+		if (s->skip_xids[i] == xid)
+			return true;
+	return false;
+}
+
+static void unskip_xid(struct ls_source *s, uint32_t xid)
+{
+	for (size_t i = 0; i < s->nskip_xids; i++)
+		if (s->skip_xids[i] == xid) {
+			s->skip_xids[i] = s->skip_xids[--s->nskip_xids];
+			return;
+		}
+}
+
+static int skip_xid(struct ls_source *s, uint32_t xid, struct ls_err *err)
+{
+	if (s->nskip_xids == s->capskip_xids) {
+		size_t cap = s->capskip_xids ? 2 * s->capskip_xids : 8;
+		uint32_t *n = realloc(s->skip_xids, cap * sizeof *n);
+		if (n == NULL)
+			return ls_err_set(err, false, "out of memory");
+		s->skip_xids = n;
+		s->capskip_xids = cap;
+	}
+	s->skip_xids[s->nskip_xids++] = xid;
+	return 0;
+}
+
+/* Like begin_now: a block is announced once it shows it is not from a
+ * skipped origin (Origin follows the first Stream Start). */
+static void stream_begin_now(struct ls_source *s)
+{
+	if (!s->stream_begun) {
+		s->stream_begun = true;
+		s->cb.on_stream_begin(s->cb.ctx, s->stream_xid, s->stream_first);
+	}
+}
+
+static int stream_commit(struct ls_source *s, const struct ls_pgo_event *ev)
+{
+	if (xid_skipped(s, ev->xid)) {
+		unskip_xid(s, ev->xid);
+		s->skipped_txns++;
+		return 0;
+	}
+	struct ls_txn txn = { .xid = ev->xid,
+		.commit_time_us = ev->u.commit.commit_time_us };
+	lsn_pos(ev->u.commit.commit_lsn, &txn.commit);
+	s->cb.on_stream_commit(s->cb.ctx, &txn, ev->u.commit.end_lsn);
+	return 0;
+}
+
+static int dispatch_stream(struct ls_source *s, const struct ls_pgo_event *ev,
+	struct ls_err *err)
+{
+	switch (ev->kind) {
+	case LS_PGO_STREAM_START:
+		if (s->in_txn || s->in_stream)
+			return ls_err_set(err, false, "pgoutput Stream Start inside "
+				"a transaction");
+		s->in_stream = true;
+		s->stream_xid = ev->xid;
+		s->stream_first = ev->u.stream_start.first_segment;
+		s->stream_begun = false;
+		if (s->stream_first)
+			unskip_xid(s, ev->xid);
+		return 0;
+	case LS_PGO_STREAM_STOP:
+		if (s->stream_begun)
+			s->cb.on_stream_end(s->cb.ctx);
+		s->in_stream = s->stream_begun = false;
+		return 0;
+	case LS_PGO_STREAM_ABORT:
+		if (xid_skipped(s, ev->xid)) {
+			if (ev->u.stream_abort.subxid == ev->xid)
+				unskip_xid(s, ev->xid);
+			return 0;
+		}
+		s->cb.on_stream_abort(s->cb.ctx, ev->xid, ev->u.stream_abort.subxid);
+		return 0;
+	case LS_PGO_STREAM_COMMIT:
+		return stream_commit(s, ev);
+	case LS_PGO_ORIGIN:
+		if (!s->stream_begun && ev->u.origin.name &&
+		    origin_skipped(s, ev->u.origin.name))
+			return skip_xid(s, s->stream_xid, err);
+		return 0;
+	default:
+		break;
+	}
+	if (xid_skipped(s, s->stream_xid) && ev->kind != LS_PGO_RELATION &&
+	    ev->kind != LS_PGO_TYPE)
+		return 0;
+	return -2;   /* the ordinary handling, routed by in_stream */
+}
+
+/* Inside a stream block: relations and changes as in a transaction (emit
+ * routes the changes); logical messages are not drift markers there. */
+static int dispatch_in_stream(struct ls_source *s, const struct ls_pgo_event *ev,
+	struct ls_err *err)
+{
+	switch (ev->kind) {
+	case LS_PGO_RELATION:
+		if (ev->u.relation.change == LS_PGO_REL_SAME &&
+		    map_get(s, ev->rel->id) != NULL)
+			return 0;
+		return install_relation(s, ev->rel, err);
+	case LS_PGO_INSERT:
+	case LS_PGO_UPDATE:
+	case LS_PGO_DELETE:
+		return on_row_change(s, ev, err);
+	case LS_PGO_TRUNCATE:
+		return on_truncate(s, ev, err);
+	case LS_PGO_MESSAGE:
+	case LS_PGO_TYPE:
+		return 0;
+	default:
+		return ls_err_set(err, false, "unexpected pgoutput message '%c' "
+			"inside a stream block", ev->kind);
+	}
+}
+
 static int dispatch(struct ls_source *s, const struct ls_pgo_event *ev,
 	struct ls_err *err)
 {
+	if (s->in_stream || ev->kind == LS_PGO_STREAM_START ||
+	    ev->kind == LS_PGO_STREAM_COMMIT || ev->kind == LS_PGO_STREAM_ABORT) {
+		int rc = dispatch_stream(s, ev, err);
+		if (rc != -2)
+			return rc;
+		return dispatch_in_stream(s, ev, err);
+	}
 	bool data = ev->kind == LS_PGO_INSERT || ev->kind == LS_PGO_UPDATE ||
 		ev->kind == LS_PGO_DELETE || ev->kind == LS_PGO_TRUNCATE;
 	if ((data || ev->kind == LS_PGO_COMMIT) && !s->in_txn)
@@ -1094,7 +1256,7 @@ static void st_keepalive(struct ls_pgstream *ps, uint64_t wal_end,
 {
 	struct ls_source *s = ls_pgstream_data(ps);
 	(void)reply;
-	if (s->closing || s->in_txn || s->state == ST_FAILED ||
+	if (s->closing || s->in_txn || s->in_stream || s->state == ST_FAILED ||
 	    s->cb.on_idle == NULL)
 		return;
 	struct ls_pos pos;
@@ -1125,10 +1287,36 @@ static void st_error(struct ls_pgstream *ps, const struct ls_err *e)
 	}
 	ls_warn("postgres source: %s; reconnecting", e->msg);
 	s->in_txn = s->skip_txn = false;
+	s->in_stream = s->stream_begun = false;
+	s->nskip_xids = 0;
 	ls_arena_reset(&s->arena);
 	s->state = ST_RECONNECTING;
 	if (s->cb.on_restart != NULL)
 		s->cb.on_restart(s->cb.ctx);
+}
+
+/* Streaming in-progress transactions needs the callbacks, and a stream
+ * that starts where no snapshot filter can drop a change any more: a
+ * streamed transaction's changes are applied before its commit position
+ * (which the filters compare) is known. */
+static bool want_streaming(struct ls_source *s, const struct ls_source_cb *cb)
+{
+	if (!s->stream_txns || cb->on_stream_begin == NULL || cb->on_stream_change == NULL ||
+	    cb->on_stream_end == NULL || cb->on_stream_abort == NULL ||
+	    cb->on_stream_commit == NULL)
+		return false;
+	uint64_t start = s->slot_info.created ? s->slot_info.consistent_lsn :
+		s->slot_info.confirmed_flush;
+	uint64_t floor = cb->stream_floor > s->copied_at ? cb->stream_floor : s->copied_at;
+	if (start < floor) {
+		char a[LS_PG_LSN_TEXT_MAX], b[LS_PG_LSN_TEXT_MAX];
+		ls_info("postgres source: large transactions are applied after their "
+			"commit this run: the stream starts at %s, before a table's "
+			"snapshot at %s", ls_pgsetup_lsn_format(start, a),
+			ls_pgsetup_lsn_format(floor, b));
+		return false;
+	}
+	return true;
 }
 
 static int pg_stream(struct ls_source *s, const struct ls_source_cb *cb,
@@ -1147,9 +1335,15 @@ static int pg_stream(struct ls_source *s, const struct ls_source_cb *cb,
 		s->slotc = NULL;
 	}
 	s->cb = *cb;
+	s->streaming = want_streaming(s, cb);
+	if (s->streaming && (ls_pgo_free(s->dec), s->dec = ls_pgo_new(2)) == NULL)
+		return ls_err_set(err, false, "postgres source: out of memory");
 	struct ls_pgstream_opts o = {
 		.conninfo = s->conninfo, .slot = s->slot,
-		.publication = s->publication, .proto_version = 1,
+		.publication = s->publication, .proto_version = s->streaming ? 2 : 1,
+		.streaming = s->streaming,
+		.work_mem_kb = !s->streaming ? 0 : s->stream_mem < 64 * 1024 ? 64 :
+			(int)(s->stream_mem / 1024),   /* the server's minimum is 64kB */
 		.messages = true, .start_lsn = 0, .feedback_interval_ms = s->feedback_ms,
 		.reconnect_base_ms = s->base_ms, .reconnect_cap_ms = s->cap_ms,
 	};
@@ -1267,6 +1461,7 @@ static void free_source(struct ls_source *s)
 	free(s->slot);
 	free(s->publication);
 	free(s->skip_origins);
+	free(s->skip_xids);
 	free(s);
 }
 

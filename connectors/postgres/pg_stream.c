@@ -43,6 +43,7 @@ struct ls_pgstream {
 	char *conninfo, *slot, *publication;
 	int proto_version;
 	bool streaming_opt;
+	int work_mem_kb;
 	bool messages_opt;
 	int feedback_ms, base_ms, cap_ms;
 
@@ -517,9 +518,12 @@ static void send_start(struct ls_pgstream *s)
 
 static void send_slotcheck(struct ls_pgstream *s)
 {
-	char sql[256];
-	snprintf(sql, sizeof sql, "SELECT confirmed_flush_lsn FROM "
-		"pg_replication_slots WHERE slot_name = '%s'", s->slot);
+	char sql[320], set[96] = "";
+	if (s->work_mem_kb > 0)
+		snprintf(set, sizeof set, "SET logical_decoding_work_mem = '%dkB'; ",
+			s->work_mem_kb);
+	snprintf(sql, sizeof sql, "%sSELECT confirmed_flush_lsn FROM "
+		"pg_replication_slots WHERE slot_name = '%s'", set, s->slot);
 	if (PQsetnonblocking(s->conn, 1) != 0 || !PQsendQuery(s->conn, sql)) {
 		char m[300];
 		fail(s, true, "replication stream (slot %s): %s", s->slot,
@@ -532,6 +536,10 @@ static void send_slotcheck(struct ls_pgstream *s)
 
 static void slotcheck_result(struct ls_pgstream *s, PGresult *r)
 {
+	if (PQresultStatus(r) == PGRES_COMMAND_OK) {   /* the SET */
+		PQclear(r);
+		return;
+	}
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		fail_result(s, r, "reading the slot");
 		return;
@@ -713,6 +721,7 @@ struct ls_pgstream *ls_pgstream_new(uv_loop_t *loop,
 	s->publication = strdup(o->publication);
 	s->proto_version = proto;
 	s->streaming_opt = o->streaming;
+	s->work_mem_kb = o->work_mem_kb;
 	s->messages_opt = o->messages;
 	s->feedback_ms = o->feedback_interval_ms > 0 ? o->feedback_interval_ms :
 		10000;

@@ -84,6 +84,9 @@ struct ls_pgstream_opts {
 	const char *publication;   /* publication_names; quoted for the server */
 	int proto_version;         /* 1 (default when 0) or 2 */
 	bool streaming;            /* stream in-progress transactions (v2) */
+	int work_mem_kb;           /* > 0: the walsender's
+	                              logical_decoding_work_mem (a transaction
+	                              past it is streamed or spilled) */
 	bool messages;             /* also send logical decoding messages
 	                              (pg_logical_emit_message; PG 14+) */
 	uint64_t start_lsn;        /* 0 = the slot's confirmed position */

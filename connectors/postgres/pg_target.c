@@ -1,6 +1,7 @@
 #include "connectors/postgres/pg_mysqltypes.h"
 #include "connectors/postgres/pg_target.h"
 
+#include <inttypes.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1048,6 +1049,49 @@ int ls_pgtarget_abort_txn(struct ls_pgtarget *t, struct ls_err *err)
 	t->group_copy_rows = t->base_copy_rows;
 	t->group_ddl = t->base_ddl;
 	return 0;
+}
+
+/* ---- subtransactions of a streamed transaction --------------------------------- */
+
+int ls_pgtarget_savepoint(struct ls_pgtarget *t, uint64_t id, struct ls_err *err)
+{
+	if (usable(t, err) < 0)
+		return -1;
+	if (!t->in_txn)
+		return ls_err_set(err, false, "target %s: savepoint outside a transaction",
+				  t->target);
+	if (flush_all(t, err) < 0 || end_copy(t, err) < 0)
+		return -1;
+	t->run_rel = NULL;
+	t->run_len = 0;
+	char sql[64];
+	snprintf(sql, sizeof sql, "SAVEPOINT ls_sub_%" PRIu64, id);
+	return send_sql(t, sql, 0, NULL, P_PLAIN, err);
+}
+
+/* Rows batched or in a COPY since the savepoint are dropped unsent; a
+ * statement of them that failed fails this call (the stream is replayed).
+ * Prepared statements go, as in abort_txn.  Relation state is kept: DDL
+ * inside a rolled-back subtransaction is not undone in it. */
+int ls_pgtarget_rollback_to(struct ls_pgtarget *t, uint64_t id, struct ls_err *err)
+{
+	if (usable(t, err) < 0)
+		return -1;
+	if (!t->in_txn)
+		return ls_err_set(err, false, "target %s: rollback outside a transaction",
+				  t->target);
+	drop_pending(t);
+	if (abandon_copy(t, err) < 0 || sync_drain(t, err) < 0)
+		return -1;
+	char sql[80];
+	snprintf(sql, sizeof sql, "ROLLBACK TO SAVEPOINT ls_sub_%" PRIu64, id);
+	if (send_sql(t, sql, 0, NULL, P_PLAIN, err) < 0 ||
+	    send_sql(t, "DEALLOCATE ALL", 0, NULL, P_PLAIN, err) < 0)
+		return -1;
+	forget_stmts(t);
+	t->run_rel = NULL;
+	t->run_len = 0;
+	return sync_drain(t, err);
 }
 
 /* ---- snapshot records ---------------------------------------------------------- */

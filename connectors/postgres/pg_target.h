@@ -177,6 +177,10 @@ int ls_pgtarget_begin(struct ls_pgtarget *t, const struct ls_txn *txn,
 int ls_pgtarget_change(struct ls_pgtarget *t, const struct ls_relation *rel,
 		       const struct ls_change *ch, struct ls_err *err)
 	__attribute__((warn_unused_result));
+/* Inside a source transaction: SAVEPOINT / ROLLBACK TO SAVEPOINT named by
+ * id (a streamed transaction's subtransactions, lib/target.h). */
+int ls_pgtarget_savepoint(struct ls_pgtarget *t, uint64_t id, struct ls_err *err);
+int ls_pgtarget_rollback_to(struct ls_pgtarget *t, uint64_t id, struct ls_err *err);
 /* Abandons the current source transaction.  When it opened the group, or
  * started at a savepoint (savepoint mode), its changes are rolled back and
  * the rest of the open group is kept: errors its own changes caused are

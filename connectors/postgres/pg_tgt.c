@@ -125,6 +125,16 @@ static int tgt_change(struct ls_target *t, const struct ls_relation *rel,
 	return ls_pgtarget_change(t->pg, pr, pc, err);
 }
 
+static int tgt_savepoint(struct ls_target *t, uint64_t id, struct ls_err *err)
+{
+	return ls_pgtarget_savepoint(t->pg, id, err);
+}
+
+static int tgt_rollback_to(struct ls_target *t, uint64_t id, struct ls_err *err)
+{
+	return ls_pgtarget_rollback_to(t->pg, id, err);
+}
+
 static int tgt_abort_txn(struct ls_target *t, struct ls_err *err)
 {
 	return ls_pgtarget_abort_txn(t->pg, err);
@@ -274,6 +284,8 @@ const struct ls_target_ops ls_pg_target_ops = {
 	.begin = tgt_begin,
 	.change = tgt_change,
 	.abort_txn = tgt_abort_txn,
+	.savepoint = tgt_savepoint,
+	.rollback_to = tgt_rollback_to,
 	.end = tgt_end,
 	.flush = tgt_flush,
 	.tick = tgt_tick,
