@@ -39,6 +39,7 @@ struct copied {
 /* A streamed transaction open on a target session of its own. */
 struct stream {
 	uint64_t xid;
+	unsigned session;              /* ls_target_opts.session, 1.. */
 	struct ls_target *t;
 	int64_t first_offset;          /* its FIRST chunk in the buffer */
 	uint64_t *subs;                /* subtransactions holding a savepoint, */
@@ -382,16 +383,23 @@ static struct stream *stream_open(struct ls_apply *a, uint64_t xid, int64_t offs
 			   MAX_STREAMS, xid, (long long)offset);
 		return NULL;
 	}
+	/* the lowest session number no open stream has */
+	unsigned session = 1;
+	for (size_t i = 0; i < a->nstreams; i++)
+		if (a->streams[i].session == session)
+			session++, i = (size_t)-1;
+	struct ls_target_opts o = a->topts;
+	o.session = session;
 	struct ls_target *t = NULL;
 	struct ls_txn txn = { .xid = xid };
-	if (a->ops->open(&a->topts, &t, err) < 0 || a->ops->begin(t, &txn, err) < 0) {
+	if (a->ops->open(&o, &t, err) < 0 || a->ops->begin(t, &txn, err) < 0) {
 		a->ops->free(t);
 		ls_err_prefix(err, "target %s: session for streamed transaction %" PRIu64,
 			      a->name, xid);
 		return NULL;
 	}
 	struct stream *s = &a->streams[a->nstreams++];
-	*s = (struct stream){ .xid = xid, .t = t, .first_offset = offset };
+	*s = (struct stream){ .xid = xid, .session = session, .t = t, .first_offset = offset };
 	stream_counts(a);
 	return s;
 }

@@ -87,6 +87,9 @@ struct ls_target_opts {
 	/* the engine whose rows arrive: a target may take values of another
 	 * engine's types into columns of its own that hold them as text */
 	enum ls_engine source;
+	/* 0: the target's own session; n > 0: the session of the n-th open
+	 * streamed transaction (see "Streamed transactions") */
+	unsigned session;
 	ls_target_commit_cb on_commit;         /* may be NULL */
 	void *ctx;
 };

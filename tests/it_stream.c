@@ -42,7 +42,8 @@ static struct ls_testkafka *kafka;
 static void setup(void)
 {
 	src = ls_testpg_start(NULL);
-	dst = ls_testpg_start(NULL);
+	/* commit timestamps carry each transaction's replication origin */
+	dst = ls_testpg_start("track_commit_timestamp = on");
 	kafka = ls_testkafka_start(3);
 	ls_testpg_exec(src, "postgres", "CREATE DATABASE " DB);
 	ls_testpg_exec(dst, "postgres", "CREATE DATABASE " DB);
@@ -385,6 +386,15 @@ static void run_applied_before_commit(bool direct)
 	wait_converged(d);
 	assert_equal();
 	ck_assert_int_eq(dst_count("id BETWEEN 100001 AND 150000"), 50000);
+	/* tagged with the stream session's own origin, which a cutover's
+	 * reverse direction skips like lockstep_shop (an origin serves one
+	 * session at a time); untagged rows would be sent back */
+	char *origin = ls_testpg_query1(dst, DB, "SELECT string_agg(DISTINCT o.roname, ',')"
+		" FROM items i, pg_xact_commit_timestamp_origin(i.xmin) c"
+		" JOIN pg_replication_origin o ON o.roident = c.roident"
+		" WHERE i.id BETWEEN 100001 AND 150000");
+	ck_assert_str_eq(origin, "lockstep_shop:s1");
+	free(origin);
 	WAIT_STATS(d, "the streamed transaction committed", 10000,
 		   { "streamed_txns", GE, 1 }, { "streams_open", EQ, 0 });
 	print_stats(d, direct ? "direct applied_before_commit" : "kafka applied_before_commit");

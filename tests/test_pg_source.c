@@ -1,6 +1,7 @@
 /* test_pg_source — the pure helpers of the PostgreSQL source: LSN text,
  * table patterns, the reconnect backoff and PostgreSQL timestamps. */
 #include "connectors/postgres/pg_setup.h"
+#include "connectors/postgres/pg_source.h"
 #include "connectors/postgres/pg_stream.h"
 
 #include <check.h>
@@ -73,6 +74,23 @@ START_TEST(pgstream_pg_time_converts_to_unix)
 }
 END_TEST
 
+START_TEST(pgsource_skips_origins_and_their_stream_sessions)
+{
+	const char *list = "lockstep_shop_rev, other";
+	ck_assert(ls_pg_source_origin_skipped(list, "lockstep_shop_rev"));
+	ck_assert(ls_pg_source_origin_skipped(list, "other"));
+	ck_assert(ls_pg_source_origin_skipped(list, "lockstep_shop_rev:s1"));
+	ck_assert(ls_pg_source_origin_skipped(list, "lockstep_shop_rev:s12"));
+	ck_assert(!ls_pg_source_origin_skipped(list, "lockstep_shop_rev:s"));
+	ck_assert(!ls_pg_source_origin_skipped(list, "lockstep_shop_rev:x1"));
+	ck_assert(!ls_pg_source_origin_skipped(list, "lockstep_shop_rev:s1x"));
+	ck_assert(!ls_pg_source_origin_skipped(list, "lockstep_shop"));
+	ck_assert(!ls_pg_source_origin_skipped(list, "lockstep_shop:s1"));
+	ck_assert(!ls_pg_source_origin_skipped(list, "othe"));
+	ck_assert(!ls_pg_source_origin_skipped("", "x"));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("pg_source");
@@ -81,6 +99,7 @@ int main(void)
 	tcase_add_test(tc, pgsetup_patterns_match_schema_and_table_with_stars);
 	tcase_add_test(tc, pgstream_backoff_stays_between_base_and_cap);
 	tcase_add_test(tc, pgstream_pg_time_converts_to_unix);
+	tcase_add_test(tc, pgsource_skips_origins_and_their_stream_sessions);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -1003,10 +1003,13 @@ static int on_message(struct ls_source *s, const struct ls_pgo_event *ev)
 }
 
 /* Whether origin name is one of the comma-separated skip_origins. */
-static bool origin_skipped(const struct ls_source *s, const char *name)
+bool ls_pg_source_origin_skipped(const char *list, const char *name)
 {
-	size_t n = strlen(name);
-	for (const char *p = s->skip_origins; *p != '\0';) {
+	size_t n = strcspn(name, ":");
+	if (name[n] != '\0' && (strncmp(name + n, ":s", 2) != 0 || name[n + 2] == '\0' ||
+	    strspn(name + n + 2, "0123456789") != strlen(name + n + 2)))
+		return false;
+	for (const char *p = list; *p != '\0';) {
 		p += strspn(p, " ,");
 		size_t len = strcspn(p, ",");
 		size_t l = len;
@@ -1017,6 +1020,11 @@ static bool origin_skipped(const struct ls_source *s, const char *name)
 		p += len;
 	}
 	return false;
+}
+
+static bool origin_skipped(const struct ls_source *s, const char *name)
+{
+	return ls_pg_source_origin_skipped(s->skip_origins, name);
 }
 
 /* Begin is reported once the transaction shows it is not from a skipped

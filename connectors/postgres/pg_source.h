@@ -68,6 +68,12 @@ extern const struct ls_source_ops ls_pg_source_ops;
 void ls_pg_source_set_intervals(struct ls_source *s, int feedback_ms,
 	int reconnect_base_ms, int reconnect_cap_ms);
 
+/* Whether a transaction of replication origin name is skipped under
+ * skip_origins list (comma-separated): name is in it, or is the origin of
+ * one of a listed origin's streamed-transaction sessions, "<listed>:s<n>"
+ * (pg_target.h). */
+bool ls_pg_source_origin_skipped(const char *list, const char *name);
+
 /* How often the loop checks whether the snapshot workers finished. */
 #define LS_PG_SOURCE_SNAP_POLL_MS 20
 

@@ -577,7 +577,10 @@ static int read_checkpoint(struct ls_pgtarget *t, struct ls_err *err)
 static void setup_origin(struct ls_pgtarget *t)
 {
 	char name[128], why[256] = "";
-	snprintf(name, sizeof name, "lockstep_%s", t->pipeline);
+	if (t->o.session > 0)   /* one origin per session: PostgreSQL 15 shares none */
+		snprintf(name, sizeof name, "lockstep_%s:s%u", t->pipeline, t->o.session);
+	else
+		snprintf(name, sizeof name, "lockstep_%s", t->pipeline);
 	const char *v[1] = { name };
 	PGresult *r = PQexecParams(t->conn, "SELECT pg_replication_origin_create($1) WHERE NOT"
 				   " EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)",

@@ -64,7 +64,8 @@
  * ls_pgtarget_sqlstate() gives the server's SQLSTATE of the last error.
  *
  * Replication origin: the session is tagged with origin lockstep_<pipeline>
- * (created when missing), so streams read from the target can skip what
+ * (a streamed transaction's session: lockstep_<pipeline>:s<n>; created when
+ * missing), so streams read from the target can skip what
  * lockstep applied (cutover's reverse direction; lib/cutover.h).  Needs
  * superuser or EXECUTE on pg_replication_origin_create/_session_setup;
  * without it a warning says so once and applying goes on untagged.
@@ -108,6 +109,11 @@ struct ls_pgtarget_opts {
 	 * and the session reads time stamps without a zone as UTC, as the way
 	 * there wrote them. */
 	bool from_mysql;
+	/* 0: the target's session; n > 0: the session of a streamed
+	 * transaction (lib/target.h), tagged with origin
+	 * lockstep_<pipeline>:s<n> (an origin serves one session at a time),
+	 * which a source skipping lockstep_<pipeline> skips too */
+	unsigned session;
 	ls_pgtarget_commit_cb on_commit;   /* may be NULL */
 	void *ctx;
 };

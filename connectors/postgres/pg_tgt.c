@@ -70,7 +70,7 @@ static int tgt_open(const struct ls_target_opts *o, struct ls_target **out, stru
 		.pipeline = t->copy.pipeline, .target = t->copy.target,
 		.conninfo = t->copy.conninfo, .create_tables = cfg->create_tables,
 		.ddl = cfg->ddl, .batch_rows = cfg->batch_rows, .batch_ms = cfg->batch_ms,
-		.from_mysql = o->source == LS_ENGINE_MYSQL,
+		.from_mysql = o->source == LS_ENGINE_MYSQL, .session = o->session,
 		.on_commit = o->on_commit, .ctx = o->ctx,
 	};
 	if (ls_pgtarget_new(&po, &t->pg, err) < 0) {
