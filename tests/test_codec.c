@@ -836,21 +836,35 @@ static size_t golden(int k, struct ls_codec_buf *b)
 		ls_codec_writer_free(w);
 		return len;
 	}
+	if (k == 5) {
+		/* a streamed transaction's piece: subtransaction 10 of 9 */
+		struct ls_codec_writer *w = ls_codec_writer_new(0);
+		ck_assert_int_eq(ls_codec_writer_begin_stream(w, 9, 10, 2, &err), 0);
+		for (int i = 0; i < 3; i++)
+			add_ok(w, &S[i]);
+		ck_assert_int_eq(ls_codec_writer_flush(w, false, &rec, &len, &err), 0);
+		ck_assert_int_eq(buf_set(b, rec, len), 0);
+		ls_codec_writer_free(w);
+		return len;
+	}
 	if (k == 3)
 		ck_assert_int_eq(ls_codec_encode_position(b, &pos, 1700000000000000LL, &err), 0);
-	else
+	else if (k == 4)
 		ck_assert_int_eq(ls_codec_encode_marker(b, &pos, 0, "lockstep.drift", "{\"chunk\":1}", 11, &err), 0);
+	else
+		ck_assert_int_eq(ls_codec_encode_stream_abort(b, 9, 10, &err), 0);
 	return b->len;
 }
 
-static const char *golden_names[] = { "txn_all_kinds", "txn_chunk0", "txn_chunk1", "position", "marker" };
+static const char *golden_names[] = { "txn_all_kinds", "txn_chunk0", "txn_chunk1", "position", "marker",
+				      "stream_piece", "stream_abort" };
 
 START_TEST(codec_matches_golden_records)
 {
 	struct ls_codec_buf b;
 	ls_codec_buf_init(&b);
 	bool update = getenv("LS_UPDATE_GOLDEN") != NULL;
-	for (int k = 0; k < 5; k++) {
+	for (int k = 0; k < 7; k++) {
 		size_t len = golden(k, &b);
 		char path[256];
 		snprintf(path, sizeof path, GOLDEN_DIR "/%s.bin", golden_names[k]);

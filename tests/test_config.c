@@ -68,6 +68,8 @@ START_TEST(config_minimal_gets_documented_defaults)
 	ck_assert_str_eq(c->source.slot, "lockstep_shop");
 	ck_assert_str_eq(c->source.publication, "lockstep_shop");
 	ck_assert_uint_eq(c->source.server_id, 0);
+	ck_assert(c->source.stream_txns);
+	ck_assert_uint_eq(c->source.stream_mem, 8000000);
 	ck_assert_int_eq(c->buffer.type, LS_BUFFER_KAFKA);
 	ck_assert_str_eq(c->buffer.brokers, "k1:9092");
 	ck_assert_str_eq(c->buffer.topic, "lockstep.shop");
@@ -169,6 +171,22 @@ START_TEST(config_rejects_bad_sizes)
 			 "5MB, 4MiB, 1GiB)", bad[i]);
 		expect_error(text, msg);
 	}
+}
+END_TEST
+
+/* PostgreSQL's logical_decoding_work_mem is at least 64kB. */
+START_TEST(config_stream_settings)
+{
+	struct ls_config *c = parse_ok("[pipeline]\nname = shop\n[source]\ntype = postgres\n"
+				       "conninfo = x\nstream_txns = false\nstream_mem = 64kB\n"
+				       "[buffer]\nbrokers = k1:9092\n");
+	ck_assert(!c->source.stream_txns);
+	ck_assert_uint_eq(c->source.stream_mem, 64000);
+	ls_config_free(c);
+	expect_error("[pipeline]\nname = shop\n[source]\ntype = postgres\nconninfo = x\n"
+		     "stream_mem = 32kB\n",
+		     "t.conf:6: [source] stream_mem: bad value '32kB' (expected a size such "
+		     "as 1048576, 64kB, 5MB, 4MiB, 1GiB)");
 }
 END_TEST
 
@@ -586,6 +604,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, config_format_round_trips);
 	tcase_add_test(tc, config_reload_allows_only_reloadable_keys);
 	tcase_add_test(tc, config_example_file_parses);
+	tcase_add_test(tc, config_stream_settings);
 	tcase_add_test(tc, config_load_reports_missing_file);
 	suite_add_tcase(s, tc);
 	return s;
