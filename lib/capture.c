@@ -221,6 +221,19 @@ static void read_commit(struct ls_capture *c, const struct ls_txn *txn)
 		c->o.on_read(c->o.ctx, &txn->commit, txn->commit_time_us, true);
 }
 
+/* Adds a change to the open chunk; true when the chunk is full now. */
+static bool add_change(struct ls_capture *c, const struct ls_change *ch,
+		       const struct ls_relation *const *rels, uint32_t nrels)
+{
+	struct ls_err err;
+	if (ls_codec_writer_add(c->w, ch, rels, nrels, &err) < 0) {
+		fail(c, &err);
+		return false;
+	}
+	c->st.changes++;
+	return ls_codec_writer_full(c->w);
+}
+
 static void src_begin(void *ctx, const struct ls_txn *txn)
 {
 	struct ls_capture *c = ctx;
@@ -238,15 +251,9 @@ static void src_change(void *ctx, const struct ls_change *ch,
 		       const struct ls_relation *const *rels, uint32_t nrels)
 {
 	struct ls_capture *c = ctx;
-	struct ls_err err;
 	if (c->failed || !c->in_txn)
 		return;
-	if (ls_codec_writer_add(c->w, ch, rels, nrels, &err) < 0) {
-		fail(c, &err);
-		return;
-	}
-	c->st.changes++;
-	if (ls_codec_writer_full(c->w))
+	if (add_change(c, ch, rels, nrels))
 		flush_chunk(c, false, 0);
 }
 
@@ -337,7 +344,6 @@ static void src_stream_change(void *ctx, uint64_t subxid, const struct ls_change
 			      const struct ls_relation *const *rels, uint32_t nrels)
 {
 	struct ls_capture *c = ctx;
-	struct ls_err err;
 	if (c->failed || !c->in_stream)
 		return;
 	/* a piece holds one subtransaction's changes: a rollback to its
@@ -346,12 +352,7 @@ static void src_stream_change(void *ctx, uint64_t subxid, const struct ls_change
 		flush_piece(c, false, 0);
 	if (!c->piece_open && open_piece(c, c->stream_xid, subxid) < 0)
 		return;
-	if (ls_codec_writer_add(c->w, ch, rels, nrels, &err) < 0) {
-		fail(c, &err);
-		return;
-	}
-	c->st.changes++;
-	if (ls_codec_writer_full(c->w))
+	if (add_change(c, ch, rels, nrels))
 		flush_piece(c, false, 0);
 }
 

@@ -329,12 +329,7 @@ static void wait_converged(struct ls_testd *d)
 		dump_diff();
 	free(a);
 	free(b);
-	json_t *st = ls_testd_get(d, "/status");
-	char *dump = st ? json_dumps(st, JSON_INDENT(1)) : NULL;
-	fprintf(stderr, "status: %s\n", dump ? dump : "(no answer)");
-	free(dump);
-	json_decref(st);
-	ck_abort_msg("target did not converge; log:\n%s", ls_testd_log_tail(d));
+	ls_testd_abort_unconverged(d);
 }
 
 /* Equal sums were waited for; this states the invariants outright so a

@@ -1138,9 +1138,9 @@ static int dispatch_stream(struct ls_source *s, const struct ls_pgo_event *ev,
 	return -2;   /* the ordinary handling, routed by in_stream */
 }
 
-/* Inside a stream block: relations and changes as in a transaction (emit
- * routes the changes); logical messages are not drift markers there. */
-static int dispatch_in_stream(struct ls_source *s, const struct ls_pgo_event *ev,
+/* Relations and row changes, alike in a transaction and in a stream block
+ * (emit routes the changes); 1 for any other message. */
+static int dispatch_rows(struct ls_source *s, const struct ls_pgo_event *ev,
 	struct ls_err *err)
 {
 	switch (ev->kind) {
@@ -1155,6 +1155,19 @@ static int dispatch_in_stream(struct ls_source *s, const struct ls_pgo_event *ev
 		return on_row_change(s, ev, err);
 	case LS_PGO_TRUNCATE:
 		return on_truncate(s, ev, err);
+	default:
+		return 1;
+	}
+}
+
+/* Inside a stream block logical messages are not drift markers. */
+static int dispatch_in_stream(struct ls_source *s, const struct ls_pgo_event *ev,
+	struct ls_err *err)
+{
+	int rc = dispatch_rows(s, ev, err);
+	if (rc != 1)
+		return rc;
+	switch (ev->kind) {
 	case LS_PGO_MESSAGE:
 	case LS_PGO_TYPE:
 		return 0;
@@ -1206,16 +1219,11 @@ static int dispatch(struct ls_source *s, const struct ls_pgo_event *ev,
 		s->cb.on_commit(s->cb.ctx, &s->txn, ev->u.commit.end_lsn);
 		return 0;
 	case LS_PGO_RELATION:
-		if (ev->u.relation.change == LS_PGO_REL_SAME &&
-		    map_get(s, ev->rel->id) != NULL)
-			return 0;
-		return install_relation(s, ev->rel, err);
 	case LS_PGO_INSERT:
 	case LS_PGO_UPDATE:
 	case LS_PGO_DELETE:
-		return on_row_change(s, ev, err);
 	case LS_PGO_TRUNCATE:
-		return on_truncate(s, ev, err);
+		return dispatch_rows(s, ev, err);
 	case LS_PGO_MESSAGE:
 		return on_message(s, ev);
 	case LS_PGO_ORIGIN:

@@ -258,6 +258,16 @@ json_t *ls_testd_get(struct ls_testd *d, const char *path)
 	return j;
 }
 
+void ls_testd_abort_unconverged(struct ls_testd *d)
+{
+	json_t *st = ls_testd_get(d, "/status");
+	char *dump = st ? json_dumps(st, JSON_INDENT(1)) : NULL;
+	fprintf(stderr, "status: %s\n", dump ? dump : "(no answer)");
+	free(dump);
+	json_decref(st);
+	ck_abort_msg("target did not converge; log:\n%s", ls_testd_log_tail(d));
+}
+
 int ls_testd_post(struct ls_testd *d, const char *path)
 {
 	char *body;

@@ -40,6 +40,8 @@ bool ls_testd_running(struct ls_testd *d, int *status);
 /* GET path over the control socket; the parsed JSON (caller decrefs) or NULL
  * when the daemon does not answer. */
 json_t *ls_testd_get(struct ls_testd *d, const char *path);
+/* Prints GET /status to stderr and fails the test with the log's tail. */
+void ls_testd_abort_unconverged(struct ls_testd *d) __attribute__((noreturn));
 /* POST path; returns the HTTP status or -1. */
 int ls_testd_post(struct ls_testd *d, const char *path);
 /* Polls GET /status until "pipeline_state" equals state; fails the test with
