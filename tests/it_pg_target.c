@@ -272,6 +272,31 @@ START_TEST(pgtarget_groups_small_txns)
 }
 END_TEST
 
+/* A result the server will never send (it holds it until a Sync or flush
+ * request that never comes, and waits for us) is a deadlock the target
+ * detects: a retryable error naming it, then reset() applies again. */
+START_TEST(pgtarget_unanswered_wait_fails_instead_of_hanging)
+{
+	struct ls_pgtarget_opts o = {
+		.pipeline = "shop", .target = "new", .conninfo = ls_testpg_conninfo(pg, db),
+		.create_tables = true, .await_check_ms = 300,
+	};
+	struct ls_pgtarget *t;
+	struct ls_err err = { 0 };
+	ck_assert_msg(ls_pgtarget_new(&o, &t, &err) == 0, "open: %s", err.msg);
+	ck_assert_int_lt(ls_pgtarget_test_unanswered(t, &err), 0);
+	ck_assert(err.retryable);
+	ck_assert_msg(strstr(err.msg, "waited for this session (ClientRead") != NULL, "%s", err.msg);
+	ck_assert_int_eq(ls_pgtarget_reset(t, &err), 0);
+	struct ls_relation *r = mkrel(1, "u", 'd', "id:integer:k|v:text");
+	APPLY_OK(t, 3000, r, ins(r, "1", "after"));
+	flush_ok(t);
+	ck_q1("after", "SELECT v FROM app.u WHERE id = 1");
+	ls_pgtarget_free(t);
+	ls_relation_free(r);
+}
+END_TEST
+
 START_TEST(pgtarget_crash_mid_group_leaves_checkpoint_consistent)
 {
 	struct ls_pgtarget *t = open_target(true, LS_DDL_APPLY, 100000, 600000, -1);
@@ -1090,6 +1115,7 @@ int main(void)
 	tcase_add_test(tc, pgtarget_key_update_uses_old_key);
 	tcase_add_test(tc, pgtarget_full_identity_many_null_shapes);
 	tcase_add_test(tc, pgtarget_groups_small_txns);
+	tcase_add_test(tc, pgtarget_unanswered_wait_fails_instead_of_hanging);
 	tcase_add_test(tc, pgtarget_crash_mid_group_leaves_checkpoint_consistent);
 	tcase_add_test(tc, pgtarget_values_round_trip_pipeline);
 	tcase_add_test(tc, pgtarget_values_round_trip_copy);

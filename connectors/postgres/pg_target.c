@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "connectors/postgres/pg_await.h"
 #include "connectors/postgres/pg_session.h"
 #include "connectors/postgres/pg_sql.h"
 #include "log.h"
@@ -211,6 +212,13 @@ static const char *error_column(const PGresult *r, const struct pend *p)
 	return p->rel->src->cols[p->stmt->pcol[n - 1]].name;
 }
 
+static const char *kind_name(uint8_t kind)
+{
+	static const char *const names[] = { "statement", "prepared statement", "sync",
+		"query", "checkpoint update", "set-based statement", "COMMIT" };
+	return kind < sizeof names / sizeof *names ? names[kind] : "command";
+}
+
 static const char *op_name(uint8_t op)
 {
 	switch (op) {
@@ -358,6 +366,26 @@ static void commit_arrived(struct ls_pgtarget *t)
 	report_group(t, &g);
 }
 
+/* Waits until PQgetResult would not block (pg_await.h); false when the
+ * connection failed or the wait deadlocked (recorded, retryable: the
+ * reset that follows replays the group from the checkpoint). */
+static bool await_result(struct ls_pgtarget *t, const struct pend *p)
+{
+	char why[200];
+	if (ls_pgawait_result(t->conn, t->conninfo, t->o.await_check_ms > 0 ?
+			      t->o.await_check_ms : LS_PGAWAIT_CHECK_MS, why, sizeof why) == 0)
+		return true;
+	if (why[0] == '\0') {
+		record_error(t, NULL, p);
+	} else if (!t->have_perr) {
+		t->have_perr = true;
+		ls_err_set(&t->perr, true, "target %s: %s; %zu commands unanswered, the oldest a "
+			   "%s", t->target, why, (size_t)t->count, kind_name(p->kind));
+		ls_warn("%s", t->perr.msg);
+	}
+	return false;
+}
+
 /* Reads the results of the oldest command in flight.  Returns -1 on an
  * error (recorded in t->perr). */
 static int process_head(struct ls_pgtarget *t)
@@ -369,7 +397,9 @@ static int process_head(struct ls_pgtarget *t)
 	bool committed = false;
 	int rc = 0;
 	t->ndone++;
-	if (p->kind == P_SYNC) {
+	if (!await_result(t, p)) {
+		rc = -1;
+	} else if (p->kind == P_SYNC) {
 		PGresult *r = PQgetResult(t->conn);
 		if (r == NULL || PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
 			record_error(t, r, NULL);
@@ -1052,6 +1082,20 @@ int ls_pgtarget_abort_txn(struct ls_pgtarget *t, struct ls_err *err)
 	t->group_copy_rows = t->base_copy_rows;
 	t->group_ddl = t->base_ddl;
 	return 0;
+}
+
+/* ---- tests ------------------------------------------------------------------------ */
+
+int ls_pgtarget_test_unanswered(struct ls_pgtarget *t, struct ls_err *err)
+{
+	if (usable(t, err) < 0)
+		return -1;
+	if (!PQsendQueryParams(t->conn, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0) ||
+	    PQflush(t->conn) != 0)
+		return conn_error(t, err, "send");
+	if (pushed(t, P_PLAIN, 0, NULL, NULL, NULL, err) < 0)
+		return -1;
+	return drain_until(t, 0, err);   /* no Sync, no flush request */
 }
 
 /* ---- subtransactions of a streamed transaction --------------------------------- */

@@ -51,6 +51,10 @@
  *        ls_pgtarget_end }* with ls_pgtarget_tick / ls_pgtarget_flush when
  *   input pauses -> ls_pgtarget_flush -> ls_pgtarget_free.
  *
+ * Waits for results never block for ever: a wait the server answers with
+ * nothing while it waits for us (pg_await.h) fails like a lost connection,
+ * logged with the command waited for.
+ *
  * Failure: any error rolls back the whole open group (nothing of it becomes
  * visible, the checkpoint stays put) and drops the connection.  Later calls
  * fail until ls_pgtarget_reset() reconnects and returns the checkpoint to
@@ -114,6 +118,9 @@ struct ls_pgtarget_opts {
 	 * lockstep_<pipeline>:s<n> (an origin serves one session at a time),
 	 * which a source skipping lockstep_<pipeline> skips too */
 	unsigned session;
+	/* How long a wait for a result may see no byte before the server is
+	 * asked whether it waits for us (pg_await.h); 0 = 5000 ms. */
+	int await_check_ms;
 	ls_pgtarget_commit_cb on_commit;   /* may be NULL */
 	void *ctx;
 };
@@ -183,6 +190,10 @@ int ls_pgtarget_begin(struct ls_pgtarget *t, const struct ls_txn *txn,
 int ls_pgtarget_change(struct ls_pgtarget *t, const struct ls_relation *rel,
 		       const struct ls_change *ch, struct ls_err *err)
 	__attribute__((warn_unused_result));
+/* For tests: sends a statement and waits for its result without a Sync
+ * or flush request, so the server never sends it: the deadlock pg_await.h
+ * detects.  Returns what that wait returns. */
+int ls_pgtarget_test_unanswered(struct ls_pgtarget *t, struct ls_err *err);
 /* Inside a source transaction: SAVEPOINT / ROLLBACK TO SAVEPOINT named by
  * id (a streamed transaction's subtransactions, lib/target.h). */
 int ls_pgtarget_savepoint(struct ls_pgtarget *t, uint64_t id, struct ls_err *err);
