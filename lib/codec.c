@@ -705,6 +705,8 @@ static int rd_header(struct rd *r, struct ls_codec_record *out)
 	out->subxid = out->xid;
 	if ((f & LS_CODEC_STREAM) && rd_varint(r, &out->subxid, "subtransaction xid") < 0)
 		return -1;
+	if ((f & LS_CODEC_STREAM) && (f & LS_CODEC_NO_COMMIT) && out->time_us != 0)
+		return rd_fail(r, "streamed piece without a commit has a commit time");
 	if (!(f & LS_CODEC_FIRST) != (out->chunk != 0))
 		return rd_fail(r, "chunk %" PRIu32 " with FIRST flag %s", out->chunk,
 			       f & LS_CODEC_FIRST ? "set" : "clear");

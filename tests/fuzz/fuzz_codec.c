@@ -73,21 +73,34 @@ static size_t reencode(const struct ls_codec_record *r, uint8_t **out)
 					   r->payload_len, &err) < 0)
 			die("encode marker", err.msg);
 		break;
-	default:
-		if (r->chunk != 0)
+	case LS_CODEC_STREAM_ABORT:
+		if (ls_codec_encode_stream_abort(&b, r->xid, r->subxid, &err) < 0)
+			die("encode stream abort", err.msg);
+		break;
+	default: {
+		bool stream = r->flags & LS_CODEC_STREAM;
+		if (r->chunk != 0 && !stream)
 			return 0;
 		w = ls_codec_writer_new(0);
 		if (w == NULL)
 			die("writer", "out of memory");
 		bool known = !(r->flags & LS_CODEC_NO_COMMIT);
-		if (ls_codec_writer_begin(w, r->xid, known ? &r->pos : NULL, r->time_us, &err) < 0)
+		if (stream) {
+			/* a streamed piece starts at any chunk index */
+			if (ls_codec_writer_begin_stream(w, r->xid, r->subxid, r->chunk, &err) < 0 ||
+			    (known && ls_codec_writer_set_commit(w, &r->pos, r->time_us, &err) < 0))
+				die("begin stream", err.msg);
+		} else if (ls_codec_writer_begin(w, r->xid, known ? &r->pos : NULL, r->time_us,
+						 &err) < 0) {
 			die("begin", err.msg);
+		}
 		for (uint32_t i = 0; i < r->nchanges; i++)
 			if (ls_codec_writer_add(w, &r->changes[i].c, r->changes[i].rels,
 						r->changes[i].nrels, &err) < 0)
 				die("writer refused a decoded change", err.msg);
 		if (ls_codec_writer_flush(w, r->flags & LS_CODEC_LAST, &rec, &len, &err) < 0)
 			die("flush", err.msg);
+	}
 	}
 	if (w == NULL) {
 		rec = b.data;
@@ -130,6 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (ls_codec_decode(e1, n1, &a2, &r2, &err) < 0)
 			die("decode of re-encoded record", err.msg);
 		if (r2.type != r.type || r2.nchanges != r.nchanges || r2.pos.seq != r.pos.seq ||
+		    r2.xid != r.xid || r2.subxid != r.subxid || r2.flags != r.flags ||
 		    strcmp(r2.pos.text, r.pos.text) != 0 || r2.time_us != r.time_us)
 			die("re-encoded record", "differs from the original");
 		size_t n2 = reencode(&r2, &e2);
