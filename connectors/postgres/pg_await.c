@@ -50,6 +50,11 @@ int ls_pgawait_result(PGconn *conn, const char *conninfo, int check_ms, char *wh
 			seen[0] = '\0';
 			continue;
 		}
+		/* bytes a TLS layer decrypted already do not wake poll() */
+		if (!PQconsumeInput(conn))
+			return -1;
+		if (!PQisBusy(conn))
+			break;
 		char wait[64], since[64];
 		if (!backend_state(conninfo, PQbackendPID(conn), wait, sizeof wait, since,
 				   sizeof since) || strcmp(wait, "ClientRead") != 0) {
