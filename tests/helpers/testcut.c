@@ -248,7 +248,7 @@ void ls_testcut_load_start(struct ls_testcut_load *l, struct ls_testd *d,
 	l->n = n;
 	l->cap = cap;
 	l->d = d;
-	l->last = now_s();
+	l->last = l->t0 = now_s();
 	pthread_mutex_init(&l->mu, NULL);
 	snprintf(l->flag, sizeof l->flag, "%s/switched", ls_testd_dir(d));
 	ck_assert_int_eq(pthread_create(&l->thread, NULL, main, l), 0);
@@ -285,8 +285,18 @@ void ls_testcut_load_note(struct ls_testcut_load *l, long id, bool on_new)
 	}
 	if (l->ids)
 		l->ids[l->n++] = id;
+	/* A steady application, not an unpaced loop: on a slow machine the
+	 * loop outran the pipeline, its lag never closed and the cutover's
+	 * ready step (lag under 5 s, then a drift check of a table grown to
+	 * millions of rows) ran out of time.  Pacing shapes the load; it is
+	 * not a wait for a condition. */
+	double due = l->t0 + (double)++l->paced / LS_TESTCUT_LOAD_RATE;
 	pthread_mutex_unlock(&l->mu);
 	atomic_fetch_add(on_new ? &l->ok_new : &l->ok_old, 1);
+	if (due > t) {
+		struct timespec ts = { (time_t)(due - t), (long)((due - t - (time_t)(due - t)) * 1e9) };
+		nanosleep(&ts, NULL);
+	}
 }
 
 struct progress {

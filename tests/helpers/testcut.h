@@ -57,7 +57,9 @@ void ls_testcut_assert_equal(struct ls_testd *d, ls_testcut_sum_fn sum, void *ol
 /* The application of a cutover test: a thread (the test's own `main`,
  * engine-specific) writes one row at a time to the side a flag file
  * points to (the switch hook creates DIR/switched), retrying failures, and
- * notes every id it saw committed.  Restarting keeps the ids. */
+ * notes every id it saw committed; noting keeps it to LS_TESTCUT_LOAD_RATE
+ * commits a second.  Restarting keeps the ids. */
+#define LS_TESTCUT_LOAD_RATE 1000
 struct ls_testcut_load {
 	pthread_t thread;
 	atomic_bool stop;
@@ -67,6 +69,8 @@ struct ls_testcut_load {
 	long *ids;                     /* every id the load saw committed */
 	size_t n, cap;
 	double last, max_gap;          /* longest time without a commit, s */
+	double t0;                     /* when this run of the load started */
+	long paced;                    /* commits since t0 (the load's pace) */
 	struct ls_testd *d;
 };
 
