@@ -373,6 +373,19 @@ static int64_t ckpt_offset(const struct ls_apply *a, int64_t offset, const struc
 	return offset;
 }
 
+/* The lowest session number (1..) no open stream has. */
+static unsigned free_session(const struct ls_apply *a)
+{
+	bool used[MAX_STREAMS + 2] = { false };
+	for (size_t i = 0; i < a->nstreams; i++)
+		if (a->streams[i].session <= MAX_STREAMS + 1)
+			used[a->streams[i].session] = true;
+	unsigned n = 1;
+	while (used[n])
+		n++;
+	return n;
+}
+
 static struct stream *stream_open(struct ls_apply *a, uint64_t xid, int64_t offset,
 				  struct ls_err *err)
 {
@@ -383,13 +396,8 @@ static struct stream *stream_open(struct ls_apply *a, uint64_t xid, int64_t offs
 			   MAX_STREAMS, xid, (long long)offset);
 		return NULL;
 	}
-	/* the lowest session number no open stream has */
-	unsigned session = 1;
-	for (size_t i = 0; i < a->nstreams; i++)
-		if (a->streams[i].session == session)
-			session++, i = (size_t)-1;
 	struct ls_target_opts o = a->topts;
-	o.session = session;
+	o.session = free_session(a);
 	struct ls_target *t = NULL;
 	struct ls_txn txn = { .xid = xid };
 	if (a->ops->open(&o, &t, err) < 0 || a->ops->begin(t, &txn, err) < 0) {
@@ -399,7 +407,7 @@ static struct stream *stream_open(struct ls_apply *a, uint64_t xid, int64_t offs
 		return NULL;
 	}
 	struct stream *s = &a->streams[a->nstreams++];
-	*s = (struct stream){ .xid = xid, .session = session, .t = t, .first_offset = offset };
+	*s = (struct stream){ .xid = xid, .session = o.session, .t = t, .first_offset = offset };
 	stream_counts(a);
 	return s;
 }
