@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "tests/helpers/testsrv.h"
+#include "tests/helpers/testutil.h"
 
 static char ctl_out[1 << 20];
 
@@ -231,13 +232,6 @@ void ls_testcut_assert_equal(struct ls_testd *d, ls_testcut_sum_fn sum, void *ol
 
 /* ---- the load ---------------------------------------------------------------------------- */
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 void ls_testcut_load_start(struct ls_testcut_load *l, struct ls_testd *d,
 			   void *(*main)(void *l))
 {
@@ -248,7 +242,7 @@ void ls_testcut_load_start(struct ls_testcut_load *l, struct ls_testd *d,
 	l->n = n;
 	l->cap = cap;
 	l->d = d;
-	l->last = l->t0 = now_s();
+	l->last = l->t0 = ls_testutil_now();
 	pthread_mutex_init(&l->mu, NULL);
 	snprintf(l->flag, sizeof l->flag, "%s/switched", ls_testd_dir(d));
 	ck_assert_int_eq(pthread_create(&l->thread, NULL, main, l), 0);
@@ -274,7 +268,7 @@ bool ls_testcut_load_wants_new(const struct ls_testcut_load *l)
 
 void ls_testcut_load_note(struct ls_testcut_load *l, long id, bool on_new)
 {
-	double t = now_s();
+	double t = ls_testutil_now();
 	pthread_mutex_lock(&l->mu);
 	if (t - l->last > l->max_gap)
 		l->max_gap = t - l->last;
@@ -285,18 +279,12 @@ void ls_testcut_load_note(struct ls_testcut_load *l, long id, bool on_new)
 	}
 	if (l->ids)
 		l->ids[l->n++] = id;
-	/* A steady application, not an unpaced loop: on a slow machine the
-	 * loop outran the pipeline, its lag never closed and the cutover's
-	 * ready step (lag under 5 s, then a drift check of a table grown to
-	 * millions of rows) ran out of time.  Pacing shapes the load; it is
-	 * not a wait for a condition. */
-	double due = l->t0 + (double)++l->paced / LS_TESTCUT_LOAD_RATE;
+	/* unpaced, the loop outran the pipeline on a slow machine and the
+	 * cutover's ready step (lag under 5 s) never came */
+	long n = ++l->paced;
 	pthread_mutex_unlock(&l->mu);
 	atomic_fetch_add(on_new ? &l->ok_new : &l->ok_old, 1);
-	if (due > t) {
-		struct timespec ts = { (time_t)(due - t), (long)((due - t - (time_t)(due - t)) * 1e9) };
-		nanosleep(&ts, NULL);
-	}
+	ls_testutil_pace(l->t0, n, LS_TESTCUT_LOAD_RATE);
 }
 
 struct progress {

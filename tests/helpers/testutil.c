@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int hexval(int c)
 {
@@ -115,4 +116,20 @@ int ls_testutil_run_cases(const char *suite, const struct ls_testutil_case *case
 	int failed = srunner_ntests_failed(r);
 	srunner_free(r);
 	return failed ? 1 : 0;
+}
+
+double ls_testutil_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+void ls_testutil_pace(double t0, long n, double rate)
+{
+	double wait = t0 + (double)n / rate - ls_testutil_now();
+	if (wait <= 0)
+		return;
+	struct timespec ts = { (time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9) };
+	nanosleep(&ts, NULL);
 }

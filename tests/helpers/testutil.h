@@ -65,4 +65,17 @@ struct ls_testutil_case {
 int ls_testutil_run_cases(const char *suite, const struct ls_testutil_case *cases, size_t n,
 			  void (*setup)(void), void (*teardown)(void), double timeout_s);
 
+/* ---- pacing a load ---------------------------------------------------------------- */
+
+/* Seconds on the monotonic clock. */
+double ls_testutil_now(void);
+
+/* Sleeps until event n (counted from 1) of a load that began at t0
+ * (ls_testutil_now) at rate events a second is due; returns at once when
+ * it is late.  A test's load is an application, not a flood: an unpaced
+ * loop on a slow machine outruns any pipeline, its lag never closes and
+ * waits on convergence time out.  Pacing shapes the load; it is not a wait
+ * for a condition. */
+void ls_testutil_pace(double t0, long n, double rate);
+
 #endif
