@@ -12,6 +12,11 @@
 
 #define DEFAULT_QUEUE_BYTES (16u << 20)
 #define MAX_STREAMS 8
+/* A group the queue ran dry on commits once this old (batch_ms bounds the
+ * rest): a few ms of waiting turn a trickle of small source transactions
+ * into one target transaction instead of one each, which folds hot rows and
+ * costs the target a commit per group, not per transaction. */
+#define IDLE_COMMIT_MS 10
 #define RESET_BACKOFF_MIN_MS 200
 #define RESET_BACKOFF_MAX_MS 10000
 
@@ -100,6 +105,7 @@ struct ls_apply {
 	struct pmsg *pend, **pend_tail;    /* hooked messages of the open txn */
 	struct stream streams[MAX_STREAMS];
 	size_t nstreams;
+	uint64_t group_since_ns;       /* first record since the last flush, 0 = none */
 };
 
 /* ---- relation cache (apply thread) --------------------------------------- */
@@ -706,6 +712,7 @@ static int recover(struct ls_apply *a, const struct ls_err *cause)
 	a->ops->checkpoint(a->target, &ck);
 	a->applied_seq = ck.present ? ck.source_seq : 0;
 	a->in_txn = a->skipping = false;
+	a->group_since_ns = 0;
 	drop_pending(a);
 	pthread_mutex_lock(&a->mu);
 	for (struct item *it = a->head, *n; it; it = n) {
@@ -799,14 +806,26 @@ static void *thread_main(void *arg)
 			}
 		}
 		/* Group commit only while records wait: when the queue runs dry
-		 * between source transactions, commit now rather than after
-		 * batch_ms, so a lightly loaded pipeline is not delayed by its
-		 * own batching, and a busy one still commits in groups. */
-		if (it && !a->in_txn && queue_empty(a))
-			flush = true;
-		if (flush && !a->in_txn && a->ops->flush(a->target, &err) < 0) {
-			fail(a, &err);
-			continue;
+		 * between source transactions, commit IDLE_COMMIT_MS after the
+		 * group began rather than after batch_ms, so a lightly loaded
+		 * pipeline is not delayed by its own batching, and a busy one
+		 * still commits in groups. */
+		int idle_wait = -1;
+		if (it && a->group_since_ns == 0)
+			a->group_since_ns = uv_hrtime();
+		if (a->group_since_ns && !a->in_txn && queue_empty(a)) {
+			int64_t age = (int64_t)((uv_hrtime() - a->group_since_ns) / 1000000);
+			if (age >= IDLE_COMMIT_MS)
+				flush = true;
+			else
+				idle_wait = (int)(IDLE_COMMIT_MS - age);
+		}
+		if (flush && !a->in_txn) {
+			if (a->ops->flush(a->target, &err) < 0) {
+				fail(a, &err);
+				continue;
+			}
+			a->group_since_ns = 0;
 		}
 		int w = 1000;
 		if (!a->in_txn && a->ops->tick(a->target, &w, &err) < 0) {
@@ -814,6 +833,8 @@ static void *thread_main(void *arg)
 			continue;
 		}
 		wait_ms = w < 0 ? 1000 : (w < 1 ? 1 : w);
+		if (idle_wait > 0 && idle_wait < wait_ms)
+			wait_ms = idle_wait;
 	}
 	return NULL;
 }

@@ -30,6 +30,12 @@
  *    before the oldest open stream's FIRST chunk, so a replay reads it all
  *    again.  At most 8 streams may be open at once.
  *
+ * Groups: while records wait in the queue, source transactions gather in
+ * the target's open group (it commits when batch_rows or batch_ms is
+ * reached); when the queue runs dry the group commits once it is 10 ms old,
+ * so a trickle of small transactions costs the target one commit per
+ * group, not one each, and a quiet pipeline waits at most 10 ms.
+ *
  * Commits reach the loop through on_committed (from a uv_async, so several
  * commits may merge into one call with the latest position).  A retryable
  * target failure (connection lost, ...) makes the thread reconnect with
