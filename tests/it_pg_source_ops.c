@@ -569,7 +569,7 @@ START_TEST(pgsource_ack_moves_slot_only_after_ack)
 		ls_pgsetup_lsn_format(ack, t));
 	ck_assert_msg(strstr(doc, member) && strstr(doc, "\"state\":\"streaming\"")
 		&& strstr(doc, "\"slot\":\"lockstep_ack\"") &&
-		strstr(doc, "\"source_lag_bytes\":"), "%s", doc);
+		strstr(doc, "\"walsender_sent_lsn\":"), "%s", doc);
 	ls_json_free(j);
 	h_close(h);
 	free(h);

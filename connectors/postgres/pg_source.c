@@ -1447,9 +1447,11 @@ static void pg_status(struct ls_source *s, struct ls_json *j)
 	kv_lsn(j, "received_lsn", st.received);
 	kv_lsn(j, "flushed_lsn", st.flushed);
 	kv_lsn(j, "reported_lsn", st.reported);
-	kv_lsn(j, "server_wal_end", st.server_wal_end);
-	ls_json_kv_uint(j, "source_lag_bytes", st.server_wal_end > st.received ?
-		st.server_wal_end - st.received : 0);
+	/* a logical walsender reports its own decoding position as "WAL end",
+	 * not the server's: a slot hundreds of MB behind showed 0 here as
+	 * source lag.  The true source lag is GET /lag's (the heartbeat reads
+	 * the server's WAL position). */
+	kv_lsn(j, "walsender_sent_lsn", st.server_wal_end);
 	ls_json_kv_uint(j, "reconnects", st.reconnects);
 	ls_json_kv_uint(j, "messages", st.messages);
 	ls_json_kv_string(j, "skip_origins", s->skip_origins);

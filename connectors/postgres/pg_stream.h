@@ -136,7 +136,8 @@ int ls_pgstream_send_feedback(struct ls_pgstream *s, bool reply);
 struct ls_pgstream_stats {
 	bool streaming;
 	uint64_t received;         /* highest LSN seen (XLogData or keepalive) */
-	uint64_t server_wal_end;   /* latest wal end the server sent */
+	uint64_t server_wal_end;   /* latest "wal end" the server sent: for a logical
+	                            * walsender its own sent position, not the WAL end */
 	uint64_t flushed;          /* what the caller declared durable */
 	uint64_t reported;         /* flush position last sent to the server */
 	int64_t last_server_time_us; /* send time of the last message */
