@@ -60,7 +60,8 @@ SQL
 
 # lockstep config for MODE (direct | kafka) under pipeline name NAME.
 # $LS_TARGET_EXTRA and $LS_KAFKA_EXTRA (lines) are added to the target's
-# section and the Kafka buffer's, to try settings: LS_TARGET_EXTRA="batch_ms = 20".
+# section and the Kafka buffer's, to try settings: LS_TARGET_EXTRA="batch_ms = 20";
+# $LS_LOG_LEVEL (default notice) is lockstepd's log level.
 lsd_conf() {
 	local name=$1 mode=$2 buffer="type = direct"
 	[ "$mode" = kafka ] && buffer="type = kafka
@@ -75,7 +76,7 @@ $LS_KAFKA_EXTRA}"
 		"[target dst]" "type = postgres" "conninfo = $dst_DSN dbname=bench" \
 		"create_tables = false" ${LS_TARGET_EXTRA:+"$LS_TARGET_EXTRA"} "" \
 		"[control]" "socket = $LS_TMP/$name.sock" "" \
-		"[drift]" "interval = 0" "" "[log]" "level = notice"
+		"[drift]" "interval = 0" "" "[log]" "level = ${LS_LOG_LEVEL:-notice}"
 }
 
 repl_start() {
