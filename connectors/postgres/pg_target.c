@@ -343,6 +343,17 @@ static int usable(struct ls_pgtarget *t, struct ls_err *err)
 			  "the checkpoint", t->target);
 }
 
+/* usable(), and inside a source transaction: the calls that act on one. */
+static int usable_in_txn(struct ls_pgtarget *t, const char *what, struct ls_err *err)
+{
+	if (usable(t, err) < 0)
+		return -1;
+	if (!t->in_txn)
+		return ls_err_set(err, false, "target %s: %s outside a transaction", t->target,
+				  what);
+	return 0;
+}
+
 /* ---- pipeline ---------------------------------------------------------------- */
 
 static void report_group(struct ls_pgtarget *t, const struct inflight *g);
@@ -971,10 +982,8 @@ int ls_pgtarget_begin(struct ls_pgtarget *t, const struct ls_txn *txn, struct ls
 int ls_pgtarget_end(struct ls_pgtarget *t, const struct ls_txn *txn, int64_t buffer_offset,
 		    struct ls_err *err)
 {
-	if (usable(t, err) < 0)
+	if (usable_in_txn(t, "end", err) < 0)
 		return -1;
-	if (!t->in_txn)
-		return ls_err_set(err, false, "target %s: end outside a transaction", t->target);
 	t->in_txn = false;
 	discard_saved(t);
 	t->group_missing += t->txn_missing;
@@ -1040,10 +1049,8 @@ static void unsave_rels(struct ls_pgtarget *t, bool restore);
  * retryable: reset() arms savepoint mode for the replay. */
 int ls_pgtarget_abort_txn(struct ls_pgtarget *t, struct ls_err *err)
 {
-	if (usable(t, err) < 0)
+	if (usable_in_txn(t, "abort", err) < 0)
 		return -1;
-	if (!t->in_txn)
-		return ls_err_set(err, false, "target %s: abort outside a transaction", t->target);
 	/* pending rows are all this transaction's: a group it did not open
 	 * has none of others' in savepoint mode (batches are off there), and
 	 * goes whole otherwise */
@@ -1102,11 +1109,8 @@ int ls_pgtarget_test_unanswered(struct ls_pgtarget *t, struct ls_err *err)
 
 int ls_pgtarget_savepoint(struct ls_pgtarget *t, uint64_t id, struct ls_err *err)
 {
-	if (usable(t, err) < 0)
+	if (usable_in_txn(t, "savepoint", err) < 0)
 		return -1;
-	if (!t->in_txn)
-		return ls_err_set(err, false, "target %s: savepoint outside a transaction",
-				  t->target);
 	if (flush_all(t, err) < 0 || end_copy(t, err) < 0)
 		return -1;
 	t->run_rel = NULL;
@@ -1122,11 +1126,8 @@ int ls_pgtarget_savepoint(struct ls_pgtarget *t, uint64_t id, struct ls_err *err
  * inside a rolled-back subtransaction is not undone in it. */
 int ls_pgtarget_rollback_to(struct ls_pgtarget *t, uint64_t id, struct ls_err *err)
 {
-	if (usable(t, err) < 0)
+	if (usable_in_txn(t, "rollback", err) < 0)
 		return -1;
-	if (!t->in_txn)
-		return ls_err_set(err, false, "target %s: rollback outside a transaction",
-				  t->target);
 	drop_pending(t);
 	if (abandon_copy(t, err) < 0 || sync_drain(t, err) < 0)
 		return -1;
@@ -2613,10 +2614,8 @@ static int change_in_txn(struct ls_pgtarget *t, const struct ls_relation *rel,
 int ls_pgtarget_change(struct ls_pgtarget *t, const struct ls_relation *rel,
 		       const struct ls_change *ch, struct ls_err *err)
 {
-	if (usable(t, err) < 0)
+	if (usable_in_txn(t, "change", err) < 0)
 		return -1;
-	if (!t->in_txn)
-		return ls_err_set(err, false, "target %s: change outside a transaction", t->target);
 	if (ch->op == LS_OP_MESSAGE)
 		return 0;
 	if (change_in_txn(t, rel, ch, err) < 0) {
