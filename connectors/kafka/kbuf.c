@@ -131,8 +131,11 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
 static rd_kafka_conf_t *make_conf(const struct kbuf *kb, enum kind kind,
 				  const char *group, struct ls_err *err)
 {
+	/* linger 25 ms: under a steady pgbench load, 15% less lockstepd CPU
+	 * per change than 5 ms (bench pg_steady: 34.5 vs 40.8 s per million)
+	 * for ~6 ms more median lag; a user's kafka.linger.ms overrides it */
 	static const char *const pdef[][2] = {
-		{ "compression.type", "lz4" }, { "linger.ms", "5" },
+		{ "compression.type", "lz4" }, { "linger.ms", "25" },
 		{ "acks", "all" }, { "enable.idempotence", "true" },
 	};
 	/* A short fetch wait: the broker answers an empty fetch after 20 ms
