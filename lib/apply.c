@@ -787,6 +787,22 @@ static bool queue_empty(struct ls_apply *a)
 	return empty;
 }
 
+/* Group commit only while records wait: when the queue runs dry between
+ * source transactions, the group commits IDLE_COMMIT_MS after it began
+ * rather than after batch_ms, so a lightly loaded pipeline is not delayed
+ * by its own batching, and a busy one still commits in groups.  Whether
+ * that time has come; if not, *wait_ms is how long until it does. */
+static bool idle_commit_due(struct ls_apply *a, int *wait_ms)
+{
+	if (a->group_since_ns == 0 || a->in_txn || !queue_empty(a))
+		return false;
+	int64_t age = (int64_t)((uv_hrtime() - a->group_since_ns) / 1000000);
+	if (age >= IDLE_COMMIT_MS)
+		return true;
+	*wait_ms = (int)(IDLE_COMMIT_MS - age);
+	return false;
+}
+
 static void *thread_main(void *arg)
 {
 	struct ls_apply *a = arg;
@@ -797,6 +813,7 @@ static void *thread_main(void *arg)
 		struct item *it = next_item(a, wait_ms, &flush, &stop);
 		if (stop)
 			break;
+		bool took = it != NULL;   /* it is freed below */
 		if (it) {
 			int rc = process(a, it, &err);
 			free(it);
@@ -805,21 +822,11 @@ static void *thread_main(void *arg)
 				continue;
 			}
 		}
-		/* Group commit only while records wait: when the queue runs dry
-		 * between source transactions, commit IDLE_COMMIT_MS after the
-		 * group began rather than after batch_ms, so a lightly loaded
-		 * pipeline is not delayed by its own batching, and a busy one
-		 * still commits in groups. */
-		int idle_wait = -1;
-		if (it && a->group_since_ns == 0)
+		if (took && a->group_since_ns == 0)
 			a->group_since_ns = uv_hrtime();
-		if (a->group_since_ns && !a->in_txn && queue_empty(a)) {
-			int64_t age = (int64_t)((uv_hrtime() - a->group_since_ns) / 1000000);
-			if (age >= IDLE_COMMIT_MS)
-				flush = true;
-			else
-				idle_wait = (int)(IDLE_COMMIT_MS - age);
-		}
+		int idle_wait = -1;
+		if (idle_commit_due(a, &idle_wait))
+			flush = true;
 		if (flush && !a->in_txn) {
 			if (a->ops->flush(a->target, &err) < 0) {
 				fail(a, &err);

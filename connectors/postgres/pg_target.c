@@ -214,8 +214,11 @@ static const char *error_column(const PGresult *r, const struct pend *p)
 
 static const char *kind_name(uint8_t kind)
 {
-	static const char *const names[] = { "statement", "prepared statement", "sync",
-		"query", "checkpoint update", "set-based statement", "COMMIT" };
+	static const char *const names[] = {
+		[P_PLAIN] = "statement", [P_STMT] = "prepared statement", [P_SYNC] = "sync",
+		[P_WANT] = "query", [P_CKPT] = "checkpoint update",
+		[P_BATCH] = "set-based statement", [P_COMMIT] = "COMMIT",
+	};
 	return kind < sizeof names / sizeof *names ? names[kind] : "command";
 }
 
